@@ -1,0 +1,185 @@
+"""How an exercise is checked: a Check is a list of Tests; a Test is a probe and a judge.
+
+- The probe calls the student's code on inputs the test chooses and returns *plain data*: None, bool, int,
+  float, str, lists, dicts with string keys and numpy arrays (tensors are converted).
+- The judge looks only at that plain data and returns None when it is right, or a message that names the
+  likely mistake in words a student understands.
+
+In a notebook both run in the student's kernel: `check_encode(encode)` prints one line or raises
+AssertionError with the first failing test's message. The grader runs the probes in a sandbox, carries the
+plain data out, and runs the judges in its own process, so nothing student code does can change a verdict:
+a lying `__eq__` or a patched `torch.allclose` never reaches the judge.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+PLAIN_SCALARS = (type(None), bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Test:
+    name: str  # what the test looks at, e.g. "encode('hello') uses the sorted vocabulary"
+    probe: Callable[..., Any]  # (student objects...) -> plain data
+    judge: Callable[[Any], str | None]  # plain data -> None, or the mistake
+
+
+@dataclass(frozen=True)
+class Outcome:
+    test: str
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class Check:
+    exercise: str  # the exercise id, as in the solution notebook's cell metadata
+    expects: list[str]  # one description per argument, e.g. "a function encode(text) -> list[int]"
+    tests: list[Test]
+    accepts: list[Callable[[Any], bool]] = field(default_factory=list)  # per argument; default: callable
+
+    def __call__(self, *student: Any) -> None:
+        """Run every test in this kernel: print one line on success, raise AssertionError on the first failure."""
+        problem = self.argument_problem(student)
+        if problem:
+            raise TypeError(problem)
+        for test in self.tests:
+            data = self.probe(test, student)
+            message = test.judge(data)
+            if message:
+                raise AssertionError(f"{self.exercise}: {message}")
+        print(f"✓ {self.exercise}: all {len(self.tests)} tests passed.")
+
+    def argument_problem(self, student: tuple) -> str | None:
+        """A message when the check was called with the wrong number or kind of objects, else None."""
+        if len(student) != len(self.expects):
+            wanted = "; ".join(self.expects)
+            return f"check for {self.exercise!r} takes {len(self.expects)} argument(s) ({wanted}), got {len(student)}."
+        accepts = self.accepts or [callable] * len(self.expects)
+        for position, (value, accept, expected) in enumerate(zip(student, accepts, self.expects), start=1):
+            if not accept(value):
+                return f"argument {position} of the {self.exercise!r} check should be {expected}, got {describe(value)}."
+        return None
+
+    @staticmethod
+    def probe(test: Test, student: tuple) -> Any:
+        """Run one probe on copies of the student's objects and return its result as plain data."""
+        copies = tuple(_copy_if_possible(value) for value in student)
+        try:
+            result = test.probe(*copies)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            raise AssertionError(
+                f"while testing '{test.name}', your code raised {type(error).__name__}: {error}"
+            ) from error
+        try:
+            return to_plain(result)
+        except TypeError as error:
+            raise AssertionError(f"while testing '{test.name}': your code {error}") from None
+
+    def probe_all(self, student: tuple) -> list[tuple[str, Any]]:
+        """Run every probe, never raising: (test name, plain data or ProbeError) pairs, for the grader's sandbox."""
+        results = []
+        for test in self.tests:
+            try:
+                results.append((test.name, self.probe(test, student)))
+            except NotImplementedError:
+                results.append((test.name, ProbeError("not implemented (NotImplementedError)")))
+            except Exception as error:
+                results.append((test.name, ProbeError(str(error))))
+        return results
+
+    def judge(self, results: list[tuple[str, Any]]) -> list[Outcome]:
+        """Judge probe results carried out of a sandbox: (test name, plain data or an error string) pairs."""
+        by_name = dict(results)
+        outcomes = []
+        for test in self.tests:
+            if test.name not in by_name:
+                outcomes.append(Outcome(test.name, False, "this test did not run (time or memory limit, or a crash)"))
+                continue
+            data = by_name[test.name]
+            if isinstance(data, ProbeError):
+                outcomes.append(Outcome(test.name, False, data.message))
+                continue
+            message = test.judge(data)
+            outcomes.append(Outcome(test.name, message is None, message or ""))
+        return outcomes
+
+
+@dataclass(frozen=True)
+class ProbeError:
+    """A probe that raised instead of returning data (kept as text: it crossed a process boundary)."""
+
+    message: str
+
+
+def to_plain(value: Any) -> Any:
+    """Convert a probe's result to plain data; anything else is refused.
+
+    >>> to_plain((1, torch.tensor([2.0])))
+    [1, array([2.], dtype=float32)]
+    """
+    if type(value) in PLAIN_SCALARS:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().copy()
+    if isinstance(value, np.ndarray):
+        return np.array(value, copy=True)
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value) in (list, tuple):
+        return [to_plain(item) for item in value]
+    if type(value) is dict and all(type(key) is str for key in value):
+        return {key: to_plain(item) for key, item in value.items()}
+    raise TypeError(f"returned {describe(value)} where a plain value (number, string, list, tensor) was expected")
+
+
+def describe(value: Any, limit: int = 80) -> str:
+    """A short description of a value for messages: its type and a truncated repr.
+
+    >>> describe([1, 2, 3])
+    'list [1, 2, 3]'
+    """
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def _copy_if_possible(value: Any) -> Any:
+    """Checks never mutate what the student passed: each probe works on a deep copy when one can be made."""
+    if callable(value) and not isinstance(value, torch.nn.Module):
+        return value  # functions and classes are not copied (and need not be)
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return value
+
+
+def array_mistake(got: Any, expected: np.ndarray, what: str, atol: float = 1e-5) -> str | None:
+    """For judges: None when `got` is an array equal to `expected` within atol, else what differs.
+
+    >>> array_mistake(np.zeros((2, 3)), np.zeros((3, 2)), "the output")
+    'the output should have shape (3, 2), got (2, 3)'
+    """
+    if not isinstance(got, np.ndarray):
+        return f"{what} should be a tensor of shape {tuple(expected.shape)}, got {describe(got)}"
+    if got.shape != expected.shape:
+        return f"{what} should have shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if np.issubdtype(expected.dtype, np.floating) and not np.issubdtype(got.dtype, np.floating):
+        return f"{what} should hold floating-point numbers, got dtype {got.dtype}"
+    if np.issubdtype(expected.dtype, np.integer) and not np.issubdtype(got.dtype, np.integer):
+        return f"{what} should hold integers (e.g. torch.long), got dtype {got.dtype}"
+    if got.size and not np.allclose(got.astype(np.float64), expected.astype(np.float64), atol=atol, rtol=0):
+        worst = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
+        return f"{what} has the right shape but wrong values (largest difference {worst:.3g})"
+    return None
