@@ -15,6 +15,9 @@ check, e.g. `check_encode(encode)`. Answers to questions live in markdown `<deta
 
 `python -m coursekit build` writes notebooks/ (outputs cleared, deterministic bytes);
 `python -m coursekit build --check` exits non-zero and names every notebook that is stale.
+
+Every notebook starts with two cells that build writes (into solutions/ too): an "Open in Colab" badge and a
+set-up cell that, on Colab only, installs coursekit if it is missing and fetches the data.
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 STUDENT_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+
+REPOSITORY = "coursekit/coursekit"  # where the course is published on GitHub (Colab and Binder open it from there)
+COLAB_BADGE_ID, COLAB_SETUP_ID = "colab-badge", "colab-setup"
+COLAB_SETUP = f"""\
+# Set-up for Google Colab, written by `python -m coursekit build`. Anywhere else this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("coursekit") is None:
+        # Colab's own torch already satisfies coursekit's requirement, so pip leaves it alone.
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/{REPOSITORY}"], check=True)
+    subprocess.run([sys.executable, "-m", "coursekit", "data", "fetch", "tinyshakespeare"], check=True)"""
 
 
 class BuildError(ValueError):
@@ -138,9 +156,26 @@ def validate(notebook, name: str) -> None:
             raise BuildError(f"{name}: exercise {item['exercise']!r} must be followed by a cell calling its check.")
 
 
-def student_version(solution) -> nbformat.NotebookNode:
-    """The student notebook for a solution notebook: answers stripped, outputs cleared."""
-    notebook = nbformat.from_dict(solution)  # a deep copy
+def colab_badge(folder: str, name: str) -> str:
+    """Markdown for an "Open in Colab" badge that opens folder/name from the course repository."""
+    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/{folder}/{name}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def with_header(notebook, folder: str, name: str) -> nbformat.NotebookNode:
+    """A copy of the notebook that starts with the Colab badge and the Colab set-up cell (replacing old ones)."""
+    notebook = nbformat.from_dict(notebook)
+    badge = nbformat.v4.new_markdown_cell(colab_badge(folder, name))
+    setup = nbformat.v4.new_code_cell(COLAB_SETUP)
+    badge["id"], setup["id"] = COLAB_BADGE_ID, COLAB_SETUP_ID
+    rest = [cell for cell in notebook.cells if cell.get("id") not in (COLAB_BADGE_ID, COLAB_SETUP_ID)]
+    notebook.cells = [badge, setup, *rest]
+    return notebook
+
+
+def student_version(solution, name: str) -> nbformat.NotebookNode:
+    """The student notebook for a solution notebook: answers stripped, outputs cleared, its own Colab badge."""
+    notebook = with_header(solution, "notebooks", name)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":
@@ -166,18 +201,22 @@ def build(root: Path, check: bool = False) -> list[str]:
     for source in sources:
         if not NOTEBOOK_NAME.match(source.name):
             raise BuildError(f"{source}: notebook names are NN_lowercase_words.ipynb, e.g. 01_tokenization.ipynb")
-        solution = nbformat.read(source, as_version=4)
+        solution = with_header(nbformat.read(source, as_version=4), "solutions", source.name)
         validate(solution, source.name)
-        wanted = to_bytes(student_version(solution))
+        if source.read_bytes() != to_bytes(solution):
+            stale.append(f"solutions/{source.name} (its Colab header cells)")
+            if not check:
+                source.write_bytes(to_bytes(solution))
+        wanted = to_bytes(student_version(solution, source.name))
         target = students / source.name
         if not target.exists() or target.read_bytes() != wanted:
-            stale.append(target.name)
+            stale.append(f"notebooks/{target.name}")
             if not check:
                 students.mkdir(exist_ok=True)
                 target.write_bytes(wanted)
     expected = {source.name for source in sources}
     orphans = sorted(path.name for path in students.glob("*.ipynb") if path.name not in expected)
-    stale.extend(f"{name} (no solution notebook)" for name in orphans)
+    stale.extend(f"notebooks/{name} (no solution notebook)" for name in orphans)
     if orphans and not check:
         for name in orphans:
             (students / name).unlink()

@@ -36,7 +36,7 @@ def build_command(arguments) -> int:
         return 1
     if arguments.check:
         for name in stale:
-            print(f"✗ notebooks/{name} is stale: run  python -m coursekit build", file=sys.stderr)
+            print(f"✗ {name} is stale: run  python -m coursekit build", file=sys.stderr)
         if not stale:
             print("✓ notebooks/ matches solutions/")
         return 1 if stale else 0

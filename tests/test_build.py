@@ -55,11 +55,12 @@ def test_student_version_clears_outputs_and_keeps_details_answers():
     solved.execution_count = 3
     question = nbformat.v4.new_markdown_cell("Why?\n<details><summary>Answer</summary>Because.</details>")
     notebook = nbformat.v4.new_notebook(cells=[question, solved, nbformat.v4.new_code_cell("check_double(double)")])
-    student = build.student_version(notebook)
-    assert student.cells[0].source == question.source
-    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
-    assert "return 2 * x" not in student.cells[1].source
-    assert student.cells[1].metadata["coursekit"] == {"exercise": "double", "points": 2}
+    student = build.student_version(notebook, "01_tiny.ipynb")
+    question_copy, exercise_copy = student.cells[2], student.cells[3]  # after the two Colab header cells
+    assert question_copy.source == question.source
+    assert exercise_copy.outputs == [] and exercise_copy.execution_count is None
+    assert "return 2 * x" not in exercise_copy.source
+    assert exercise_copy.metadata["coursekit"] == {"exercise": "double", "points": 2}
     assert "return 2 * x" in notebook.cells[1].source, "the solution notebook itself must not change"
 
 
@@ -74,14 +75,14 @@ def test_build_writes_then_check_detects_drift(tmp_path, capsys):
     (root / "notebooks" / "01_tiny.ipynb").write_bytes(first.replace(b"YOUR CODE HERE", b"my edit"))
     capsys.readouterr()
     assert main(["build", "--check", "--root", str(root)]) == 1
-    assert "01_tiny.ipynb is stale" in capsys.readouterr().err
+    assert "notebooks/01_tiny.ipynb is stale" in capsys.readouterr().err
 
 
 def test_a_student_notebook_without_a_solution_is_reported(tmp_path):
     root = tiny_course(tmp_path, [nbformat.v4.new_code_cell("x = 1")])
     build.build(root)
     shutil.copy(root / "notebooks" / "01_tiny.ipynb", root / "notebooks" / "02_orphan.ipynb")
-    assert build.build(root, check=True) == ["02_orphan.ipynb (no solution notebook)"]
+    assert build.build(root, check=True) == ["notebooks/02_orphan.ipynb (no solution notebook)"]
 
 
 @pytest.mark.parametrize("cells, complaint", [
@@ -105,3 +106,15 @@ def test_exercises_lists_points_and_check_calls():
 
 def test_the_repository_notebooks_are_up_to_date():
     assert build.build(ROOT, check=True) == [], "run: python -m coursekit build"
+
+
+def test_build_gives_the_solution_its_colab_header_once(tmp_path):
+    root = tiny_course(tmp_path, [exercise_cell(SOLVED), nbformat.v4.new_code_cell("check_double(double)")])
+    assert "solutions/01_tiny.ipynb (its Colab header cells)" in build.build(root)
+    assert build.build(root, check=True) == []
+    solution = nbformat.read(root / "solutions" / "01_tiny.ipynb", as_version=4)
+    assert [cell.id for cell in solution.cells[:2]] == ["colab-badge", "colab-setup"]
+    assert sum(cell.id == "colab-setup" for cell in solution.cells) == 1
+    assert "blob/main/solutions/01_tiny.ipynb" in solution.cells[0].source
+    student = nbformat.read(root / "notebooks" / "01_tiny.ipynb", as_version=4)
+    assert "blob/main/notebooks/01_tiny.ipynb" in student.cells[0].source
