@@ -46,6 +46,7 @@ class Check:
 
     def __call__(self, *student: Any) -> None:
         """Run every test in this kernel: print one line on success, raise AssertionError on the first failure."""
+        __tracebackhide__ = True  # IPython and pytest then show the student the message, not this frame
         problem = self.argument_problem(student)
         if problem:
             raise TypeError(problem)
@@ -70,6 +71,7 @@ class Check:
     @staticmethod
     def probe(test: Test, student: tuple) -> Any:
         """Run one probe on copies of the student's objects and return its result as plain data."""
+        __tracebackhide__ = True
         copies = tuple(_copy_if_possible(value) for value in student)
         try:
             result = test.probe(*copies)
@@ -141,6 +143,19 @@ def to_plain(value: Any) -> Any:
     raise TypeError(f"returned {describe(value)} where a plain value (number, string, list, tensor) was expected")
 
 
+def type_and_value(value) -> dict:
+    """A probe's view of a returned value: its type name and, when it is plain data, the value itself.
+
+    >>> type_and_value((1, 2)), type_and_value(b"hi")
+    ({'type': 'tuple', 'value': [1, 2]}, {'type': 'bytes', 'value': None})
+    """
+    try:
+        plain = to_plain(value)
+    except TypeError:  # e.g. a list of bytes: the judge says what to return instead
+        plain = None
+    return {"type": type(value).__name__, "value": plain}
+
+
 def describe(value: Any, limit: int = 80) -> str:
     """A short description of a value for messages: its type and a truncated repr.
 
@@ -159,6 +174,8 @@ def _copy_if_possible(value: Any) -> Any:
     """Checks never mutate what the student passed: each probe works on a deep copy when one can be made."""
     if callable(value) and not isinstance(value, torch.nn.Module):
         return value  # functions and classes are not copied (and need not be)
+    if type(value) in (list, tuple) and all(type(item) in PLAIN_SCALARS for item in value):
+        return type(value)(value)  # a shallow copy suffices, and is fast for a million characters
     try:
         return copy.deepcopy(value)
     except Exception:

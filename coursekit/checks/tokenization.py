@@ -1,144 +1,9 @@
-"""Checks for notebook 01 (tokenization); chars/encode/decode are shared with notebooks 02 and 04."""
+"""Checks for notebook 01's byte pair encoding exercises: pair counts, merges, training, encode and decode."""
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-
-from coursekit import data
-from coursekit.bpe import apply_merges, merge_pair, pair_counts, train_bpe_naive
-from coursekit.checks.core import Check, Test, describe
-
-# ---------------------------------------------------------------- characters
-
-
-@lru_cache(maxsize=1)
-def corpus_chars() -> list[str]:
-    return sorted(set(data.read_text("tinyshakespeare")))
-
-
-def _char_ids(text: str) -> list[int]:
-    index = {char: i for i, char in enumerate(corpus_chars())}
-    return [index[char] for char in text]
-
-
-def _kind(value) -> dict:
-    """A probe's view of a returned value: its type name and, when plain enough, the value itself."""
-    plain = isinstance(value, (list, tuple, str, int, float, bool, type(None)))
-    return {"type": type(value).__name__, "value": list(value) if isinstance(value, tuple) else value if plain else None}
-
-
-def _chars_is_list(result):
-    if result["type"] == "str":
-        return "chars should be a list of characters (e.g. sorted(set(text))), not one string"
-    if result["type"] != "list":
-        return f"chars should be a list of single characters, got a {result['type']}"
-    bad = [item for item in result["value"] if not (isinstance(item, str) and len(item) == 1)]
-    if bad:
-        return f"every item of chars should be a single character; found {bad[0]!r}"
-    return None
-
-
-def _chars_complete(result):
-    got = result["value"] if isinstance(result["value"], list) else []
-    expected = corpus_chars()
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected), key=repr)
-    if missing:
-        return f"chars is missing {len(missing)} character(s) of the text, e.g. {missing[:3]} (hint: '\\n' and ' ' count)"
-    if extra:
-        return f"chars has characters that are not in the text: {extra[:3]}"
-    if len(got) != len(set(got)):
-        return "chars has duplicates: each character should appear once (use set(text))"
-    return None
-
-
-def _chars_sorted(result):
-    got = result["value"] if isinstance(result["value"], list) else []
-    if got != sorted(got):
-        return "chars should be sorted, so ids do not depend on set order: use sorted(set(text))"
-    return None
-
-
-check_chars = Check(
-    exercise="chars",
-    expects=["the sorted list of unique characters of the text"],
-    accepts=[lambda value: True],
-    tests=[
-        Test("chars is a list of single characters", lambda chars: _kind(chars), _chars_is_list),
-        Test("chars holds every character of the text once", lambda chars: _kind(chars), _chars_complete),
-        Test("chars is sorted", lambda chars: _kind(chars), _chars_sorted),
-    ],
-)
-
-ENCODE_SAMPLES = ["hello", "First Citizen:\nBefore we proceed any further, hear me speak.", ""]
-UNKNOWN_CHARACTER = "€"
-
-
-def _ids_mistake(got, expected: list[int], text: str) -> str | None:
-    if got["type"] != "list":
-        return f"encode should return a list of ints, got a {got['type']} (hint: [stoi[c] for c in text])"
-    ids = got["value"]
-    if ids == expected:
-        return None
-    if ids == [i + 1 for i in expected]:
-        return f"the ids are shifted by one: ids start at 0 (chars[0] is {corpus_chars()[0]!r}, id 0)"
-    if ids == [ord(c) for c in text]:
-        return "you returned Unicode code points (ord); use each character's position in chars instead"
-    return f"encode({text!r}) should be {expected[:12]}, got {ids[:12]}"
-
-
-def _encode_probe(text):
-    return lambda encode: _kind(encode(text))
-
-
-def _raises_naming(result) -> str | None:
-    if result.get("raised") is None:
-        return (f"encode({'hi' + UNKNOWN_CHARACTER!r}) should raise an error because {UNKNOWN_CHARACTER!r} is "
-                f"not in the vocabulary; it returned {result.get('returned')!r}")
-    if UNKNOWN_CHARACTER not in result["message"]:
-        return (f"the error for an unknown character should name it ({UNKNOWN_CHARACTER!r}) so the user knows "
-                f"what to fix; your message was: {result['raised']}: {result['message']}")
-    return None
-
-
-def _encode_unknown(encode) -> dict:
-    try:
-        returned = encode("hi" + UNKNOWN_CHARACTER)
-    except Exception as error:  # any error type is fine, as long as it names the character
-        return {"raised": type(error).__name__, "message": str(error)}
-    return {"raised": None, "returned": describe(returned)}
-
-
-check_encode = Check(
-    exercise="encode",
-    expects=["a function encode(text) -> list[int]"],
-    tests=[
-        *(Test(f"encode({text!r})", _encode_probe(text), lambda got, text=text: _ids_mistake(got, _char_ids(text), text))
-          for text in ENCODE_SAMPLES),
-        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming),
-    ],
-)
-
-
-def _decode_mistake(got, text: str) -> str | None:
-    if got["type"] == "list":
-        return "decode should return one string: join the characters with ''.join(...)"
-    if got["type"] != "str":
-        return f"decode should return a str, got a {got['type']}"
-    if got["value"] != text:
-        return f"decode(ids of {text!r}) should give back {text!r}, got {got['value']!r}"
-    return None
-
-
-check_decode = Check(
-    exercise="decode",
-    expects=["a function decode(ids) -> str"],
-    tests=[Test(f"decode(ids of {text!r})", lambda decode, text=text: _kind(decode(_char_ids(text))),
-                lambda got, text=text: _decode_mistake(got, text)) for text in ENCODE_SAMPLES],
-)
-
-# ---------------------------------------------------------------- byte pair encoding
+from coursekit.bpe import BPETokenizer, apply_merges, merge_pair, pair_counts, train_bpe_naive
+from coursekit.checks.core import Check, Test, describe, type_and_value
 
 
 def _counts_as_rows(counts) -> dict:
@@ -160,8 +25,23 @@ def _counts_mistake(got, ids: list[int]) -> str | None:
     expected = pair_counts(ids)
     if counts == expected:
         return None
+    without_overlaps = {pair: len(ids) - len(merge_pair(ids, pair, -1)) for pair in expected}
+    if counts == without_overlaps:
+        return (f"overlapping pairs count too: {ids} should give {expected}, got {counts} "
+                f"(after counting a pair, move on by one id, not two)")
+    all_ones = counts.keys() == expected.keys() and set(counts.values()) == {1}
     if counts == pair_counts(ids[:-1]):
-        return f"the last pair is missing: for {ids} the pairs are {list(expected)} (zip(ids, ids[1:]))"
+        either = " (or each count was set to 1 instead of increased)" if all_ones else ""
+        return f"the last pair is missing{either}: the pairs of {ids} are {list(zip(ids, ids[1:]))} (zip(ids, ids[1:]))"
+    every_other = {}
+    for a, b in list(zip(ids, ids[1:]))[::2]:
+        every_other[a, b] = every_other.get((a, b), 0) + 1
+    if counts == every_other:
+        return (f"you counted every other pair (a step of 2): pairs overlap, so {ids} has the pairs "
+                f"{list(zip(ids, ids[1:]))} (zip(ids, ids[1:]))")
+    if all_ones:
+        return (f"every count is 1: add one to the pair's count each time you see it "
+                f"(counts.get(pair, 0) + 1); pair_counts({ids}) should be {expected}")
     return f"pair_counts({ids}) should be {expected}, got {counts}"
 
 
@@ -182,7 +62,7 @@ def _merge_probe(ids, pair, new_id):
     def probe(function):
         original = list(ids)
         out = function(original, pair, new_id)
-        return {"result": _kind(out), "input_changed": original != ids}
+        return {"result": type_and_value(out), "input_changed": original != ids}
     return probe
 
 
@@ -197,7 +77,24 @@ def _merge_mistake(got, ids, pair, new_id) -> str | None:
         return None
     if result["value"] == expected[:-1]:
         return f"the last id is dropped: merge_pair({ids}, {pair}, {new_id}) should be {expected}"
+    for mistake, wrong in _wrong_merges(ids, pair, new_id).items():
+        if result["value"] == wrong:
+            return f"{mistake}: merge_pair({ids}, {pair}, {new_id}) should be {expected}, got {wrong}"
     return f"merge_pair({ids}, {pair}, {new_id}) should be {expected}, got {result['value']}"
+
+
+def _wrong_merges(ids: list[int], pair: tuple[int, int], new_id: int) -> dict[str, list[int]]:
+    """What three common mistakes give, to name them: [7, 7, 7] -> [7, 256], [256, 256, 7], ..."""
+    first, second = pair
+    starts = [i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair]
+    return {
+        "scan from the left: the leftmost occurrence wins when occurrences overlap":
+            merge_pair(ids[::-1], (second, first), new_id)[::-1],
+        "after a match, skip both ids of the pair (i += 2): the second id is now part of new_id":
+            [new_id if i in starts else ids[i] for i in range(len(ids))],
+        "only the first occurrence was replaced: replace every occurrence":
+            ids[:starts[0]] + [new_id] + ids[starts[0] + 2:] if starts else list(ids),
+    }
 
 
 check_merge_pair = Check(
@@ -208,7 +105,9 @@ check_merge_pair = Check(
            for ids, pair, new_id in MERGE_SAMPLES],
 )
 
-TRAIN_TEXT = ("the cat sat on the mat; the dog sat on the log. " * 3) + "héhé 🙂🙂 naïve"
+# Mostly ASCII, plus "héhé" often enough that its bytes are merged early: a trainer that works on characters
+# (ord) instead of UTF-8 bytes learns (104, 233) = "hé", which is no pair of the bytes.
+TRAIN_TEXT = ("the cat sat on the mat; the dog sat on the log. " * 3) + "héhé héhé héhé héhé 🙂🙂 naïve"
 TRAIN_MERGES = 20
 
 
@@ -217,6 +116,9 @@ def _merges_as_rows(merges) -> dict:
         return {"error": f"train_bpe should return a dict {{(a, b): new_id}}, got {describe(merges)}"}
     rows = []
     for key, value in merges.items():
+        if isinstance(value, tuple) and not isinstance(key, tuple):
+            return {"error": f"keys and values are swapped ({key!r}: {value!r}): merges maps a pair to its new id, "
+                             f"{{(a, b): new_id}}"}
         if not (isinstance(key, tuple) and len(key) == 2):
             return {"error": f"keys should be pairs (a, b) as tuples, got the key {key!r}"}
         rows.append([int(key[0]), int(key[1]), int(value)])
@@ -231,34 +133,45 @@ def _train_shape_mistake(got) -> str | None:
     if "error" in got:
         return got["error"]
     ids = [row[2] for row in got["rows"]]
+    if len(ids) < TRAIN_MERGES:
+        return (f"train_bpe(text, vocab_size=256 + {TRAIN_MERGES}) should learn {TRAIN_MERGES} merges, got "
+                f"{len(ids)}: new ids run from 256 to vocab_size - 1, and after each merge apply it to the ids "
+                f"(ids = merge_pair(...)), else the same pair wins again and overwrites its entry")
     if len(ids) != TRAIN_MERGES:
-        return f"train_bpe(text, vocab_size=256 + {TRAIN_MERGES}) should learn {TRAIN_MERGES} merges, got {len(ids)}"
+        return (f"train_bpe(text, vocab_size=256 + {TRAIN_MERGES}) should learn {TRAIN_MERGES} merges, got {len(ids)}:"
+                f" the vocabulary is the 256 bytes plus one id per merge, so new ids run from 256 to vocab_size - 1")
     if ids != list(range(256, 256 + TRAIN_MERGES)):
         return f"new ids should be 256, 257, ... in the order the merges are learned; got {ids[:5]}..."
     return None
 
 
-def _train_greedy_mistake(got) -> str | None:
-    """Replay the merges: each must be a most frequent pair at its step (any tie-break is fine)."""
-    shape = _train_shape_mistake(got)
-    if shape:
-        return f"fix this first: {shape}"
-    ids = list(TRAIN_TEXT.encode("utf-8"))
-    known = set(range(256))
-    for step, (first, second, new_id) in enumerate(got["rows"]):
+def _replay_mistake(ids: list[int], rows: list[list[int]]) -> str | None:
+    """Replay merges on ids: None when each is a most frequent pair at its step (any tie-break), else why not."""
+    known = set(ids) | set(range(256))
+    for step, (first, second, new_id) in enumerate(rows):
         if first not in known or second not in known:
             return (f"merge {step} is {(first, second)}, but ids are bytes 0-255 or earlier merges: train on "
                     f"UTF-8 bytes, ids = list(text.encode('utf-8')), not on characters")
         counts = pair_counts(ids)
-        best = max(counts.values())
         count = counts.get((first, second), 0)
-        if count < best:
+        if count < max(counts.values(), default=0):
             top = max(counts, key=counts.get)
             return (f"merge {step} was {(first, second)}, which occurs {count} times at that point, but {top} occurs "
-                    f"{best} times: after each merge, apply it to the ids and count the pairs again")
+                    f"{counts[top]} times: after each merge, apply it to the ids and count the pairs again")
         ids = merge_pair(ids, (first, second), new_id)
         known.add(new_id)
     return None
+
+
+def _train_greedy_mistake(got) -> str | None:
+    shape = _train_shape_mistake(got)
+    if shape:
+        return f"fix this first: {shape}"
+    mistake = _replay_mistake(list(TRAIN_TEXT.encode("utf-8")), got["rows"])
+    if mistake and _replay_mistake([ord(char) for char in TRAIN_TEXT], got["rows"]) is None:
+        return ("these merges were learned on characters (code points, ord), not on bytes: start from "
+                "ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not ord('é') = 233")
+    return mistake
 
 
 check_train_bpe = Check(
@@ -272,7 +185,9 @@ check_train_bpe = Check(
 
 # The merges the encode/decode checks hand to student code: learned by the reference trainer on a fixed text.
 FIXED_MERGES = train_bpe_naive("the theme of the thesis: 'these are the themes' " * 4 + "héllo", vocab_size=276)
-CODEC_SAMPLES = ["the theme", "hello there!", "naïve café 🙂", "", "zzz"]
+# "he has": the merge (104, 101) "he" must win over the later (32, 104) " h", whatever the order of the pairs.
+CODEC_SAMPLES = ["the theme", "hello there! he has his hat", "naïve café 🙂", "", "zzz"]
+_FIXED_VOCAB = BPETokenizer(FIXED_MERGES).vocab  # id -> its bytes
 
 
 def _encode_mistake(got, text: str) -> str | None:
@@ -283,14 +198,18 @@ def _encode_mistake(got, text: str) -> str | None:
         return None
     if got["value"] == list(text.encode("utf-8")):
         return f"bpe_encode({text!r}) returned the raw bytes: no merge was applied"
+    if got["value"] == apply_merges([ord(char) for char in text], FIXED_MERGES):
+        return (f"bpe_encode({text!r}) should be {expected}, got {got['value']}: start from the UTF-8 bytes, "
+                f"list(text.encode('utf-8')), not the characters' code points (ord)")
     return (f"bpe_encode({text!r}) should be {expected}, got {got['value']}: apply the merges in the order they "
-            f"were learned (lowest new id first), each time to the pair with the lowest id present")
+            f"were learned: repeatedly merge the adjacent pair with the lowest new id (merges[pair]), until no "
+            f"adjacent pair is in merges (a merge can make a new pair that is in merges)")
 
 
 check_bpe_encode = Check(
     exercise="bpe_encode",
     expects=["a function bpe_encode(text, merges) -> list[int]"],
-    tests=[Test(f"bpe_encode({text!r})", lambda encode, text=text: _kind(encode(text, dict(FIXED_MERGES))),
+    tests=[Test(f"bpe_encode({text!r})", lambda encode, text=text: type_and_value(encode(text, dict(FIXED_MERGES))),
                 lambda got, text=text: _encode_mistake(got, text)) for text in CODEC_SAMPLES],
 )
 
@@ -301,6 +220,13 @@ def _decode_bytes_mistake(got, ids: list[int], expected: str) -> str | None:
     if got["type"] != "str":
         return f"bpe_decode should return a str, got a {got['type']}"
     if got["value"] != expected:
+        token_bytes = [_FIXED_VOCAB.get(i, b"") for i in ids]
+        if got["value"] == "".join(token.decode("utf-8", errors="replace") for token in token_bytes):
+            return (f"bpe_decode({ids}) should be {expected!r}, got {got['value']!r}: a character's bytes can be "
+                    f"split over several tokens, so join all the bytes first and decode once")
+        if got["value"] == b"".join(token_bytes).decode("utf-8", errors="ignore"):
+            return (f"bpe_decode({ids}) should be {expected!r}, got {got['value']!r}: errors='ignore' drops "
+                    f"invalid bytes silently; use errors='replace' so they show as '\\ufffd'")
         return f"bpe_decode({ids}) should be {expected!r}, got {got['value']!r}"
     return None
 
@@ -314,7 +240,7 @@ def _decode_cases() -> list[tuple[list[int], str]]:
 def _decode_probe(ids):
     def probe(decode):
         try:
-            return _kind(decode(list(ids), dict(FIXED_MERGES)))
+            return type_and_value(decode(list(ids), dict(FIXED_MERGES)))
         except UnicodeDecodeError as error:
             return {"type": "UnicodeDecodeError", "value": str(error)}
     return probe
@@ -334,111 +260,4 @@ check_bpe_decode = Check(
     expects=["a function bpe_decode(ids, merges) -> str"],
     tests=[Test(f"bpe_decode of {text!r}", _decode_probe(ids), _decode_judge(ids, text))
            for ids, text in _decode_cases()],
-)
-
-# ---------------------------------------------------------------- a production tokenizer (Hugging Face)
-
-ROUND_TRIP_TEXTS = ["ROMEO:\nBut, soft! what light through yonder window breaks?", "  two  spaces\tand a tab\n\n",
-                    "naïve café, señor", "emoji 🙂👍🏽 and 東京 and 서울", "1234567 3.14 I'm they'll DON'T"]
-
-
-def _is_hf_tokenizer(value) -> bool:
-    return type(value).__name__ == "Tokenizer" and type(value).__module__.startswith("tokenizers")
-
-
-def _hf_settings(tokenizer) -> dict:
-    settings = json.loads(tokenizer.to_str())
-    pre_tokenizer = settings.get("pre_tokenizer") or {}
-    decoder = settings.get("decoder") or {}
-    return {"vocab_size": tokenizer.get_vocab_size(), "model": settings["model"].get("type"),
-            "byte_fallback": settings["model"].get("byte_fallback"),
-            "pre_tokenizer": pre_tokenizer.get("type"), "decoder": decoder.get("type")}
-
-
-def _settings_mistake(got) -> str | None:
-    if got["model"] != "BPE":
-        return f"the model should be models.BPE(...), got {got['model']}"
-    if not got["byte_fallback"]:
-        return "create the model with models.BPE(byte_fallback=True)"
-    if got["pre_tokenizer"] != "ByteLevel":
-        return f"set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(...), got {got['pre_tokenizer']}"
-    if got["decoder"] != "ByteLevel":
-        return f"set tokenizer.decoder = decoders.ByteLevel() so decode undoes the byte mapping; got {got['decoder']}"
-    if got["vocab_size"] != 512:
-        return f"train with BpeTrainer(vocab_size=512, ...); the vocabulary has {got['vocab_size']} entries"
-    return None
-
-
-def _round_trips(tokenizer) -> list[list[str]]:
-    return [[text, tokenizer.decode(tokenizer.encode(text).ids)] for text in ROUND_TRIP_TEXTS]
-
-
-def _round_trip_mistake(got) -> str | None:
-    for text, back in got:
-        if back != text:
-            return (f"decode(encode(text)) should give the text back, but {text!r} came back as {back!r}; with a "
-                    f"ByteLevel pre-tokenizer (add_prefix_space=False), a ByteLevel decoder and "
-                    f"initial_alphabet=pre_tokenizers.ByteLevel.alphabet() every string round-trips")
-    return None
-
-
-def _common_words(tokenizer) -> dict:
-    return {word: tokenizer.encode(word).tokens for word in [" the", " and", " to"]}
-
-
-def _common_words_mistake(got) -> str | None:
-    for word, tokens in got.items():
-        if len(tokens) != 1:
-            return f"{word!r} should be a single token after training on Shakespeare, got {tokens}: was it trained on text?"
-    return None
-
-
-check_hf_tokenizer = Check(
-    exercise="hf_tokenizer",
-    expects=["a trained tokenizers.Tokenizer"],
-    accepts=[_is_hf_tokenizer],
-    tests=[
-        Test("BPE with byte_fallback, ByteLevel pre-tokenizer and decoder, 512 tokens", _hf_settings,
-             _settings_mistake),
-        Test("every string round-trips", _round_trips, _round_trip_mistake),
-        Test("common words are single tokens", _common_words, _common_words_mistake),
-    ],
-)
-
-# ---------------------------------------------------------------- GPT-2's tokenizer
-
-GPT2_TEXTS = {
-    "Shakespeare": ["First Citizen:\nBefore we proceed any further, hear me speak.",
-                    "charmingly anachronistic", "cirkumnavigate circumnavigate"],
-    "whitespace": ["a  b   c", "line one\n\nline two\n", "\ttabbed\t\t", "trailing spaces   ", " ", ""],
-    "digits and contractions": ["1234567 and 3.14", "I'm sure they'll say DON'T", "it's 2024's best"],
-    "accents, emoji and CJK": ["café naïve Ångström", "👍🏽 🇫🇷 👨‍👩‍👧", "東京は晴れ", "안녕하세요 세계"],
-}
-
-
-@lru_cache(maxsize=1)
-def _gpt2_reference():
-    from tokenizers import ByteLevelBPETokenizer
-
-    return ByteLevelBPETokenizer(str(data.path("gpt2-encoder")), str(data.path("gpt2-merges")))
-
-
-def _gpt2_mistake(got, texts: list[str]) -> str | None:
-    reference = _gpt2_reference()
-    for text, ids in zip(texts, got):
-        if ids["type"] != "list":
-            return f"gpt2_encode should return a list of ints, got a {ids['type']}"
-        expected = reference.encode(text).ids
-        if ids["value"] != expected:
-            tokens = [reference.id_to_token(i) for i in expected]
-            return (f"gpt2_encode({text!r}) should be {expected} (tokens {tokens}), got {ids['value']}. Split with "
-                    f"the GPT-2 pattern first, map each chunk's UTF-8 bytes through byte_encoder, then merge by rank")
-    return None
-
-
-check_gpt2_encode = Check(
-    exercise="gpt2_encode",
-    expects=["a function gpt2_encode(text) -> list[int]"],
-    tests=[Test(f"gpt2_encode on {group}", lambda encode, texts=texts: [_kind(encode(text)) for text in texts],
-                lambda got, texts=texts: _gpt2_mistake(got, texts)) for group, texts in GPT2_TEXTS.items()],
 )

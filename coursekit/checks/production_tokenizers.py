@@ -1,0 +1,176 @@
+"""Checks for notebook 01's production tokenizers: a Hugging Face BPE tokenizer and GPT-2's tokenizer."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from coursekit import data
+from coursekit.bpe import pretokenize
+from coursekit.checks.core import Check, Test, type_and_value
+
+
+# ---------------------------------------------------------------- a production tokenizer (Hugging Face)
+
+ROUND_TRIP_TEXTS = ["ROMEO:\nBut, soft! what light through yonder window breaks?", "  two  spaces\tand a tab\n\n",
+                    "naïve café, señor", "emoji 🙂👍🏽 and 東京 and 서울", "1234567 3.14 I'm they'll DON'T"]
+
+
+def _is_hf_tokenizer(value) -> bool:
+    return type(value).__name__ == "Tokenizer" and type(value).__module__.startswith("tokenizers")
+
+
+def _hf_settings(tokenizer) -> dict:
+    settings = json.loads(tokenizer.to_str())
+    pre_tokenizer = settings.get("pre_tokenizer") or {}
+    decoder = settings.get("decoder") or {}
+    return {"vocab_size": tokenizer.get_vocab_size(), "model": settings["model"].get("type"),
+            "byte_fallback": settings["model"].get("byte_fallback"),
+            "pre_tokenizer": pre_tokenizer.get("type"), "decoder": decoder.get("type")}
+
+
+def _settings_mistake(got) -> str | None:
+    if got["model"] != "BPE":
+        return f"the model should be models.BPE(...), got {got['model']}"
+    if not got["byte_fallback"]:
+        return "create the model with models.BPE(byte_fallback=True)"
+    if got["pre_tokenizer"] != "ByteLevel":
+        return f"set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(...), got {got['pre_tokenizer']}"
+    if got["decoder"] != "ByteLevel":
+        return f"set tokenizer.decoder = decoders.ByteLevel() so decode undoes the byte mapping; got {got['decoder']}"
+    if got["vocab_size"] != 512:
+        untrained = "" if got["vocab_size"] else " (train it: tokenizer.train_from_iterator([text], trainer=trainer))"
+        return f"train with BpeTrainer(vocab_size=512, ...); the vocabulary has {got['vocab_size']} entries{untrained}"
+    return None
+
+
+def _round_trips(tokenizer) -> list[list[str]]:
+    return [[text, tokenizer.decode(tokenizer.encode(text).ids)] for text in ROUND_TRIP_TEXTS]
+
+
+def _round_trip_mistake(got) -> str | None:
+    for text, back in got:
+        if back == " " + text:
+            return (f"{text!r} came back with a space in front: add_prefix_space=True adds one; use "
+                    f"pre_tokenizers.ByteLevel(add_prefix_space=False)")
+        lost = sorted(set(text) - set(back))
+        if lost and len(back) < len(text):
+            return (f"{text!r} came back as {back!r}: characters whose bytes never occur in the training text "
+                    f"({''.join(lost)!r}) vanish; give the trainer initial_alphabet=pre_tokenizers.ByteLevel.alphabet()"
+                    f" so all 256 bytes are in the vocabulary")
+        if back != text:
+            return (f"decode(encode(text)) should give the text back, but {text!r} came back as {back!r}; with a "
+                    f"ByteLevel pre-tokenizer (add_prefix_space=False), a ByteLevel decoder and "
+                    f"initial_alphabet=pre_tokenizers.ByteLevel.alphabet() every string round-trips")
+    return None
+
+
+def _common_words(tokenizer) -> dict:
+    return {word: tokenizer.encode(word).tokens for word in [" the", " and", " to"]}
+
+
+def _common_words_mistake(got) -> str | None:
+    for word, tokens in got.items():
+        if len(tokens) != 1:
+            return f"{word!r} should be a single token after training on Shakespeare, got {tokens}: was it trained on text?"
+    return None
+
+
+check_hf_tokenizer = Check(
+    exercise="hf_tokenizer",
+    expects=["a trained tokenizers.Tokenizer"],
+    accepts=[_is_hf_tokenizer],
+    tests=[
+        Test("BPE with byte_fallback, ByteLevel pre-tokenizer and decoder, 512 tokens", _hf_settings,
+             _settings_mistake),
+        Test("every string round-trips", _round_trips, _round_trip_mistake),
+        Test("common words are single tokens", _common_words, _common_words_mistake),
+    ],
+)
+
+# ---------------------------------------------------------------- GPT-2's tokenizer
+
+GPT2_TEXTS = {
+    "Shakespeare": ["First Citizen:\nBefore we proceed any further, hear me speak.",
+                    "charmingly anachronistic", "cirkumnavigate circumnavigate"],
+    "whitespace": ["a  b   c", "line one\n\nline two\n", "\ttabbed\t\t", "trailing spaces   ", " ", ""],
+    "digits and contractions": ["1234567 and 3.14", "I'm sure they'll say DON'T", "it's 2024's best"],
+    "accents, emoji and CJK": ["café naïve Ångström", "👍🏽 🇫🇷 👨‍👩‍👧", "東京は晴れ", "안녕하세요 세계"],
+}
+
+
+@lru_cache(maxsize=1)
+def _gpt2_reference():
+    from tokenizers import ByteLevelBPETokenizer
+
+    return ByteLevelBPETokenizer(str(data.path("gpt2-encoder")), str(data.path("gpt2-merges")))
+
+
+def _gpt2_probe(texts: list[str]):
+    def probe(encode):
+        results = []
+        for text in texts:
+            try:
+                results.append(type_and_value(encode(text)))
+            except KeyError as error:  # the usual symptom of a missed step: say which key, then which step
+                key = error.args[0] if error.args else None
+                results.append({"type": "KeyError", "value": repr(key)})
+        return results
+    return probe
+
+
+def _key_error_mistake(text: str, got: dict) -> str:
+    said = f"gpt2_encode({text!r}) raised KeyError: {got['value']}"
+    if got["value"].startswith("("):
+        return f"{said}; most pairs have no rank: look ranks up with merge_ranks.get(pair, float('inf'))"
+    return (f"{said}; GPT-2's tokens spell every byte with byte_encoder (a space is 'Ġ', a newline 'Ċ'): turn each "
+            f"chunk into [byte_encoder[b] for b in chunk.encode('utf-8')] before merging")
+
+
+def _crosses_chunks(text: str, tokens: list[str]) -> str | None:
+    """A token that spans two of GPT-2's chunks (so BPE ran on the whole text), or None."""
+    ends, position = set(), 0
+    for chunk in pretokenize(text):
+        position += len(chunk.encode("utf-8"))  # a token string has one character per byte
+        ends.add(position)
+    position = 0
+    for token in tokens:
+        if any(position < end < position + len(token) for end in ends):
+            return token
+        position += len(token)
+    return None
+
+
+def _gpt2_mistake(got, texts: list[str]) -> str | None:
+    reference = _gpt2_reference()
+    for text, ids in zip(texts, got):
+        if ids["type"] == "KeyError":
+            return _key_error_mistake(text, ids)
+        if ids["type"] != "list":
+            return f"gpt2_encode should return a list of ints, got a {ids['type']}"
+        expected = reference.encode(text).ids
+        if ids["value"] != expected:
+            tokens = [reference.id_to_token(i) for i in expected]
+            got_tokens = [reference.id_to_token(i) if type(i) is int and 0 <= i < 50257 else None
+                          for i in ids["value"]]
+            said = f"gpt2_encode({text!r}) should be {expected} (tokens {tokens}), got {ids['value']}"
+            if None not in got_tokens:
+                said += f" (tokens {got_tokens})"
+                if "".join(got_tokens) != "".join(tokens):
+                    return (f"{said}: your tokens do not spell the text's bytes; map each byte of "
+                            f"chunk.encode('utf-8') through byte_encoder (not each character)")
+                crossing = _crosses_chunks(text, got_tokens)
+                if crossing:
+                    return (f"{said}. The token {crossing!r} spans two chunks: split the text with "
+                            f"regex.findall(GPT2_SPLIT_PATTERN, text) first and run BPE inside each chunk")
+            return (f"{said}. Split with the GPT-2 pattern first, map each chunk's UTF-8 bytes through byte_encoder, "
+                    f"then repeatedly merge the pair of lowest rank")
+    return None
+
+
+check_gpt2_encode = Check(
+    exercise="gpt2_encode",
+    expects=["a function gpt2_encode(text) -> list[int]"],
+    tests=[Test(f"gpt2_encode on {group}", _gpt2_probe(texts), lambda got, texts=texts: _gpt2_mistake(got, texts))
+           for group, texts in GPT2_TEXTS.items()],
+)
