@@ -25,6 +25,7 @@ PLAIN_SCALARS = (type(None), bool, int, float, str)
 
 @dataclass(frozen=True)
 class Test:
+    __test__ = False  # not a pytest test class, despite the name
     name: str  # what the test looks at, e.g. "encode('hello') uses the sorted vocabulary"
     probe: Callable[..., Any]  # (student objects...) -> plain data
     judge: Callable[[Any], str | None]  # plain data -> None, or the mistake

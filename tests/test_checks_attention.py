@@ -1,0 +1,338 @@
+"""The notebook 03 checks: they accept any valid layout of the weights and name each plausible mistake."""
+
+import math
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from coursekit import attention
+from coursekit.checks import attention as checks
+
+# ---------------------------------------------------------------- single heads: valid alternatives
+
+
+class FusedEinsumHead(nn.Module):
+    """One fused projection with biases, einsum, and an additive -inf matrix instead of masked_fill."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.qkv = nn.Linear(n_embd, 3 * head_size)
+        self.drop = nn.Dropout(dropout)
+        self.register_buffer("bias", torch.full((block_size, block_size), float("-inf")).triu(1))
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        scores = torch.einsum("btd,bsd->bts", q, k) * q.size(-1) ** -0.5 + self.bias[: x.size(1), : x.size(1)]
+        return self.drop(F.softmax(scores, dim=2)) @ v
+
+
+class RawParameterHead(nn.Module):
+    """Raw matrices used as x @ W, registered value-first, mask built on the fly."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.W_V = nn.Parameter(torch.randn(n_embd, head_size) / n_embd ** 0.5)
+        self.W_K = nn.Parameter(torch.randn(n_embd, head_size) / n_embd ** 0.5)
+        self.W_Q = nn.Parameter(torch.randn(n_embd, head_size) / n_embd ** 0.5)
+        self.dropout = dropout
+
+    def forward(self, x):
+        T = x.size(1)
+        scores = (x @ self.W_Q) @ (x @ self.W_K).transpose(1, 2) / math.sqrt(self.W_K.size(1))
+        future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+        weights = F.dropout(scores.masked_fill(future, -math.inf).softmax(-1), self.dropout, training=self.training)
+        return weights @ (x @ self.W_V)
+
+
+@pytest.mark.parametrize("head_class", [attention.AttentionHead, FusedEinsumHead, RawParameterHead])
+def test_attention_head_accepts_valid_implementations(head_class):
+    checks.check_attention_head(head_class)
+
+
+# ---------------------------------------------------------------- single heads: mistakes
+
+
+def buggy_head(scores_to_weights=None, scale=None, dropout_always=False, cut_mask=True):
+    """The reference head with one step replaced."""
+
+    class Buggy(attention.AttentionHead):
+        def forward(self, x):
+            T = x.size(1)
+            q, k, v = self.query(x), self.key(x), self.value(x)
+            scores = q @ k.transpose(-2, -1) * (scale(k.size(-1)) if scale else k.size(-1) ** -0.5)
+            mask = self.mask[:T, :T] if cut_mask else self.mask
+            if scores_to_weights:
+                weights = scores_to_weights(scores, mask)
+            else:
+                weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            if dropout_always:
+                return F.dropout(weights, self.dropout.p) @ v  # F.dropout defaults to training=True
+            return self.dropout(weights) @ v
+    return Buggy
+
+
+class NoDropoutHead(attention.AttentionHead):
+    def forward(self, x):
+        return attention.attention_weights(self.query(x), self.key(x)) @ self.value(x)
+
+
+HEAD_BUGS = {
+    "not scaled": buggy_head(scale=lambda d: 1.0),
+    "divided by head_size": buggy_head(scale=lambda d: 1.0 / d),
+    "divided by sqrt\\(n_embd\\)": buggy_head(scale=lambda d: 12 ** -0.5),
+    "softmax runs over the wrong axis": buggy_head(lambda s, m: s.masked_fill(~m, float("-inf")).softmax(dim=1)),
+    "applied after the softmax": buggy_head(lambda s, m: s.softmax(-1).masked_fill(~m, 0.0)),
+    "instead of -inf": buggy_head(lambda s, m: s.masked_fill(~m, 0.0).softmax(-1)),
+    "there is no causal mask": buggy_head(lambda s, m: s.softmax(-1)),
+    "off by one": buggy_head(lambda s, m: s.masked_fill(~torch.ones_like(m).tril(1), float("-inf")).softmax(-1)),
+    "contains NaN": buggy_head(lambda s, m: s.masked_fill(~torch.ones_like(m).tril(-1), float("-inf")).softmax(-1)),
+    "mask\\[:T, :T\\]": buggy_head(cut_mask=False),
+    "dropout is still active": buggy_head(dropout_always=True),
+    "same output as eval mode": NoDropoutHead,
+}
+
+
+@pytest.mark.parametrize("mistake", HEAD_BUGS)
+def test_attention_head_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_attention_head(HEAD_BUGS[mistake])
+
+
+def test_a_leak_the_weights_cannot_explain_is_caught_by_changing_the_future():
+    """A structure the judge cannot read (scores from a hidden extra matrix) still fails the black-box leak test."""
+    class Leaky(attention.AttentionHead):
+        def forward(self, x):
+            return attention.AttentionHead.forward(self, x) + x.mean(dim=1, keepdim=True)[..., :4]
+
+    outcomes = checks.check_attention_head.judge(checks.check_attention_head.probe_all((Leaky,)))
+    leak = next(o for o in outcomes if o.test.startswith("changing future tokens"))
+    assert not leak.passed and "the past can see the future" in leak.message
+
+
+# ---------------------------------------------------------------- several heads
+
+
+class BatchedMultiHead(nn.Module):
+    """Three (C, C) projections, the output projection registered first, a batched matmul over heads."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__()
+        self.out = nn.Linear(n_embd, n_embd)
+        self.q, self.k, self.v = (nn.Linear(n_embd, n_embd, bias=False) for _ in range(3))
+        self.n_head = n_head
+        self.attn_drop, self.out_drop = nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x, merge_without_transpose=False, scale_by_n_embd=False):
+        B, T, C = x.shape
+        q, k, v = (layer(x).view(B, T, self.n_head, -1).transpose(1, 2) for layer in (self.q, self.k, self.v))
+        scale = C if scale_by_n_embd else k.size(-1)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(scale)
+        weights = scores.masked_fill(torch.ones(T, T).tril() == 0, float("-inf")).softmax(-1)
+        y = self.attn_drop(weights) @ v  # (B, nh, T, hs)
+        y = y.reshape(B, T, C) if merge_without_transpose else y.transpose(1, 2).reshape(B, T, C)
+        return self.out_drop(self.out(y))
+
+
+class FusedMultiHead(nn.Module):
+    """The CausalSelfAttention layout behind the MultiHeadAttention signature."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__()
+        config = attention.AttentionConfig(n_embd, n_head, block_size, dropout, dropout)
+        self.inner = attention.CausalSelfAttention(config)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("module_class", [attention.MultiHeadAttention, BatchedMultiHead, FusedMultiHead])
+def test_multi_head_attention_accepts_valid_implementations(module_class):
+    checks.check_multi_head_attention(module_class)
+
+
+def multi_head_with(forward):
+    return type("Buggy", (attention.MultiHeadAttention,), {"forward": forward})
+
+
+MULTI_BUGS = {
+    "concatenated in the order \\[3, 2, 1, 0\\]": multi_head_with(
+        lambda self, x: self.dropout(self.proj(torch.cat([h(x) for h in reversed(self.heads)], dim=-1)))),
+    "apply the output projection": multi_head_with(lambda self, x: torch.cat([h(x) for h in self.heads], dim=-1)),
+    "should return shape \\(2, 6, 24\\)": multi_head_with(
+        lambda self, x: torch.cat([h(x) for h in self.heads], dim=1)),
+    "divided by sqrt\\(n_embd\\)": type("Buggy", (BatchedMultiHead,), {
+        "forward": lambda self, x: BatchedMultiHead.forward(self, x, scale_by_n_embd=True)}),
+    "mixes positions and heads": type("Buggy", (BatchedMultiHead,), {
+        "forward": lambda self, x: BatchedMultiHead.forward(self, x, merge_without_transpose=True)}),
+    "dropout is still active": multi_head_with(
+        lambda self, x: F.dropout(self.proj(torch.cat([h(x) for h in self.heads], dim=-1)), self.dropout.p)),
+}
+
+
+@pytest.mark.parametrize("mistake", MULTI_BUGS)
+def test_multi_head_attention_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_multi_head_attention(MULTI_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- all heads in one matmul
+
+
+class SDPACausalSelfAttention(nn.Module):
+    """PyTorch's fused kernel, separate q/k/v layers, dropout passed to the kernel only while training."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.query, self.key, self.value = (nn.Linear(config.n_embd, config.n_embd) for _ in range(3))
+        self.projection = nn.Linear(config.n_embd, config.n_embd)
+        self.config = config
+        self.residual_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        heads = self.config.n_head
+        q, k, v = (f(x).view(B, T, heads, C // heads).transpose(1, 2) for f in (self.query, self.key, self.value))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.config.attn_pdrop if self.training else 0.0)
+        return self.residual_dropout(self.projection(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class HeadListCausalSelfAttention(nn.Module):
+    """A ModuleList of single heads behind the config signature (valid, if not batched)."""
+
+    def __init__(self, config):
+        super().__init__()
+        size = config.n_embd // config.n_head
+        self.heads = nn.ModuleList(attention.AttentionHead(config.n_embd, size, config.block_size, config.attn_pdrop)
+                                   for _ in range(config.n_head))
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x):
+        return self.resid_dropout(self.c_proj(torch.cat([head(x) for head in self.heads], dim=-1)))
+
+
+@pytest.mark.parametrize("module_class", [attention.CausalSelfAttention, SDPACausalSelfAttention,
+                                          HeadListCausalSelfAttention])
+def test_causal_self_attention_accepts_valid_implementations(module_class):
+    checks.check_causal_self_attention(module_class)
+
+
+class FourHeadsAlways(attention.CausalSelfAttention):
+    def __init__(self, config):
+        super().__init__(config)
+        self.n_head = 4
+
+
+class NoResidualDropout(attention.CausalSelfAttention):
+    def __init__(self, config):
+        super().__init__(config)
+        self.resid_dropout = nn.Identity()
+
+
+class DropoutBeforeProjection(attention.CausalSelfAttention):
+    """Residual dropout on the merged heads instead of on the projected output."""
+
+    def forward(self, x):
+        B, T, C = x.shape
+        projection, self.c_proj = self.c_proj, nn.Identity()
+        merged = attention.CausalSelfAttention.forward(self, x)
+        self.c_proj = projection
+        return projection(merged)
+
+
+class NoMaskCausalSelfAttention(SDPACausalSelfAttention):
+    def forward(self, x):
+        B, T, C = x.shape
+        heads = self.config.n_head
+        q, k, v = (f(x).view(B, T, heads, C // heads).transpose(1, 2) for f in (self.query, self.key, self.value))
+        return self.projection(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, T, C))
+
+
+class UnscaledCausalSelfAttention(SDPACausalSelfAttention):
+    def forward(self, x):
+        B, T, C = x.shape
+        heads = self.config.n_head
+        q, k, v = (f(x).view(B, T, heads, C // heads).transpose(1, 2) for f in (self.query, self.key, self.value))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+        return self.projection(y.transpose(1, 2).reshape(B, T, C))
+
+
+CAUSAL_BUGS = {
+    "computes attention with 4 head": FourHeadsAlways,
+    "resid_pdrop = 0.5, training mode gives the same output": NoResidualDropout,
+    "about half of the output entries": DropoutBeforeProjection,
+    "there is no causal mask": NoMaskCausalSelfAttention,
+    "not scaled": UnscaledCausalSelfAttention,
+}
+
+
+@pytest.mark.parametrize("mistake", CAUSAL_BUGS)
+def test_causal_self_attention_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_causal_self_attention(CAUSAL_BUGS[mistake])
+
+
+def test_an_instance_instead_of_the_class_is_refused_with_what_was_expected():
+    with pytest.raises(TypeError, match="the class CausalSelfAttention itself"):
+        checks.check_causal_self_attention(attention.CausalSelfAttention(attention.AttentionConfig()))
+
+
+def test_the_reference_matches_the_fused_kernel():
+    torch.manual_seed(0)
+    module = attention.CausalSelfAttention(attention.AttentionConfig(n_embd=32, n_head=4, block_size=16)).eval()
+    x = torch.randn(3, 16, 32)
+    assert torch.allclose(module(x), attention.sdpa_reference(module, x), atol=1e-6)
+
+
+# ---------------------------------------------------------------- cross-attention
+
+
+def cross_einsum(S1, S2, W_Q, W_K, W_V):
+    scores = torch.einsum("id,jd->ij", S1 @ W_Q, S2 @ W_K) / W_K.shape[1] ** 0.5
+    return torch.softmax(scores, dim=1) @ (S2 @ W_V)
+
+
+def cross_sdpa(S1, S2, W_Q, W_K, W_V):
+    return F.scaled_dot_product_attention((S1 @ W_Q)[None], (S2 @ W_K)[None], (S2 @ W_V)[None])[0]
+
+
+@pytest.mark.parametrize("function", [attention.cross_attention, cross_einsum, cross_sdpa])
+def test_cross_attention_accepts_valid_implementations(function):
+    checks.check_cross_attention(function)
+
+
+CROSS_BUGS = {
+    "not scaled": lambda S1, S2, Q, K, V: torch.softmax((S1 @ Q) @ (S2 @ K).T, -1) @ (S2 @ V),
+    "one row per key": lambda S1, S2, Q, K, V: torch.softmax((S2 @ Q) @ (S1 @ K).T / K.shape[1] ** 0.5, -1) @ (S1 @ V),
+    "wrong axis": lambda S1, S2, Q, K, V: torch.softmax((S1 @ Q) @ (S2 @ K).T / K.shape[1] ** 0.5, 0) @ (S2 @ V),
+    "sqrt\\(d_v\\)": lambda S1, S2, Q, K, V: torch.softmax((S1 @ Q) @ (S2 @ K).T / V.shape[1] ** 0.5, -1) @ (S2 @ V),
+    "causal mask": lambda S1, S2, Q, K, V: torch.softmax(((S1 @ Q) @ (S2 @ K).T / K.shape[1] ** 0.5).masked_fill(
+        torch.ones(len(S1), len(S2)).tril() == 0, float("-inf")), -1) @ (S2 @ V),
+}
+
+
+@pytest.mark.parametrize("mistake", CROSS_BUGS)
+def test_cross_attention_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_cross_attention(CROSS_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- the grader's path, inputs unchanged, speed
+
+
+@pytest.mark.parametrize("check, reference", [
+    (checks.check_attention_head, attention.AttentionHead),
+    (checks.check_multi_head_attention, attention.MultiHeadAttention),
+    (checks.check_causal_self_attention, attention.CausalSelfAttention),
+    (checks.check_cross_attention, attention.cross_attention),
+])
+def test_probe_all_then_judge_passes_the_references(check, reference):
+    check.probe_all((reference,))  # the first call pays for torch's one-time warm-up, not the check's work
+    start = time.perf_counter()
+    outcomes = check.judge(check.probe_all((reference,)))
+    assert outcomes and all(outcome.passed for outcome in outcomes), [o for o in outcomes if not o.passed]
+    assert time.perf_counter() - start < 2.5, f"{check.exercise} is too slow"
