@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from coursekit import build, data
+from coursekit import build, data, doctor
 
 def data_command(arguments) -> int:
     if arguments.action == "list":
@@ -44,6 +44,18 @@ def build_command(arguments) -> int:
     return 0
 
 
+def gpt2_command(arguments) -> int:
+    from coursekit import gpt2
+
+    try:
+        for name, location in gpt2.fetch_gpt2().items():
+            print(f"{name}: {location}")
+    except Exception as error:
+        print(f"✗ {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m coursekit", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -59,6 +71,14 @@ def parser() -> argparse.ArgumentParser:
                               help="first run these solution notebooks and store the outputs nbval compares")
     build_parser.add_argument("--root", default=".", help="the course repository (default: the current directory)")
     build_parser.set_defaults(run=build_command)
+    doctor_parser = commands.add_parser("doctor", help="is this machine ready for the course? (with a fix per problem)")
+    doctor_parser.set_defaults(run=lambda arguments: doctor.main())
+    gpt2_parser = commands.add_parser("gpt2", help="download GPT-2 small's weights (548 MB) for notebook 06")
+    gpt2_parser.add_argument("action", choices=["fetch"])
+    gpt2_parser.set_defaults(run=gpt2_command)
+    from coursekit.grading.commands import add_parsers  # grade, gradescope-zip
+
+    add_parsers(commands)
     return top
 
 

@@ -1,0 +1,134 @@
+"""The instructor's commands: `python -m coursekit grade …` and `python -m coursekit gradescope-zip …`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from coursekit.grading import feedback, gradescope, rubric as rubrics, sandbox, submissions
+
+COURSE_ROOT = Path(sandbox.PACKAGE_ROOT)
+
+
+def _solutions(arguments) -> Path:
+    if arguments.solutions:
+        return Path(arguments.solutions).resolve()
+    local = Path("solutions")
+    return (local if local.is_dir() else COURSE_ROOT / "solutions").resolve()
+
+
+def _limits(arguments) -> sandbox.Limits:
+    return sandbox.Limits(cell_seconds=arguments.cell_seconds, exercise_seconds=arguments.exercise_seconds,
+                          notebook_seconds=arguments.notebook_seconds, memory_bytes=arguments.memory_mb * 2**20,
+                          exercise_memory_bytes=arguments.exercise_memory_mb * 2**20)
+
+
+def _rubric_name(arguments, paths: list[Path], solutions: Path) -> str:
+    if arguments.rubric:
+        return arguments.rubric
+    # No rubric given: the solution notebooks the submissions' file names point to (e.g. 03_attention.ipynb).
+    names = sorted({p.stem for p in solutions.glob("*.ipynb")
+                    for s in paths for n in ([s] if s.is_file() else s.rglob("*.ipynb")) if p.stem in n.name})
+    if not names:
+        raise rubrics.RubricError("say which rubric to use: --rubric original, --rubric 03_attention, … "
+                                  f"(named rubrics: {', '.join(rubrics.NAMED)})")
+    return ",".join(names)
+
+
+def grade_command(arguments) -> int:
+    from coursekit.grading import grader
+
+    solutions = _solutions(arguments)
+    root = Path(arguments.gradescope_root)
+    paths = [root / "submission"] if arguments.gradescope else [Path(p) for p in arguments.submissions]
+    try:
+        name = _rubric_name(arguments, paths, solutions)
+        grader.register_check_modules(arguments.check_module)
+        items = rubrics.resolve(rubrics.load(name, solutions), solutions)
+    except rubrics.RubricError as error:
+        print(f"✗ the rubric cannot be used:\n{error}", file=sys.stderr)
+        if arguments.gradescope:
+            gradescope.failure_results(str(error), root)
+        return 2
+    if arguments.show_rubric:
+        for item in items:
+            print(f"{item.label:32} {item.points:3}  {item.notebook} / {item.check}({', '.join(item.arguments)})")
+        print(f"{'total':32} {sum(i.points for i in items):3}")
+        return 0
+    if arguments.gradescope:
+        found = submissions.read_submission(root / "submission")
+        found.student = "submission"
+        [grade] = grader.grade([found], items, solutions, _limits(arguments), jobs=arguments.jobs,
+                               check_modules=arguments.check_module)
+        print(f"wrote {gradescope.write_results(grade, root)}: {feedback.number(grade.earned)} / {grade.possible}")
+        return 0
+    if not arguments.out:
+        print("✗ say where to write the grades: --out DIR", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"✗ not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    found = submissions.collect(paths)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(found), desc="grading", unit="student", file=sys.stderr) as bar:
+        grades = grader.grade(found, items, solutions, _limits(arguments), jobs=arguments.jobs,
+                              check_modules=arguments.check_module, on_done=lambda student: bar.update())
+    out = Path(arguments.out)
+    feedback.write_all(grades, out, name)
+    print(feedback.summary(grades))
+    print(f"wrote {out / 'grades.csv'}, {out / 'review.csv'} and {len(grades)} feedback page(s) in {out / 'feedback'}")
+    return 0
+
+
+def gradescope_zip_command(arguments) -> int:
+    solutions = _solutions(arguments)
+    notebooks = []
+    for name in arguments.notebooks:
+        path = Path(name) if Path(name).exists() else rubrics.find_solution(name, solutions)
+        if path is None or not path.exists():
+            print(f"✗ no solution notebook {name!r} in {solutions}", file=sys.stderr)
+            return 2
+        notebooks.append(path.resolve())
+    name = arguments.rubric or ",".join(p.stem for p in notebooks)
+    try:
+        items = rubrics.resolve(rubrics.load(name, notebooks[0].parent), notebooks[0].parent)
+    except rubrics.RubricError as error:
+        print(f"✗ the rubric cannot be used:\n{error}", file=sys.stderr)
+        return 2
+    needed = sorted({item.notebook for item in items})
+    notebooks = sorted({*notebooks, *(notebooks[0].parent / f"{stem}.ipynb" for stem in needed)})
+    out = gradescope.build_zip(COURSE_ROOT, notebooks, name, Path(arguments.out))
+    print(f"wrote {out}: rubric {name} ({sum(i.points for i in items)} points, {len(items)} exercises); "
+          "upload it as a Gradescope autograder (Ubuntu base image)")
+    return 0
+
+
+def add_parsers(commands) -> None:
+    """Register `grade` and `gradescope-zip` on the main parser's sub-commands."""
+    grade = commands.add_parser("grade", help="grade submitted notebooks in a sandbox (instructors)")
+    grade.add_argument("submissions", nargs="*", help="notebooks, folders or zips, one per student (or a folder "
+                       "of student folders/zips)")
+    grade.add_argument("--out", help="where to write grades.csv, review.csv and feedback/")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
+    grade.add_argument("--rubric", help=f"a named rubric ({', '.join(rubrics.NAMED)}), solution notebooks "
+                       "(03 or 02,03) or a rubric .json file (default: the notebooks the file names point to)")
+    grade.add_argument("--solutions", help="the solution notebooks' folder (default: ./solutions)")
+    grade.add_argument("--show-rubric", action="store_true", help="check the rubric, print it and stop")
+    grade.add_argument("--cell-seconds", type=float, default=120, help="time limit per cell (default 120)")
+    grade.add_argument("--exercise-seconds", type=float, default=60, help="time limit per exercise's tests (60)")
+    grade.add_argument("--notebook-seconds", type=float, default=900, help="time limit per notebook (900)")
+    grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
+    grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
+    grade.add_argument("--check-module", action="append", default=[], help="import extra checks from this module")
+    grade.add_argument("--gradescope", action="store_true", help="run as a Gradescope autograder")
+    grade.add_argument("--gradescope-root", default="/autograder", help="Gradescope's root (default /autograder)")
+    grade.set_defaults(run=grade_command)
+
+    zip_parser = commands.add_parser("gradescope-zip", help="build a Gradescope autograder zip")
+    zip_parser.add_argument("notebooks", nargs="+", help="solution notebooks to grade (e.g. 02_bigram_mlp.ipynb)")
+    zip_parser.add_argument("--rubric", help="a named rubric (default: all exercises of the notebooks)")
+    zip_parser.add_argument("--solutions", help="the solution notebooks' folder (default: ./solutions)")
+    zip_parser.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
+    zip_parser.set_defaults(run=gradescope_zip_command)

@@ -1,0 +1,206 @@
+"""Grading a class: match each submitted notebook to its solution, run it in the sandbox, judge here.
+
+Student code runs only in sandbox children; this process only ever sees plain data, and computes every verdict
+with the checks' judges: points = the exercise's points × tests passed / tests. An exercise whose tests did not
+run (crash, time limit, missing function) scores 0 with the reason; one whose tests caught the student reaching
+for the reference implementation or the grader's internals scores 0 and is flagged.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coursekit import data
+from coursekit.checks import CHECKS, Check, Outcome
+from coursekit.grading import rubric as rubrics
+from coursekit.grading import sandbox, scan
+from coursekit.grading.submissions import StudentNotebook, Submission
+
+
+@dataclass
+class ExerciseGrade:
+    label: str
+    exercise: str
+    notebook: str
+    possible: int
+    earned: float
+    outcomes: list[Outcome]
+    reason: str = ""  # why some or all tests did not run, or why no credit
+
+
+@dataclass
+class Grade:
+    student: str
+    exercises: list[ExerciseGrade]
+    notes: list[str] = field(default_factory=list)  # what happened to the files and cells
+    flags: list[str] = field(default_factory=list)  # for the instructor to review
+
+    @property
+    def earned(self) -> float:
+        return round(sum(e.earned for e in self.exercises), 2)
+
+    @property
+    def possible(self) -> int:
+        return sum(e.possible for e in self.exercises)
+
+
+def match_notebooks(submission: Submission, wanted: dict[str, list[rubrics.Resolved]]) -> dict[str, StudentNotebook]:
+    """Which submitted notebook answers which solution notebook: by exercise ids, check calls and file name."""
+    def score(notebook: StudentNotebook, stem: str) -> int:
+        items = wanted[stem]
+        points = 2 * len(notebook.exercise_ids() & {i.exercise for i in items})
+        points += len(notebook.checks_called() & {i.check for i in items})
+        name = Path(notebook.filename).name
+        return points + (3 if name.startswith(stem.split("_")[0]) or stem in name else 0)
+
+    matched, used = {}, set()
+    for stem in wanted:
+        ranked = sorted(((score(nb, stem), -i) for i, nb in enumerate(submission.notebooks) if i not in used),
+                        reverse=True)
+        if ranked and (ranked[0][0] > 0 or (len(wanted) == 1 and len(submission.notebooks) == 1)):
+            used.add(-ranked[0][1])
+            matched[stem] = submission.notebooks[-ranked[0][1]]
+    return matched
+
+
+def plan(notebook: StudentNotebook, items: list[rubrics.Resolved]) -> list[dict]:
+    """Where to probe each exercise: after the last cell that holds it or calls its check (else at the end)."""
+    planned = []
+    for item in items:
+        after, fallback = None, []
+        for cell in notebook.cells:
+            calls = [arguments for name, arguments in cell.check_calls if name == item.check]
+            if cell.exercise == item.exercise or calls:
+                after = cell.index
+            if calls and len(calls[-1]) == len(item.arguments):
+                fallback = calls[-1]
+        planned.append({"exercise": item.exercise, "check": item.check, "arguments": list(item.arguments),
+                        "fallback_arguments": fallback, "after_cell": after})
+    return planned
+
+
+def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
+    """Verdicts for one exercise from the plain data its probes returned (trusted: runs here, never there)."""
+    check = CHECKS[item.check]
+    results = run.results.get(item.exercise, [])
+    try:
+        outcomes = check.judge(results)
+    except Exception:  # a judge that chokes on odd data: isolate the test that did
+        outcomes = []
+        for test in check.tests:
+            single = Check(check.exercise, check.expects, [test], check.accepts)
+            try:
+                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name]))
+            except Exception as error:
+                outcomes.append(Outcome(test.name, False, f"the result could not be judged ({type(error).__name__})"))
+    reason = run.missing.get(item.exercise, "")
+    if reason:
+        ran = {name for name, _ in results}
+        outcomes = [o if o.test in ran else Outcome(o.test, False, reason) for o in outcomes]
+    passed = sum(o.passed for o in outcomes)
+    earned = round(item.points * passed / len(check.tests), 2) if check.tests else 0.0
+    cheating = run.cheating.get(item.exercise, []) + run.cheating.get("*", [])
+    if cheating:
+        earned, reason = 0.0, "no credit: while being tested, your code " + "; ".join(dict.fromkeys(cheating))
+    names = run.names_used.get(item.exercise)
+    if names and list(names) != list(item.arguments) and not reason:
+        reason = f"graded {', '.join(names)} (the names your check cell passes) instead of {', '.join(item.arguments)}"
+    return ExerciseGrade(item.label, item.exercise, item.notebook, item.points, earned, outcomes, reason)
+
+
+def register_check_modules(names: list[str]) -> None:
+    """Add the check_* objects of extra modules (e.g. a course's own) to CHECKS, here and in every sandbox."""
+    import importlib
+
+    for name in names:
+        for attribute, value in vars(importlib.import_module(name)).items():
+            if attribute.startswith("check_") and isinstance(value, Check):
+                CHECKS[attribute] = value
+
+
+def _protected(solutions: Path, extra: list[Path]) -> list[str]:
+    return [str(p) for p in [solutions, solutions.parent / "tests", *extra]]
+
+
+def grade(submissions: list[Submission], items: list[rubrics.Resolved], solutions: Path,
+          limits: sandbox.Limits | None = None, jobs: int = 1, protected: list[Path] = (),
+          on_done=None, check_modules: list[str] = ()) -> list[Grade]:
+    """Grade every submission against the resolved rubric items; `on_done(student)` reports progress."""
+    limits = limits or sandbox.Limits()
+    register_check_modules(list(check_modules))
+    data_dirs = [str(p) for p in data.cache_dirs()]
+    wanted: dict[str, list[rubrics.Resolved]] = {}
+    for item in items:
+        wanted.setdefault(item.notebook, []).append(item)
+    allowed = {stem: sorted(rubrics.plumbing_modules(solutions / f"{stem}.ipynb")) for stem in wanted}
+    tests = {item.exercise: [t.name for t in CHECKS[item.check].tests] for item in items}
+    tasks, grades = [], {}
+    for submission in submissions:
+        matched = match_notebooks(submission, wanted)
+        grades[submission.student] = (submission, matched, {})
+        for stem, notebook in matched.items():
+            tasks.append((submission.student, stem, notebook))
+    remaining = {s.student: sum(1 for t in tasks if t[0] == s.student) for s in submissions}
+
+    def work(task):
+        student, stem, notebook = task
+        cells = [{"index": c.index, "source": c.source} for c in notebook.cells]
+        if not cells:
+            return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
+        stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
+        return sandbox.run_notebook(cells, plan(notebook, wanted[stem]), stem_tests, allowed[stem], limits,
+                                    data_dirs, _protected(solutions, list(protected)), list(check_modules), server)
+
+    server = sandbox.start_server(list(check_modules), limits.threads) if limits.fork_server and tasks else None
+    try:
+        _run_all(tasks, work, jobs, grades, remaining, submissions, on_done)
+    finally:
+        server and server.close()
+    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules) for s in submissions]
+
+
+def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(work, task): task for task in tasks}
+        for student in [s.student for s in submissions if remaining[s.student] == 0]:
+            on_done and on_done(student)
+        for future in concurrent.futures.as_completed(futures):
+            student, stem, _ = futures[future]
+            try:
+                grades[student][2][stem] = future.result()
+            except Exception as error:  # a grader bug must not sink the batch
+                grades[student][2][stem] = sandbox.Run(notes=[f"internal grader error: {error!r}"])
+            remaining[student] -= 1
+            if remaining[student] == 0 and on_done:
+                on_done(student)
+
+
+def _assemble(submission: Submission, matched, runs, wanted, allowed, solutions: Path, check_modules=()) -> Grade:
+    grade = Grade(submission.student, [], list(submission.notes))
+    for notebook in submission.notebooks:
+        grade.notes.extend(notebook.notes)
+    for stem, items in wanted.items():
+        notebook, run = matched.get(stem), runs.get(stem)
+        if notebook is None:
+            grade.notes.append(f"no submitted notebook matches {stem}.ipynb: its exercises score 0")
+            grade.exercises.extend(ExerciseGrade(i.label, i.exercise, stem, i.points, 0.0, [
+                Outcome(t.name, False, "notebook not submitted") for t in CHECKS[i.check].tests],
+                f"no notebook for {stem} was found in the submission") for i in items)
+            continue
+        grade.notes.extend(f"{notebook.filename}: {note}" for note in run.notes)
+        for cell, error in sorted(run.cell_errors.items()):
+            grade.notes.append(f"{notebook.filename}, cell {cell}: {error}")
+        present = notebook.exercise_ids()
+        for item in items:
+            if item.exercise not in present:
+                grade.notes.append(f"{notebook.filename}: the cell of exercise {item.exercise!r} was not found "
+                                   "(deleted or its metadata lost); graded whatever your notebook defines")
+        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in run.flags)
+        given = rubrics.given_code(solutions / f"{stem}.ipynb")
+        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scan.scan_cells(
+            [(c.index, c.source) for c in notebook.cells if c.source.strip() not in given], set(allowed[stem]),
+            {name.split(".")[0] for name in check_modules}))
+        grade.exercises.extend(judge(item, run) for item in items)
+    return grade

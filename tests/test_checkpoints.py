@@ -1,0 +1,69 @@
+"""Checkpoints: a saved model comes back identical, and mismatches and missing files are explained."""
+
+import json
+
+import pytest
+import torch
+
+from coursekit.checkpoints import CheckpointError, checkpoint_dir, load_checkpoint, save_checkpoint
+from coursekit.gpt import GPT, GPTConfig
+
+CONFIG = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1, bias=False)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSEKIT_DATA_DIR", str(tmp_path))
+
+
+def saved_model(name="tiny"):
+    torch.manual_seed(0)
+    model = GPT(CONFIG)
+    save_checkpoint(model, name, tokenizer={"name": "char", "vocabulary": "abc"}, metadata={"steps": 12})
+    return model
+
+
+def test_round_trip_gives_the_same_model(tmp_path):
+    model = saved_model()
+    assert checkpoint_dir("tiny") == tmp_path / "checkpoints" / "tiny"
+    loaded, info = load_checkpoint("tiny")
+    assert loaded.config == CONFIG and not loaded.training
+    assert info["tokenizer"] == {"name": "char", "vocabulary": "abc"} and info["training"] == {"steps": 12}
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight, "weight tying lost on loading"
+    idx = torch.tensor([[1, 2, 3]])
+    assert torch.equal(loaded(idx)[0], model.eval()(idx)[0])
+    saved = json.loads((tmp_path / "checkpoints" / "tiny" / "checkpoint.json").read_text())
+    assert saved["config"]["n_embd"] == 16
+
+
+def test_mismatched_config_names_every_differing_field():
+    saved_model()
+    wrong = GPTConfig(**{**CONFIG.__dict__, "n_layer": 3, "n_embd": 32})
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint("tiny", config=wrong)
+    message = str(error.value)
+    assert "n_layer: checkpoint has 2, your config has 3" in message
+    assert "n_embd: checkpoint has 16, your config has 32" in message
+    assert "n_head" not in message and "vocab_size" not in message
+
+
+def test_dropout_may_differ_when_loading():
+    saved_model()
+    model, _ = load_checkpoint("tiny", config=GPTConfig(**{**CONFIG.__dict__, "dropout": 0.0}))
+    assert model.config.dropout == 0.0
+
+
+def test_missing_checkpoint_names_the_path_and_how_to_create_it(tmp_path):
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint("never-saved")
+    assert str(tmp_path / "checkpoints" / "never-saved") in str(error.value)
+    assert "save_checkpoint" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["", "../escape", ".hidden", "a/b"])
+def test_checkpoint_names_are_plain_folder_names(name):
+    with pytest.raises(ValueError, match="plain folder name"):
+        checkpoint_dir(name)

@@ -1,0 +1,657 @@
+"""The notebook 04 checks: each passes the notebook's solution and valid alternatives, and names plausible mistakes."""
+
+import math
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from coursekit.attention import AttentionConfig, CausalSelfAttention
+from coursekit.checks import gpt as checks
+
+# ---------------------------------------------------------------- the notebook's solution
+
+
+def attention(config):
+    return CausalSelfAttention(AttentionConfig(config.n_embd, config.n_head, config.block_size, config.dropout,
+                                               config.dropout))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.attn = attention(config)
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config, block=Block):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight
+
+    def embed(self, idx):
+        return self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.size(1)))
+
+    def forward(self, idx, targets=None):
+        x = self.transformer.drop(self.embed(idx))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    def next_logits(self, logits, temperature, top_k, top_p):
+        logits = logits / temperature
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if top_p is not None:
+            sorted_logits, order = torch.sort(logits, descending=True)
+            probs = F.softmax(sorted_logits, dim=-1)
+            drop = probs.cumsum(-1) - probs >= top_p
+            logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        return logits
+
+    def crop(self, idx):
+        return idx[:, -self.config.block_size:]
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        for _ in range(max_new_tokens):
+            logits, _ = self(self.crop(idx))
+            logits = self.next_logits(logits[:, -1, :], temperature, top_k, top_p)
+            next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            idx = torch.cat([idx, next_token], dim=1)
+        return idx
+
+
+def get_batch(data, batch_size, block_size, generator=None):
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    x = torch.stack([data[i:i + block_size] for i in starts])
+    y = torch.stack([data[i + 1:i + block_size + 1] for i in starts])
+    return x, y
+
+
+def make_train(zero_grad=True, step=True, clip=True, evaluate=True, eval_mode=True, no_grad=True, back_to_train=True,
+               optimizer=torch.optim.AdamW, val_for_training=False, item=True, batches=None):
+    batches = batches or get_batch
+
+    def train(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3, eval_interval=50,
+              eval_batches=10, grad_clip=1.0, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        opt = optimizer(model.parameters(), lr=learning_rate)
+        block_size = model.config.block_size
+        history = {"loss": [], "eval_step": [], "val_loss": []}
+
+        def run_evaluation(at):
+            if eval_mode:
+                model.eval()
+            with torch.no_grad() if no_grad else torch.enable_grad():
+                losses = [model(*batches(val_data, batch_size, block_size, generator))[1].item()
+                          for _ in range(eval_batches)]
+            if back_to_train:
+                model.train()
+            history["eval_step"].append(at)
+            history["val_loss"].append(sum(losses) / len(losses))
+
+        model.train()
+        for number in range(max_steps):
+            if evaluate and number % eval_interval == 0:
+                run_evaluation(number)
+            x, y = batches(val_data if val_for_training else train_data, batch_size, block_size, generator)
+            _, loss = model(x, y)
+            if zero_grad:
+                opt.zero_grad()
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if step:
+                opt.step()
+            history["loss"].append(loss.item() if item else loss)
+        if evaluate:
+            run_evaluation(max_steps)
+        return history
+    return train
+
+
+train = make_train()
+
+# ---------------------------------------------------------------- valid alternatives
+
+
+class SequentialMLP(nn.Module):
+    """One nn.Sequential, tanh-approximated GELU, dropout registered first."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.drop = nn.Dropout(config.dropout)
+        self.net = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(approximate="tanh"),
+                                 nn.Linear(4 * config.n_embd, config.n_embd))
+
+    def forward(self, x):
+        return self.drop(self.net(x))
+
+
+class FunctionalMLP(nn.Module):
+    """F.gelu and F.dropout with training=self.training."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.up = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.down = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.p = config.dropout
+
+    def forward(self, x):
+        return F.dropout(self.down(F.gelu(self.up(x))), self.p, training=self.training)
+
+
+class InlineBlock(nn.Module):
+    """The MLP's layers inline, norms registered in the other order, intermediate names."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.norm_mlp = nn.LayerNorm(config.n_embd)
+        self.norm_attention = nn.LayerNorm(config.n_embd)
+        self.attention = attention(config)
+        self.feed_forward = SequentialMLP(config)
+
+    def forward(self, x):
+        attended = self.attention(self.norm_attention(x))
+        x = attended + x
+        return x + self.feed_forward(self.norm_mlp(x))
+
+
+class ListGPT(nn.Module):
+    """Plain attribute names, nn.Sequential of blocks, the head created first and tied the other way round."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.tokens = nn.Embedding(config.vocab_size, config.n_embd)
+        self.tokens.weight = self.head.weight
+        self.positions = nn.Embedding(config.block_size, config.n_embd)
+        self.blocks = nn.Sequential(*[InlineBlock(config) for _ in range(config.n_layer)])
+        self.norm = nn.LayerNorm(config.n_embd)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        x = self.tokens(idx) + self.positions.weight[:T]
+        logits = self.head(self.norm(self.blocks(x)))
+        if targets is None:
+            return logits, None
+        return logits, F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        """Top-p by sorting probabilities and sampling among the sorted ones, then mapping back."""
+        for _ in range(max_new_tokens):
+            context = idx if idx.size(1) <= self.config.block_size else idx[:, idx.size(1) - self.config.block_size:]
+            logits = self(context)[0][:, -1] / temperature
+            if top_k is not None:
+                values, _ = torch.topk(logits, top_k)
+                logits[logits < values[:, -1:]] = -math.inf
+            probs = logits.softmax(-1)
+            if top_p is not None:
+                sorted_probs, order = probs.sort(dim=-1, descending=True)
+                keep = sorted_probs.cumsum(-1) - sorted_probs < top_p
+                sorted_probs = sorted_probs * keep
+                choice = torch.multinomial(sorted_probs, 1, generator=generator)
+                next_token = order.gather(-1, choice)
+            else:
+                next_token = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat([idx, next_token], dim=1)
+        return idx
+
+
+def unfold_batches(data, batch_size, block_size, generator=None):
+    """One window of block_size + 1 tokens per row, split into inputs and targets."""
+    starts = torch.randint(0, len(data) - block_size, (batch_size,), generator=generator)
+    windows = data[starts[:, None] + torch.arange(block_size + 1)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+def train_with_set_to_none(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3,
+                           eval_interval=50, eval_batches=10, grad_clip=1.0, seed=0):
+    """zero_grad(set_to_none=True) first, an evaluation helper with its own generator, train loss evaluated too."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    history = {"loss": [], "eval_step": [], "val_loss": [], "train_loss": []}
+
+    @torch.no_grad()
+    def estimate(data):
+        model.eval()
+        g = torch.Generator().manual_seed(1)
+        out = sum(model(*unfold_batches(data, batch_size, model.config.block_size, g))[1].item()
+                  for _ in range(eval_batches)) / eval_batches
+        model.train()
+        return out
+
+    for step in range(max_steps + 1):
+        if step % eval_interval == 0 or step == max_steps:
+            history["eval_step"].append(step)
+            history["train_loss"].append(estimate(train_data))
+            history["val_loss"].append(estimate(val_data))
+        if step == max_steps:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        _, loss = model(*unfold_batches(train_data, batch_size, model.config.block_size, generator))
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
+        optimizer.step()
+        history["loss"].append(float(loss.detach()))
+    return history
+
+
+# ---------------------------------------------------------------- valid implementations pass
+
+
+@pytest.mark.parametrize("mlp", [MLP, SequentialMLP, FunctionalMLP])
+def test_mlp_accepts_valid_implementations(mlp):
+    checks.check_mlp(mlp)
+
+
+@pytest.mark.parametrize("block", [Block, InlineBlock])
+def test_block_accepts_valid_implementations(block):
+    checks.check_block(block)
+
+
+@pytest.mark.parametrize("gpt", [GPT, ListGPT])
+def test_gpt_checks_accept_valid_implementations(gpt):
+    for check in (checks.check_gpt_constructor, checks.check_forward, checks.check_generate):
+        check(gpt)
+
+
+@pytest.mark.parametrize("batches, loop", [(get_batch, train), (unfold_batches, train_with_set_to_none),
+                                           (unfold_batches, make_train(batches=unfold_batches))])
+def test_training_loop_accepts_valid_implementations(batches, loop):
+    checks.check_training_loop(batches, loop)
+
+
+def test_every_check_is_fast():
+    for check, arguments in [(checks.check_mlp, (MLP,)), (checks.check_block, (Block,)),
+                             (checks.check_gpt_constructor, (GPT,)), (checks.check_forward, (GPT,)),
+                             (checks.check_generate, (GPT,)), (checks.check_training_loop, (get_batch, train))]:
+        start = time.perf_counter()
+        check(*arguments)
+        assert time.perf_counter() - start < 2.0, check.exercise
+
+
+# ---------------------------------------------------------------- mlp mistakes
+
+
+def mlp_with(width=4, activation=nn.GELU, after=False, dropout_always=False):
+    class Buggy(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_fc = nn.Linear(config.n_embd, width * config.n_embd)
+            self.act = activation()
+            self.c_proj = nn.Linear(width * config.n_embd, config.n_embd)
+            self.p = config.dropout
+
+        def forward(self, x):
+            out = self.c_proj(self.act(self.c_fc(x)))
+            out = self.act(out) if after else out
+            return F.dropout(out, self.p) if dropout_always else F.dropout(out, self.p, self.training)
+    return Buggy
+
+
+class NoDropoutMLP(MLP):
+    def forward(self, x):
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+MLP_BUGS = {
+    "4x expansion": mlp_with(width=2),
+    "ReLU": mlp_with(activation=nn.ReLU),
+    "no activation": mlp_with(activation=nn.Identity),
+    "GELU after the second layer": mlp_with(after=True),
+    "dropout is active in eval mode": mlp_with(dropout_always=True),
+    "there is no dropout": NoDropoutMLP,
+}
+
+
+@pytest.mark.parametrize("mistake", MLP_BUGS)
+def test_mlp_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_mlp(MLP_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- block mistakes
+
+
+def block_with(wiring):
+    class Buggy(Block):
+        def forward(self, x):
+            return wiring(self, x)
+    return Buggy
+
+
+BLOCK_BUGS = {
+    "post-LN": block_with(lambda s, x: s.ln_2((h := s.ln_1(x + s.attn(x))) + s.mlp(h))),
+    "no residual connection around the attention": block_with(
+        lambda s, x: (h := s.attn(s.ln_1(x))) + s.mlp(s.ln_2(h))),
+    "no residual connection around the MLP": block_with(lambda s, x: s.mlp(s.ln_2(x + s.attn(s.ln_1(x))))),
+    "there are no residual connections": block_with(lambda s, x: s.mlp(s.ln_2(s.attn(s.ln_1(x))))),
+    "residual connection starts after the LayerNorm": block_with(
+        lambda s, x: (g := s.ln_2((h := s.ln_1(x)) + s.attn(h))) + s.mlp(g)),
+    "MLP runs before the attention": block_with(lambda s, x: (h := x + s.mlp(s.ln_1(x))) + s.attn(s.ln_2(h))),
+    "same LayerNorm": block_with(lambda s, x: (h := x + s.attn(s.ln_1(x))) + s.mlp(s.ln_1(h))),
+    "both read the block's input": block_with(lambda s, x: x + s.attn(s.ln_1(x)) + s.mlp(s.ln_2(x))),
+    "LayerNorms are not used": block_with(lambda s, x: (h := x + s.attn(x)) + s.mlp(h)),
+}
+
+
+class NoDropoutBlock(Block):
+    def __init__(self, config):
+        super().__init__(config)
+        self.attn = CausalSelfAttention(AttentionConfig(config.n_embd, config.n_head, config.block_size))
+        self.mlp = NoDropoutMLP(config)
+
+
+class HardCodedBlock(Block):
+    def __init__(self, config):
+        super().__init__(config)
+        self.ln_1, self.ln_2 = nn.LayerNorm(12), nn.LayerNorm(12)
+
+
+BLOCK_BUGS["there is no dropout"] = NoDropoutBlock
+BLOCK_BUGS["nothing may be hard-coded"] = HardCodedBlock
+
+
+@pytest.mark.parametrize("mistake", BLOCK_BUGS)
+def test_block_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_block(BLOCK_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- gpt_constructor mistakes
+
+
+class UntiedGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+
+
+class NoPositionsGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        del self.transformer["wpe"]
+
+
+class WrongHeadGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+
+class TwoBlocksGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer["h"] = nn.ModuleList([Block(config) for _ in range(2)])
+
+
+class NoFinalNormGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer["ln_f"] = nn.Identity()
+
+
+class VocabPositionsGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.transformer["wpe"] = nn.Embedding(config.vocab_size, config.n_embd)
+
+
+class HeadBiasGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.lm_head.weight = self.transformer.wte.weight
+
+
+CONSTRUCTOR_BUGS = {
+    "not tied": UntiedGPT,
+    "no position embeddings": NoPositionsGPT,
+    "no LM head": WrongHeadGPT,
+    "expected n_layer=3 Blocks": TwoBlocksGPT,
+    "final LayerNorm is missing": NoFinalNormGPT,
+    "one row per position": VocabPositionsGPT,
+    "has a bias": HeadBiasGPT,
+}
+
+
+@pytest.mark.parametrize("mistake", CONSTRUCTOR_BUGS)
+def test_gpt_constructor_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_gpt_constructor(CONSTRUCTOR_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- forward mistakes
+
+
+def gpt_with(embed=None, head=None, loss=None):
+    class Buggy(GPT):
+        def embed(self, idx):
+            return embed(self, idx) if embed else super().embed(idx)
+
+        def forward(self, idx, targets=None):
+            x = self.transformer.drop(self.embed(idx))
+            for block in self.transformer.h:
+                x = block(x)
+            logits = head(self, x) if head else self.lm_head(self.transformer.ln_f(x))
+            if loss:
+                return loss(logits, targets)
+            return logits, None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)),
+                                                                          targets.view(-1))
+    return Buggy
+
+
+FORWARD_BUGS = {
+    "position embeddings are not added": gpt_with(embed=lambda s, idx: s.transformer.wte(idx)),
+    "not the token ids": gpt_with(embed=lambda s, idx: s.transformer.wte(idx) + s.transformer.wpe(idx)),
+    "positions start at 1": gpt_with(
+        embed=lambda s, idx: s.transformer.wte(idx) + s.transformer.wpe(torch.arange(1, idx.size(1) + 1))),
+    "final LayerNorm": gpt_with(head=lambda s, x: s.lm_head(x)),
+    "returns probabilities": gpt_with(head=lambda s, x: s.lm_head(s.transformer.ln_f(x)).softmax(-1)),
+    "flatten": gpt_with(loss=lambda logits, targets: (
+        logits, None if targets is None else F.cross_entropy(logits, targets))),
+    "should return \\(logits, None\\)": gpt_with(loss=lambda logits, targets: (
+        logits, F.cross_entropy(logits.flatten(0, 1), (targets if targets is not None else
+                                                       logits.argmax(-1)).flatten()))),
+    "shifts the targets again": gpt_with(loss=lambda logits, targets: (logits, None if targets is None else
+                                         F.cross_entropy(logits[:, :-1].flatten(0, 1), targets[:, 1:].flatten()))),
+    "sum over positions": gpt_with(loss=lambda logits, targets: (logits, None if targets is None else
+                                   F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))),
+    "should return a pair": gpt_with(loss=lambda logits, targets: logits),
+}
+
+
+@pytest.mark.parametrize("mistake", FORWARD_BUGS)
+def test_forward_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_forward(FORWARD_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- generate mistakes
+
+
+def gpt_generating(crop=None, next_logits=None, position=-1, sample=None):
+    class Buggy(GPT):
+        def crop(self, idx):
+            return crop(self, idx) if crop else super().crop(idx)
+
+        def next_logits(self, logits, temperature, top_k, top_p):
+            if next_logits:
+                return next_logits(logits, temperature, top_k, top_p)
+            return super().next_logits(logits, temperature, top_k, top_p)
+
+        @torch.no_grad()
+        def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+            for _ in range(max_new_tokens):
+                logits, _ = self(self.crop(idx))
+                logits = self.next_logits(logits[:, position, :], temperature, top_k, top_p)
+                if sample:
+                    next_token = sample(logits)
+                else:
+                    next_token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+                idx = torch.cat([idx, next_token], dim=1)
+            return idx
+    return Buggy
+
+
+def keep_top(logits, k):
+    kth = torch.topk(logits, k).values[:, [-1]]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_k_after_softmax(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    if top_k is not None:
+        probs = logits.softmax(-1)
+        return keep_top(probs, top_k)  # probabilities with -inf, softmaxed again by generate
+    return logits
+
+
+def nucleus_without_crossing(logits, temperature, top_k, top_p):
+    logits = GPT.next_logits(None, logits, temperature, top_k, None)
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        drop = sorted_logits.softmax(-1).cumsum(-1) >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+GENERATE_BUGS = {
+    "more than block_size": gpt_generating(crop=lambda s, idx: idx),
+    "cropped to the first block_size": gpt_generating(crop=lambda s, idx: idx[:, :s.config.block_size]),
+    "logits of the first position": gpt_generating(position=0),
+    "temperature is ignored": gpt_generating(next_logits=lambda logits, t, k, p: GPT.next_logits(None, logits, 1.0, k, p)),
+    "multiplied by the temperature": gpt_generating(
+        next_logits=lambda logits, t, k, p: GPT.next_logits(None, logits * t * t, t, k, p)),
+    "always picks the most likely": gpt_generating(sample=lambda logits: logits.argmax(-1, keepdim=True)),
+    "top_k is ignored": gpt_generating(next_logits=lambda logits, t, k, p: GPT.next_logits(None, logits, t, None, p)),
+    "keeps k \\+ 1 tokens": gpt_generating(next_logits=lambda logits, t, k, p: (
+        keep_top(logits / t, k + 1) if k is not None and k > 1 else GPT.next_logits(None, logits, t, k, p))),
+    "softmax again": gpt_generating(next_logits=top_k_after_softmax),
+    "top_p is ignored": gpt_generating(next_logits=lambda logits, t, k, p: GPT.next_logits(None, logits, t, k, None)),
+    "misses the token that crosses top_p": gpt_generating(next_logits=nucleus_without_crossing),
+}
+
+
+@pytest.mark.parametrize("mistake", GENERATE_BUGS)
+def test_generate_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_generate(GENERATE_BUGS[mistake])
+
+
+# ---------------------------------------------------------------- training loop mistakes
+
+
+def batches_shifted(shift):
+    def get(data, batch_size, block_size, generator=None):
+        starts = torch.randint(len(data) - block_size - max(shift - 1, 0), (batch_size,), generator=generator)
+        x = torch.stack([data[i:i + block_size] for i in starts])
+        y = torch.stack([data[i + shift:i + shift + block_size] for i in starts])
+        return x, y
+    return get
+
+
+def batches_without_generator(data, batch_size, block_size, generator=None):
+    return get_batch(data, batch_size, block_size)
+
+
+def batches_missing_last_window(data, batch_size, block_size, generator=None):
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    return (torch.stack([data[i:i + block_size] for i in starts]),
+            torch.stack([data[i + 1:i + block_size + 1] for i in starts]))
+
+
+def zero_grad_after_backward(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3,
+                             eval_interval=50, eval_batches=10, grad_clip=1.0, seed=0):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    history = {"loss": [], "eval_step": [], "val_loss": []}
+    for _ in range(max_steps):
+        _, loss = model(*get_batch(train_data, batch_size, model.config.block_size, generator))
+        loss.backward()
+        optimizer.zero_grad()
+        optimizer.step()
+        history["loss"].append(loss.item())
+    return history
+
+
+TRAINING_BUGS = {
+    "y equals x": (batches_shifted(0), train),
+    "shifted by two": (batches_shifted(2), train),
+    "pass generator to torch.randint": (batches_without_generator, train),
+    "can start at 0 or 1": (batches_missing_last_window, train),
+    "call optimizer.zero_grad\\(\\)": (get_batch, make_train(zero_grad=False)),
+    "call optimizer.step\\(\\)": (get_batch, make_train(step=False)),
+    "not between backward and step": (get_batch, zero_grad_after_backward),
+    "not clipped": (get_batch, make_train(clip=False)),
+    "use torch.optim.AdamW": (get_batch, make_train(optimizer=torch.optim.SGD)),
+    "never evaluates": (get_batch, make_train(evaluate=False)),
+    "model.eval\\(\\)": (get_batch, make_train(eval_mode=False)),
+    "torch.no_grad\\(\\)": (get_batch, make_train(no_grad=False)),
+    "model.train\\(\\) again": (get_batch, make_train(back_to_train=False)),
+    "trained on val_data": (get_batch, make_train(val_for_training=True)),
+    "append loss.item\\(\\)": (get_batch, make_train(item=False)),
+}
+
+
+@pytest.mark.parametrize("mistake", TRAINING_BUGS)
+def test_training_loop_names_the_mistake(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_training_loop(*TRAINING_BUGS[mistake])
+
+
+def test_training_loop_shift_is_caught_inside_train_too():
+    """A train() that builds its own batches with y == x fails even with a correct get_batch."""
+    outcomes = checks.check_training_loop.judge(
+        checks.check_training_loop.probe_all((get_batch, make_train(batches=batches_shifted(0)))))
+    batches = next(o for o in outcomes if o.test.startswith("train: batches"))
+    assert not batches.passed and "shifted by one" in batches.message
+
+
+def test_verdicts_survive_the_graders_wire():
+    """The grader carries probe results across a process boundary (coursekit.grading.wire) before judging."""
+    from coursekit.grading import wire
+
+    for check, arguments in [(checks.check_mlp, (MLP,)), (checks.check_block, (Block,)),
+                             (checks.check_gpt_constructor, (GPT,)), (checks.check_forward, (GPT,)),
+                             (checks.check_generate, (GPT,)), (checks.check_training_loop, (get_batch, train))]:
+        results = [(name, wire.decode_value(wire.encode_value(data))) for name, data in check.probe_all(arguments)]
+        assert all(outcome.passed for outcome in check.judge(results)), check.exercise
