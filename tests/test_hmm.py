@@ -12,13 +12,7 @@ from coursekit.hmm import (entropy_rate, next_observation_probabilities, optimal
 from coursekit.training import Trainer, TrainingConfig, train_val_split
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy shared machine two threads can be ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 HMM = weather_hmm()
