@@ -95,6 +95,23 @@ HEAD_BUGS = {
 }
 
 
+class MaskParameterHead(attention.AttentionHead):
+    """The mask registered as a trainable parameter instead of a buffer."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        del self.mask
+        self.mask = nn.Parameter(torch.tril(torch.ones(block_size, block_size)))
+
+    def forward(self, x):
+        T = x.size(1)
+        scores = self.query(x) @ self.key(x).transpose(-2, -1) * self.key.out_features ** -0.5
+        return self.dropout(scores.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(-1)) @ self.value(x)
+
+
+HEAD_BUGS["an nn.Parameter, so the optimiser would train it"] = MaskParameterHead
+
+
 @pytest.mark.parametrize("mistake", HEAD_BUGS)
 def test_attention_head_names_the_mistake(mistake):
     with pytest.raises(AssertionError, match=mistake):
@@ -170,6 +187,40 @@ MULTI_BUGS = {
     "dropout is still active": multi_head_with(
         lambda self, x: F.dropout(self.proj(torch.cat([h(x) for h in self.heads], dim=-1)), self.dropout.p)),
 }
+
+
+class PlainListMultiHead(nn.Module):
+    """The heads in a plain Python list: PyTorch never sees their parameters."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__()
+        self.heads = [attention.AttentionHead(n_embd, n_embd // n_head, block_size, dropout) for _ in range(n_head)]
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(torch.cat([head(x) for head in self.heads], dim=-1)))
+
+
+class OneHeadRepeated(attention.MultiHeadAttention):
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, block_size, dropout)
+        self.heads = nn.ModuleList([self.heads[0]] * n_head)
+
+
+class FullSizeHeads(attention.MultiHeadAttention):
+    """Every head of size n_embd instead of n_embd // n_head: the concatenation is n_head times too wide."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, block_size, dropout)
+        self.heads = nn.ModuleList(attention.AttentionHead(n_embd, n_embd, block_size, dropout) for _ in range(n_head))
+
+
+MULTI_BUGS.update({
+    "an nn.ModuleList \\(a plain Python list hides them": PlainListMultiHead,
+    "found the weights of only 1 head\\(s\\), not 4": OneHeadRepeated,
+    "each head must have head_size = n_embd // n_head = 6": FullSizeHeads,
+})
 
 
 @pytest.mark.parametrize("mistake", MULTI_BUGS)
@@ -261,7 +312,30 @@ class UnscaledCausalSelfAttention(SDPACausalSelfAttention):
         return self.projection(y.transpose(1, 2).reshape(B, T, C))
 
 
+class KeysFirstSplit(attention.CausalSelfAttention):
+    """c_attn's output read as [keys | queries | values]: the same function family, but not GPT-2's layout."""
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k, q, v = self.c_attn(x).split(C, dim=-1)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class HeadsBeforePositions(attention.CausalSelfAttention):
+    """view(B, n_head, T, hs) straight from (B, T, C): a stride error, not a mask problem."""
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, self.n_head, T, C // self.n_head) for t in self.c_attn(x).split(C, dim=-1))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.view(B, T, C))
+
+
 CAUSAL_BUGS = {
+    "split it as q, k, v = self.c_attn\\(x\\).split": KeysFirstSplit,
+    "view\\(B, T, 4, 6\\).transpose\\(1, 2\\)": HeadsBeforePositions,
     "computes attention with 4 head": FourHeadsAlways,
     "resid_pdrop = 0.5, training mode gives the same output": NoResidualDropout,
     "about half of the output entries": DropoutBeforeProjection,

@@ -245,10 +245,13 @@ def test_train_one_hot_names_the_mistake(trained):
     model, losses = trained
     torch.manual_seed(1)
     untrained = bigram.BigramOneHotMLP(65)
+    weight = torch.ones((), requires_grad=True)
+    losses_with_graphs = [weight * loss for loss in losses]  # appended `loss` instead of `loss.item()`
     cases = [
+        ((model, losses_with_graphs), "carry their computation graph: append loss.item"),
         ((model, losses[:10]), "one value per training step"),
         ((untrained, [4.2] * 1000), "barely moved"),
-        ((untrained, losses), "cross-entropy on all of tinyshakespeare is 4"),
+        ((untrained, losses), "cross-entropy on all of tinyshakespeare is 4.*optimizer.zero_grad"),
         ((bigram.BigramOneHotMLP(27), losses), r"shape \(65, 65\)"),
         ((model, [loss + 1.0 for loss in losses]), "pass the model you trained"),
     ]
@@ -273,11 +276,12 @@ def test_input_ids_accepts_valid_tensors(corpus):
 
 def test_input_ids_names_the_mistake(corpus):
     cases = [
-        ((corpus[:-1].float(), corpus[1:].float()), "need integer ids"),
+        ((corpus[:-1].float(), corpus[1:].float()), "want ids of dtype torch.long"),
         ((corpus[:-1], corpus[:-1]), "equals target_ids"),
         ((corpus[1:], corpus[:-1]), "swapped"),
         ((corpus[:-2], corpus[1:-1]), "one pair too few"),
         ((corpus, corpus), "one entry per character"),
+        ((corpus[:-1].int(), corpus[1:].int()), r"dtype int32.*torch.long \(int64\): convert with .long\(\)"),
     ]
     for arguments, message in cases:
         with pytest.raises(AssertionError, match=message):

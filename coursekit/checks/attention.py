@@ -151,10 +151,12 @@ def _pieces(matrices, channels: int, width: int) -> list[torch.Tensor]:
     return pieces
 
 
-def _assignments(matrices, n_embd: int, width: int, n_head: int, with_output: bool):
+def _assignments(matrices, n_embd: int, width: int, n_head: int, with_output: bool, fused_any_order=False):
     """Every plausible (Wq, Wk, Wv, Wo) reading of the matrices: Wq, Wk, Wv (n_embd, width), heads contiguous.
 
-    Wo is the output projection (width, n_embd), or None for a single head without one.
+    Wo is the output projection (width, n_embd), or None for a single head without one. Separate layers may have
+    been registered in any order; one fused layer's output is read as [queries | keys | values] (GPT-2's c_attn,
+    whose weights notebook 06 loads), unless fused_any_order.
     """
     matrices = [m.double() for m in matrices]
     output_choices = [i for i, m in enumerate(matrices) if tuple(m.shape) == (width, n_embd)] if with_output \
@@ -166,8 +168,9 @@ def _assignments(matrices, n_embd: int, width: int, n_head: int, with_output: bo
         by_role = _pieces(rest, n_embd, width)
         # Layout 2: by head, [q0 k0 v0 | q1 k1 v1 | ...] (a ModuleList of heads with three layers each).
         by_head = _pieces(rest, n_embd, width // n_head) if n_head > 1 else []
+        fused = len(rest) == 1
         for roles in itertools.permutations(range(3)):
-            if len(by_role) == 3:
+            if len(by_role) == 3 and (roles == (0, 1, 2) or not fused or fused_any_order):
                 yield by_role[roles[0]], by_role[roles[1]], by_role[roles[2]], Wo
             if len(by_head) == 3 * n_head:
                 triples = [by_head[3 * h: 3 * h + 3] for h in range(n_head)]
@@ -191,13 +194,49 @@ def _diagnose(got, n_embd: int, width: int, n_head: int, with_output: bool, what
         return _find_mistake(got, n_embd, width, n_head, with_output, what)
 
 
+def _error_advice(error: str, n_embd: int, width: int, n_head: int, with_output: bool, what: str) -> str:
+    """What an error raised on x (B, T, n_embd) most likely means, from its text."""
+    where = f"{what} raised {error} on x of shape {(B, T, n_embd)}"
+    if f"size of tensor a ({T}) must match the size of tensor b ({BLOCK})" in error or \
+            f"size of tensor a ({BLOCK}) must match the size of tensor b ({T})" in error:
+        return f"{where} (T = {T} < block_size = {BLOCK}): cut the mask to the sequence length, mask[:T, :T]"
+    if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
+        return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
+                f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
+    hs = width // n_head
+    if not with_output:
+        return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {hs}) -> scores "
+                f"(B, T, T) -> weights @ v (B, T, {hs})")
+    return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {width}) -> each "
+            f".view(B, T, {n_head}, {hs}).transpose(1, 2) = (B, {n_head}, T, {hs}) -> scores (B, {n_head}, T, T) -> "
+            f"weights @ v (B, {n_head}, T, {hs}) -> .transpose(1, 2).contiguous().view(B, T, {width}) -> "
+            f"projection (B, T, {n_embd})")
+
+
+def _missing_weights_advice(matrices, n_embd: int, width: int, n_head: int, with_output: bool) -> str | None:
+    """Why no reading of the weights fits, when the cause is a common one; else None."""
+    shapes = [tuple(m.shape) for m in matrices]
+    if any(shape == (BLOCK, BLOCK) and bool(((m == 0) | (m == 1)).all()) for m, shape in zip(matrices, shapes)):
+        return ("the causal mask is an nn.Parameter, so the optimiser would train it: keep it as a buffer, "
+                "self.register_buffer('mask', torch.tril(torch.ones(block_size, block_size)))")
+    if not with_output or n_head == 1:
+        return None
+    head_matrices = shapes.count((n_embd, width // n_head))
+    if head_matrices == 0 and (width, n_embd) in shapes:
+        return ("only the output projection has weights: the heads are not registered as submodules. Keep them in "
+                "an nn.ModuleList (a plain Python list hides them from PyTorch: no parameters, no .eval(), no .to())")
+    if 0 < head_matrices < 3 * n_head and head_matrices % 3 == 0:
+        return (f"found the weights of only {head_matrices // 3} head(s), not {n_head}: create a new head for each "
+                f"([AttentionHead(...) for _ in range(n_head)]); [head] * n_head repeats one and the same head")
+    return None
+
+
 def _find_mistake(got, n_embd: int, width: int, n_head: int, with_output: bool, what: str) -> str | None:
     x = torch.from_numpy(got["x"]).double()
     result = got["result"]
     expected_shape = (B, T, n_embd if with_output else width)
     if result["error"]:
-        return (f"{what} raised {result['error']} on x of shape {(B, T, n_embd)} (T = {T} < block_size = {BLOCK}): "
-                f"cut the mask to the sequence length, mask[:T, :T]")
+        return _error_advice(result["error"], n_embd, width, n_head, with_output, what)
     out = result["output"]
     if not isinstance(out, np.ndarray) or out.shape != expected_shape:
         return f"{what} should return shape {expected_shape}, got {describe(out)}"
@@ -208,6 +247,9 @@ def _find_mistake(got, n_embd: int, width: int, n_head: int, with_output: bool, 
     matrices = [torch.from_numpy(m) for m in got["matrices"]]
     readings = list(_assignments(matrices, n_embd, width, n_head, with_output))
     if not readings:
+        advice = _missing_weights_advice(matrices, n_embd, width, n_head, with_output)
+        if advice:
+            return advice
         shapes = [tuple(m.shape) for m in matrices]
         layers = ("three nn.Linear(n_embd, head_size, bias=False) layers for the query, key and value (any names), "
                   "or one nn.Linear(n_embd, 3 * head_size)" if not with_output else
@@ -242,6 +284,11 @@ def _find_mistake(got, n_embd: int, width: int, n_head: int, with_output: bool, 
             if order != tuple(range(n_head)) and any(matches(compute(reading, "", order)) for reading in readings):
                 return (f"the heads are concatenated in the order {list(order)}; concatenate them in order "
                         f"0, 1, ..., {n_head - 1} along the last dimension (torch.cat([...], dim=-1))")
+    if any(matches(compute(reading)) for reading in _assignments(matrices, n_embd, width, n_head, with_output,
+                                                                  fused_any_order=True)):
+        return ("the fused projection's output is split in another order than queries, keys, values: split it as "
+                "q, k, v = self.c_attn(x).split(n_embd, dim=2), the layout of GPT-2's c_attn (notebook 06 loads "
+                "GPT-2's weights into exactly this layout)")
     expected = compute(readings[0])
     return (f"{what} does not compute causal self-attention with its own weights: on a random x of shape "
             f"{tuple(x.shape)}, output[0, 1, :3] should be about {np.round(expected[0, 1, :3].numpy(), 4).tolist()} "

@@ -369,11 +369,20 @@ def _is_sequence(value) -> bool:
     return isinstance(value, (list, tuple, np.ndarray, torch.Tensor))
 
 
+def _as_floats(losses) -> list[float]:
+    return [float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss) for loss in losses]
+
+
 def _losses_probe(model, losses):
-    return [float(loss) for loss in losses]
+    with_graph = sum(isinstance(loss, torch.Tensor) and loss.requires_grad for loss in losses)
+    return {"values": _as_floats(losses), "with_graph": with_graph}
 
 
-def _losses_judge(losses):
+def _losses_judge(got):
+    losses = got["values"]
+    if got["with_graph"]:
+        return (f"{got['with_graph']} of the losses are tensors that still carry their computation graph: append "
+                f"loss.item(), a Python float (each loss tensor keeps its step's whole graph alive in memory)")
     if len(losses) < TRAIN_STEPS:
         return (f"losses should hold one value per training step ({TRAIN_STEPS} steps), got {len(losses)}: "
                 f"append loss.item() inside the loop")
@@ -390,7 +399,7 @@ def _losses_judge(losses):
 def _table_probe(model, losses):
     """The trained model's logits for each of the 65 characters: everything a bigram model knows."""
     model.eval()
-    last_losses = [float(x) for x in losses][-100:]
+    last_losses = _as_floats(losses)[-100:]
     try:
         with torch.no_grad():
             logits = model(torch.eye(corpus_vocab_size()))
@@ -422,7 +431,8 @@ def _trained_judge(got):
     if loss > TRAINED_LOSS_LIMIT:
         return (f"your model's cross-entropy on all of tinyshakespeare is {loss:.3f} nats; a hidden-size-8 model "
                 f"reaches about 2.52 after {TRAIN_STEPS} steps (uniform guessing: {bigram.uniform_loss(65):.2f}, the "
-                f"best bigram model: {best:.2f}). Train on random batches of pairs with Adam (lr about 1e-2)")
+                f"best bigram model: {best:.2f}). Train on random batches of pairs with Adam (lr about 1e-2), and call "
+                f"optimizer.zero_grad() every step: without it the gradients of all earlier steps add up")
     return None
 
 
@@ -476,8 +486,8 @@ def _ids_judge(got):
                 return f"{name} has {n - 1} entries, one pair too few: use ids[:-1] and ids[1:] (not ids[:-2])"
             return f"{name} should have shape ({n},): one entry per consecutive pair of the text, got {values.shape}"
         if item["dtype"] != "int64":
-            return (f"{name} has dtype {item['dtype']}, but nn.Embedding and F.cross_entropy need integer ids: "
-                    f"use torch.long, not one-hot rows or floats")
+            return (f"{name} has dtype {item['dtype']}, but nn.Embedding and F.cross_entropy want ids of dtype "
+                    f"torch.long (int64): convert with .long(), and use ids, not one-hot rows or floats")
     inputs, targets = got["input_ids"]["values"], got["target_ids"]["values"]
     if np.array_equal(inputs, ids[:-1]) and np.array_equal(targets, ids[1:]):
         return None

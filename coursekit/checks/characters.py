@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import torch
+
 from coursekit import data
 from coursekit.checks.core import Check, Test, describe, type_and_value
 
@@ -82,6 +84,7 @@ check_chars = Check(
 
 ENCODE_SAMPLES = ["hello", "First Citizen:\nBefore we proceed any further, hear me speak.", ""]
 UNKNOWN_CHARACTER = "€"
+TENSOR_SAMPLE = "hi there"  # decode must take a 1-D tensor of ids too (later notebooks pass model output)
 
 
 def _ids_mistake(got, expected: list[int], text: str) -> str | None:
@@ -119,6 +122,10 @@ def _raises_naming(result) -> str | None:
     if UNKNOWN_CHARACTER not in result["message"]:
         return (f"the error for an unknown character should name it ({UNKNOWN_CHARACTER!r}) so the user knows "
                 f"what to fix; your message was: {result['raised']}: {result['message']}")
+    if result["raised"] == "KeyError" and result["message"].strip("'\"") == UNKNOWN_CHARACTER:
+        return (f"encode raised a bare KeyError: {result['message']} from the dictionary lookup, which does not say "
+                f"what went wrong; check `char in stoi` first and raise your own ValueError, e.g. "
+                f"ValueError(f\"character {{char!r}} is not in the vocabulary\")")
     return None
 
 
@@ -159,9 +166,26 @@ def _decode_mistake(got, text: str) -> str | None:
     return None
 
 
+def _decode_tensor(decode) -> dict:
+    try:
+        return type_and_value(decode(torch.tensor(_char_ids(TENSOR_SAMPLE))))
+    except Exception as error:
+        return {"raised": f"{type(error).__name__}: {error}"}
+
+
+def _decode_tensor_mistake(got) -> str | None:
+    if "raised" in got:
+        return (f"decode(torch.tensor(ids)) raised {got['raised']}: the elements of a tensor are 0-d tensors, "
+                f"not ints, so they are not keys of itos; look each one up as itos[int(i)]")
+    return _decode_mistake(got, TENSOR_SAMPLE)
+
+
 check_decode = Check(
     exercise="decode",
     expects=["a function decode(ids) -> str"],
-    tests=[Test(f"decode(ids of {text!r})", lambda decode, text=text: type_and_value(decode(_char_ids(text))),
-                lambda got, text=text: _decode_mistake(got, text)) for text in ENCODE_SAMPLES],
+    tests=[
+        *(Test(f"decode(ids of {text!r})", lambda decode, text=text: type_and_value(decode(_char_ids(text))),
+               lambda got, text=text: _decode_mistake(got, text)) for text in ENCODE_SAMPLES),
+        Test(f"decode(a 1-D tensor of the ids of {TENSOR_SAMPLE!r})", _decode_tensor, _decode_tensor_mistake),
+    ],
 )

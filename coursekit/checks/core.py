@@ -56,7 +56,8 @@ class Check:
             message = test.judge(data)
             if message:
                 raise AssertionError(f"{self.exercise}: {message}")
-        print(f"✓ {self.exercise}: all {len(self.tests)} tests passed.")
+        print(f"✓ {self.exercise}: " + ("the test passed." if len(self.tests) == 1 else
+                                        f"all {len(self.tests)} tests passed."))
 
     def argument_problem(self, student: tuple) -> str | None:
         """A message when the check was called with the wrong number or kind of objects, else None."""

@@ -127,6 +127,15 @@ def _key_error_mistake(text: str, got: dict) -> str:
             f"chunk into [byte_encoder[b] for b in chunk.encode('utf-8')] before merging")
 
 
+def _without_whitespace(spelled: str) -> str:
+    """GPT-2 token text without the byte_encoder symbols of space, tab, newline and carriage return.
+
+    >>> _without_whitespace("ĠhelloĊĠworld")
+    'helloworld'
+    """
+    return "".join(symbol for symbol in spelled if symbol not in "ĠĉĊč")
+
+
 def _crosses_chunks(text: str, tokens: list[str]) -> str | None:
     """A token that spans two of GPT-2's chunks (so BPE ran on the whole text), or None."""
     ends, position = set(), 0
@@ -157,6 +166,10 @@ def _gpt2_mistake(got, texts: list[str]) -> str | None:
             if None not in got_tokens:
                 said += f" (tokens {got_tokens})"
                 if "".join(got_tokens) != "".join(tokens):
+                    if _without_whitespace("".join(got_tokens)) == _without_whitespace("".join(tokens)):
+                        return (f"{said}: the spaces and newlines are missing, so text.split() (or a pattern "
+                                f"without them) cut the text; split with regex.findall(GPT2_SPLIT_PATTERN, text), "
+                                f"whose chunks keep every character, a space staying with the word after it")
                     return (f"{said}: your tokens do not spell the text's bytes; map each byte of "
                             f"chunk.encode('utf-8') through byte_encoder (not each character)")
                 crossing = _crosses_chunks(text, got_tokens)
