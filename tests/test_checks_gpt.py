@@ -23,7 +23,7 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-        self.gelu = nn.GELU()
+        self.gelu = nn.GELU(approximate="tanh")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -164,7 +164,7 @@ class SequentialMLP(nn.Module):
 
 
 class FunctionalMLP(nn.Module):
-    """F.gelu and F.dropout with training=self.training."""
+    """F.gelu (tanh) and F.dropout with training=self.training."""
 
     def __init__(self, config):
         super().__init__()
@@ -173,7 +173,7 @@ class FunctionalMLP(nn.Module):
         self.p = config.dropout
 
     def forward(self, x):
-        return F.dropout(self.down(F.gelu(self.up(x))), self.p, training=self.training)
+        return F.dropout(self.down(F.gelu(self.up(x), approximate="tanh")), self.p, training=self.training)
 
 
 class InlineBlock(nn.Module):
@@ -311,7 +311,7 @@ def test_every_check_is_fast():
 # ---------------------------------------------------------------- mlp mistakes
 
 
-def mlp_with(width=4, activation=nn.GELU, after=False, dropout_always=False):
+def mlp_with(width=4, activation=lambda: nn.GELU(approximate="tanh"), after=False, dropout_always=False):
     class Buggy(nn.Module):
         def __init__(self, config):
             super().__init__()
@@ -335,6 +335,7 @@ class NoDropoutMLP(MLP):
 MLP_BUGS = {
     "4x expansion": mlp_with(width=2),
     "ReLU": mlp_with(activation=nn.ReLU),
+    "exact GELU, nn.GELU\\(\\); use nn.GELU\\(approximate=\"tanh\"\\)": mlp_with(activation=nn.GELU),
     "no activation": mlp_with(activation=nn.Identity),
     "GELU after the second layer": mlp_with(after=True),
     "dropout is active in eval mode": mlp_with(dropout_always=True),
@@ -386,8 +387,29 @@ class HardCodedBlock(Block):
         self.ln_1, self.ln_2 = nn.LayerNorm(12), nn.LayerNorm(12)
 
 
+class StreamDropoutBlock(Block):
+    """Dropout on the residual stream itself, x = drop(x + attn(ln_1(x))), as well as inside the sub-layers."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        x = self.drop(x + self.attn(self.ln_1(x)))
+        return self.drop(x + self.mlp(self.ln_2(x)))
+
+
+class WeightlessNormBlock(Block):
+    def __init__(self, config):
+        super().__init__(config)
+        self.ln_1 = nn.LayerNorm(config.n_embd, elementwise_affine=False)
+        self.ln_2 = nn.LayerNorm(config.n_embd, elementwise_affine=False)
+
+
 BLOCK_BUGS["there is no dropout"] = NoDropoutBlock
 BLOCK_BUGS["nothing may be hard-coded"] = HardCodedBlock
+BLOCK_BUGS["dropout is applied to the residual stream itself"] = StreamDropoutBlock
+BLOCK_BUGS["no learned gain and bias \\(elementwise_affine=False\\)"] = WeightlessNormBlock
 
 
 @pytest.mark.parametrize("mistake", BLOCK_BUGS)
@@ -475,7 +497,7 @@ def gpt_with(embed=None, head=None, loss=None):
             if loss:
                 return loss(logits, targets)
             return logits, None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)),
-                                                                          targets.view(-1))
+                                                                          targets.reshape(-1))
     return Buggy
 
 
@@ -496,6 +518,8 @@ FORWARD_BUGS = {
     "sum over positions": gpt_with(loss=lambda logits, targets: (logits, None if targets is None else
                                    F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))),
     "should return a pair": gpt_with(loss=lambda logits, targets: logits),
+    "which .view\\(-1\\) cannot flatten; use targets.reshape\\(-1\\)": gpt_with(loss=lambda logits, targets: (
+        logits, None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1)))),
 }
 
 
@@ -545,6 +569,26 @@ def top_k_after_softmax(logits, temperature, top_k, top_p):
     return logits
 
 
+def top_k_filled_with_zero(logits, k):
+    kth = torch.topk(logits, k).values[:, [-1]]
+    return logits.masked_fill(logits < kth, 0.0)
+
+
+def nucleus_not_mapped_back(logits, temperature, top_k, top_p):
+    """The nucleus mask built on sorted probabilities and applied to the logits as they are (no scatter)."""
+    logits = GPT.next_logits(None, logits, temperature, top_k, None)
+    if top_p is not None:
+        probs = logits.softmax(-1).sort(descending=True).values
+        logits = logits.masked_fill(probs.cumsum(-1) - probs >= top_p, float("-inf"))
+    return logits
+
+
+def sample_sorted_position(logits):
+    """Samples among the sorted probabilities and returns the position in that order, not the token id."""
+    sorted_probs = F.softmax(logits, dim=-1).sort(descending=True).values
+    return torch.multinomial(sorted_probs, 1, generator=torch.Generator().manual_seed(0))
+
+
 def nucleus_without_crossing(logits, temperature, top_k, top_p):
     logits = GPT.next_logits(None, logits, temperature, top_k, None)
     if top_p is not None:
@@ -568,6 +612,12 @@ GENERATE_BUGS = {
     "softmax again": gpt_generating(next_logits=top_k_after_softmax),
     "top_p is ignored": gpt_generating(next_logits=lambda logits, t, k, p: GPT.next_logits(None, logits, t, k, None)),
     "misses the token that crosses top_p": gpt_generating(next_logits=nucleus_without_crossing),
+    "sets the other logits to 0 instead of -inf": gpt_generating(next_logits=lambda logits, t, k, p: (
+        top_k_filled_with_zero(logits / t, k) if k is not None and k > 1 else GPT.next_logits(None, logits, t, k, p))),
+    "nucleus is computed in sorted order but applied to token ids": gpt_generating(next_logits=nucleus_not_mapped_back),
+    "position of the most likely token in sorted order, not its id": gpt_generating(sample=sample_sorted_position),
+    "the generator is ignored": gpt_generating(
+        sample=lambda logits: torch.multinomial(F.softmax(logits, dim=-1), 1)),
 }
 
 

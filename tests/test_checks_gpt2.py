@@ -25,8 +25,8 @@ def similarity_by_broadcasting(vectors):
 def similarity_by_loops(vectors):
     rows = vectors.tolist()
     length = [math.sqrt(sum(x * x for x in row)) for row in rows]
-    return [[sum(a * b for a, b in zip(u, v)) / (length[i] * length[j]) for j, v in enumerate(rows)]
-            for i, u in enumerate(rows)]
+    return torch.tensor([[sum(a * b for a, b in zip(u, v)) / (length[i] * length[j]) for j, v in enumerate(rows)]
+                         for i, u in enumerate(rows)])
 
 
 @pytest.mark.parametrize("implementation", [gpt2.cosine_similarity_matrix, similarity_by_normalize,
@@ -49,6 +49,7 @@ SIMILARITY_BUGS = {
     "similarity with itself": lambda v: F.cosine_similarity(v, v),
     "changed the tensor it was given": normalise_in_place,
     "should return an \\(N, N\\) tensor": lambda v: "a matrix",
+    "should return a torch.Tensor": lambda v: similarity_by_normalize(v).numpy(),
 }
 
 

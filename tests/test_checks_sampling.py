@@ -140,11 +140,17 @@ def in_place(logits, temperature):
     return logits
 
 
+def asserting_temperature(logits, temperature):
+    assert temperature > 0, f"temperature must be > 0, got {temperature}"
+    return logits / temperature
+
+
 TEMPERATURE_BUGS = {
     "multiplied by the temperature": checked(lambda logits, t: logits * t),
     "has no effect": checked(lambda logits, t: logits),
     "returns probabilities": checked(lambda logits, t: (logits / t).softmax(-1)),
-    "modified in place": in_place,
+    "modified in place \\(an operation ending in _, or /=": in_place,
+    "AssertionError \\(from assert\\): raise ValueError": asserting_temperature,
     "should raise a ValueError that names temperature": lambda logits, t: logits / t if t != 0 else logits,
     "should name the argument 'temperature'": lambda logits, t: (
         logits / t if t > 0 else (_ for _ in ()).throw(ValueError("must be positive"))),
@@ -174,6 +180,8 @@ TOP_K_BUGS = {
     "RuntimeError": checked(lambda logits, k: logits.masked_fill(
         logits < torch.topk(logits, k).values[..., -1:], float("-inf"))),  # k > vocabulary crashes
     "naming top_k or k|should raise": lambda logits, k: top_k_filter(logits, max(k, 1)),
+    "1-D tensor of logits raised IndexError": checked(lambda logits, k: logits.masked_fill(
+        logits < torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]], float("-inf"))),  # 2-D only
 }
 
 
@@ -181,6 +189,13 @@ TOP_K_BUGS = {
 def test_top_k_names_the_mistake(mistake):
     with pytest.raises(AssertionError, match=mistake):
         checks.check_top_k(TOP_K_BUGS[mistake])
+
+
+def nucleus_on_first_row_only(logits, p):
+    """Right for the first distribution of a batch, every other row left unfiltered."""
+    out = logits.clone()
+    out[:1] = top_p_filter(logits[:1], p)
+    return out
 
 
 def nucleus_variant(logits, p, before=True, sorted_mask_only=False):
@@ -199,6 +214,8 @@ TOP_P_BUGS = {
     "applied to the logits in vocabulary order": lambda logits, p: nucleus_variant(logits, p, sorted_mask_only=True),
     "every logit was kept": lambda logits, p: top_p_filter(logits, p) if p <= 0 or p > 1 else logits.clone(),
     "should raise": lambda logits, p: top_p_filter(logits, min(max(p, 1e-9), 1.0)),
+    "for row 1 got": lambda logits, p: top_p_filter(logits, p) if logits.ndim == 1 or not 0 < p <= 1
+    else nucleus_on_first_row_only(logits, p),
 }
 
 

@@ -75,6 +75,9 @@ def _randomise_layer_norms(module: nn.Module, seed: int = 1) -> list[dict]:
     norms = []
     with torch.no_grad():
         for norm in _layer_norms(module):
+            if norm.weight is None:  # nn.LayerNorm(n, elementwise_affine=False): nothing to learn
+                norms.append({"weight": None, "bias": None})
+                continue
             norm.weight.copy_(1 + 0.5 * torch.randn(norm.weight.shape, generator=generator))
             if getattr(norm, "bias", None) is not None:
                 norm.bias.copy_(0.5 * torch.randn(norm.bias.shape, generator=generator))
@@ -130,7 +133,8 @@ def _dropout_probe(build):
     return probe
 
 
-def _dropout_judge(where: str):
+def _dropout_judge(where: str, residual_stream: bool = False):
+    """residual_stream: the output is a residual stream, which dropout inside the sub-layers never zeroes."""
     def judge(got):
         first, second = got["eval"]
         if not all(isinstance(value, np.ndarray) for value in (first, second, got["train"])):
@@ -141,6 +145,11 @@ def _dropout_judge(where: str):
         if np.allclose(got["train"], first, atol=1e-7):
             return (f"with dropout=0.5 training mode gives the same output as eval mode: there is no dropout. "
                     f"{where}")
+        zeros = float((got["train"] == 0).mean())
+        if residual_stream and zeros > 0.2:
+            return (f"with dropout=0.5, {zeros:.0%} of the block's outputs are exactly 0 in training mode: dropout is "
+                    f"applied to the residual stream itself. It belongs inside the sub-layers (the attention's and the "
+                    f"MLP's own dropout); the stream only ever gets their outputs added: x = x + attn(ln_1(x))")
         return None
     return judge
 
@@ -174,13 +183,16 @@ def _mlp_judge(got):
         return f"no nn.Linear(4 * n_embd, n_embd) = ({4 * C}, {C}) found to project the hidden layer back"
     x, out = torch.as_tensor(got["x"]), got["result"]["output"]
     hidden = _apply(first, x)
-    if any(_close(out, _apply(second, gelu(hidden))) for gelu in GELUS.values()):
+    if _close(out, _apply(second, GELUS["tanh"](hidden))):
         return None
     mistakes = {
-        "relu": (F.relu, "the activation is ReLU; GPT-2 uses GELU (nn.GELU()), a smooth version that keeps "
-                         "small gradients for negative inputs"),
+        "exact": (GELUS["exact"], "the MLP uses the exact GELU, nn.GELU(); use nn.GELU(approximate=\"tanh\"), the "
+                                  "version GPT-2 was trained with (notebook 06 loads GPT-2's weights into this "
+                                  "layout, and the comparison with coursekit's GPT below needs the same function)"),
+        "relu": (F.relu, "the activation is ReLU; GPT-2 uses GELU (nn.GELU(approximate=\"tanh\")), a smooth "
+                         "version that keeps small gradients for negative inputs"),
         "none": (lambda h: h, "there is no activation between the two layers, so the MLP is one linear map: "
-                              "put nn.GELU() between them"),
+                              "put nn.GELU(approximate=\"tanh\") between them"),
     }
     for activation, message in mistakes.values():
         if _close(out, _apply(second, activation(hidden))):
@@ -298,6 +310,9 @@ def _block_judge(got):
     if not norms:
         return ("the block has no LayerNorm: it needs two nn.LayerNorm(n_embd), ln_1 before the attention and ln_2 "
                 "before the MLP")
+    if any(norm["weight"] is None for norm in norms):
+        return ("a LayerNorm has no learned gain and bias (elementwise_affine=False): use "
+                "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")
     x, out = torch.as_tensor(got["x"]), got["result"]["output"]
     layer_norms = [lambda h, n=n: _layer_norm(n, h) for n in norms]
     found = {}
@@ -342,7 +357,7 @@ check_block = Check(
              lambda got: _output_problem(got, (B, T, 16), "Block(config) with n_embd=16, n_head=4 (nothing may be "
                                                           "hard-coded; use config.n_embd)")),
         Test("dropout: on in training, off in eval", _dropout_probe(lambda cls, p: cls(_config(dropout=p))),
-             _dropout_judge("Pass config.dropout to the attention and to your MLP.")),
+             _dropout_judge("Pass config.dropout to the attention and to your MLP.", residual_stream=True)),
     ],
 )
 
@@ -521,7 +536,8 @@ def _embeddings_judge(got):
 def _forward_loss(gpt_class):
     torch.manual_seed(0)
     model = gpt_class(_config()).eval()
-    idx, targets = _idx(), _idx(seed=1)
+    idx = _idx()
+    targets = _idx(seed=1, length=T + 1)[:, 1:]  # a slice, like y = windows[:, 1:]: not contiguous in memory
     return {"targets": targets, "without": _forward_result(model, idx), "with": _forward_result(model, idx, targets)}
 
 
@@ -540,7 +556,10 @@ def _loss_judge(got):
     result = got["with"]
     if result["error"] and "Expected target size" in result["error"]:
         return ("F.cross_entropy got the logits as (B, T, vocab_size): it wants one row per prediction, so flatten "
-                "both: F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1)) (or .reshape)")
+                "both: F.cross_entropy(logits.reshape(-1, vocab_size), targets.reshape(-1))")
+    if result["error"] and "view size is not compatible" in result["error"]:
+        return (f"forward(idx, targets) raised {result['error']}: targets here is a slice (windows[:, 1:], as a "
+                f"training batch often is), which .view(-1) cannot flatten; use targets.reshape(-1)")
     problem = _forward_problem(result, "forward(idx, targets)")
     if problem:
         return problem
@@ -599,8 +618,19 @@ check_forward = Check(
 
 # ---------------------------------------------------------------- generate
 
-BASE_LOGITS = torch.tensor([2.0, 1.2, 0.9, 0.3, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0])  # V = 11, all distinct
-NUCLEUS_PROBS = torch.tensor([0.36, 0.22, 0.16, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01, 0.006, 0.004])
+# Token ids in order of likelihood: the most likely token is 4, then 9, ... The vocabulary order is not the rank
+# order, so a filter that forgets to map sorted positions back to token ids keeps the wrong tokens.
+RANKING = torch.tensor([4, 9, 1, 7, 0, 10, 3, 6, 2, 8, 5])
+
+
+def _in_vocabulary_order(ranked: torch.Tensor) -> torch.Tensor:
+    """Values given best first, placed at the token ids RANKING names."""
+    return torch.empty_like(ranked).scatter_(0, RANKING, ranked)
+
+
+BASE_LOGITS = _in_vocabulary_order(torch.tensor([2.0, 1.2, 0.9, 0.3, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]))
+NUCLEUS_PROBS = _in_vocabulary_order(torch.tensor([0.36, 0.22, 0.16, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01, 0.006,
+                                                   0.004]))
 SAMPLES_B, SAMPLES_N = 500, 8  # 4000 draws per setting
 
 
@@ -670,6 +700,10 @@ def _crop_judge(got):
         if (out[:, 5:] == 9).all():
             return ("the new token is sampled from the logits of the first position; the prediction of the next token is "
                     "at the last position: logits[:, -1, :]")
+        if (out[:, 5:] == 0).all():
+            return ("every new token is 0, the position of the most likely token in sorted order, not its id (3): "
+                    "after sampling among sorted probabilities return order.gather(-1, choice), or sample from the "
+                    "probabilities in vocabulary order")
         return "the new tokens do not follow the last position's logits (which put almost all mass on token 3)"
     return None
 
@@ -694,8 +728,8 @@ def _stat_judge(name: str, expected_probs, wrong: dict):
                 return message
         top = np.argsort(-expected.numpy())[:4]
         return (f"with {name} the sampled frequencies of tokens {top.tolist()} are "
-                f"{np.round(counts[top] / counts.sum(), 3).tolist()}, expected about "
-                f"{np.round(expected[top].numpy(), 3).tolist()}")
+                f"{[round(float(count) / counts.sum(), 3) for count in counts[top]]}, expected about "
+                f"{[round(float(probability), 3) for probability in expected[top]]}")
     return judge
 
 
@@ -711,18 +745,47 @@ def _greedy(logits):
     return lambda: F.one_hot(logits.argmax(), V).float()
 
 
-TOP_K = 3
-_keep_top = torch.zeros(V, dtype=torch.bool)
-_keep_top[:TOP_K] = True  # BASE_LOGITS is sorted: the top 3 are tokens 0, 1, 2
-_nucleus_logits = NUCLEUS_PROBS.log()
-_nucleus = torch.zeros(V, dtype=torch.bool)
-_nucleus[:3] = True  # 0.36 + 0.22 < 0.7 <= 0.36 + 0.22 + 0.16
-
-
 def _keep_first(n):
-    keep = torch.zeros(V, dtype=torch.bool)
-    keep[:n] = True
-    return keep
+    """The n most likely tokens."""
+    return torch.zeros(V, dtype=torch.bool).index_fill_(0, RANKING[:n], True)
+
+
+def _sorted_positions_as_ids(keep):
+    """The bug of a filter that never maps back: it keeps token ids 0 .. n - 1, the positions in sorted order."""
+    return torch.arange(V) < int(keep.sum())
+
+
+TOP_K = 3
+_keep_top = _keep_first(TOP_K)
+_nucleus_logits = NUCLEUS_PROBS.log()
+_nucleus = _keep_first(3)  # 0.36 + 0.22 < 0.7 <= 0.36 + 0.22 + 0.16
+
+
+def _generator_probe(gpt_class):
+    """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        model = _fake_forward(gpt_class(_config()).eval(), BASE_LOGITS, [])
+        torch.manual_seed(global_seed)
+        try:
+            out = model.generate(torch.zeros(4, 1, dtype=torch.long), 8, generator=torch.Generator().manual_seed(0))
+        except Exception as error:
+            return {"error": f"{type(error).__name__}: {error}"}
+        runs.append(out if isinstance(out, torch.Tensor) else describe(out))
+    return {"error": None, "runs": runs}
+
+
+def _generator_judge(got):
+    if got["error"]:
+        return f"generate(..., generator=torch.Generator().manual_seed(0)) raised {got['error']}"
+    first, second = got["runs"]
+    if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
+        return "fix the errors reported by the other tests first"
+    if not np.array_equal(first, second):
+        return ("two calls with generators seeded alike gave different tokens: the generator is ignored. Pass it on, "
+                "torch.multinomial(probs, num_samples=1, generator=generator), so runs are reproducible")
+    return None
 
 
 check_generate = Check(
@@ -756,6 +819,11 @@ check_generate = Check(
                      _only(BASE_LOGITS, _keep_first(TOP_K - 1)),
                  "top_k keeps the k least likely tokens: torch.topk returns the largest by default":
                      _only(BASE_LOGITS, ~_keep_first(V - TOP_K)),
+                 ("top_k sets the other logits to 0 instead of -inf: exp(0) = 1, so those tokens are still sampled; "
+                  "fill them with float('-inf')"): _softmax(BASE_LOGITS.masked_fill(~_keep_top, 0.0)),
+                 ("top_k keeps tokens 0 .. k - 1, positions in sorted order, not the k most likely token ids: map "
+                  "back with torch.topk(...).indices (or compare logits with the k-th largest value)"):
+                     _only(BASE_LOGITS, _sorted_positions_as_ids(_keep_top)),
                  ("top-k was applied after the softmax and the result went through a softmax again, which flattens "
                   "it: filter the logits (-inf outside the top k), then apply the softmax once"):
                      _softmax(torch.softmax(BASE_LOGITS, -1).masked_fill(~_keep_top, float("-inf")))})),
@@ -770,7 +838,12 @@ check_generate = Check(
                   "(cumsum - probs) is still < top_p, so the kept tokens hold at least top_p"):
                      _only(_nucleus_logits, _keep_first(2)),
                  "the nucleus keeps one token too many: drop a token once the tokens before it hold >= top_p":
-                     _only(_nucleus_logits, _keep_first(4))})),
+                     _only(_nucleus_logits, _keep_first(4)),
+                 ("the nucleus is computed in sorted order but applied to token ids 0 .. n - 1: map the mask back to "
+                  "vocabulary order (mask.scatter(-1, order, mask), with order from torch.sort), or sample among the "
+                  "sorted probabilities and return order.gather(-1, choice)"):
+                     _only(_nucleus_logits, _sorted_positions_as_ids(_nucleus))})),
+        Test("sampling uses the generator it is given", _generator_probe, _generator_judge),
     ],
 )
 

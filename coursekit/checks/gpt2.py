@@ -32,8 +32,9 @@ def _as_array(value) -> np.ndarray | dict:
 def _similarity_probe(vectors: torch.Tensor):
     def probe(function):
         given = vectors.clone()
-        result = _as_array(function(given))
-        return {"result": result, "input_changed": not torch.equal(given, vectors)}
+        returned = function(given)
+        return {"result": _as_array(returned), "input_changed": not torch.equal(given, vectors),
+                "tensor": isinstance(returned, torch.Tensor)}
     return probe
 
 
@@ -44,6 +45,9 @@ def _similarity_mistake(got, vectors: torch.Tensor) -> str | None:
     result = got["result"]
     if isinstance(result, dict):
         return f"cosine_similarity_matrix should return an (N, N) tensor, got {result['returned']}"
+    if not got["tensor"]:
+        return ("cosine_similarity_matrix should return a torch.Tensor (the cells below call .numpy() on it and "
+                "index it like one); compute it with torch operations on the tensor you are given")
     vectors = vectors.double()
     n = len(vectors)
     if result.shape == (n,):

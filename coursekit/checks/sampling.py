@@ -42,6 +42,9 @@ def _error_judge(call: str, argument: str):
         if got["raised"] is None:
             return (f"{call} should raise a ValueError that names {argument} and its allowed range; it returned "
                     f"{got['returned']}")
+        if got["raised"] == "AssertionError":
+            return (f"{call} raised an AssertionError (from assert): raise ValueError(...) instead, naming {argument} "
+                    f"and its allowed range; asserts are for bugs in your own code, and python -O removes them")
         if argument not in got["message"]:
             return f"the error for {call} should name the argument {argument!r}; your message: {got['message']!r}"
         return None
@@ -59,6 +62,15 @@ def _same_distribution(got, expected: torch.Tensor) -> bool:
     return torch.allclose(got.softmax(-1), expected.softmax(-1), atol=1e-6)
 
 
+def _rounded(row) -> list[float]:
+    """A row of logits for a message: 3 decimals, -inf kept as it is.
+
+    >>> _rounded(np.array([0.12345, -np.inf], dtype=np.float32))
+    [0.123, -inf]
+    """
+    return [round(float(value), 3) for value in row]
+
+
 def _filter_judge(what: str, expected, mistakes: dict):
     def judge(got):
         if got["error"]:
@@ -67,7 +79,8 @@ def _filter_judge(what: str, expected, mistakes: dict):
         if not isinstance(out, np.ndarray):
             return f"{what} should return a tensor of logits, got {out}"
         if got["changed"]:
-            return "the logits passed in were modified in place: return a new tensor (e.g. masked_fill, not masked_fill_)"
+            return ("the logits passed in were modified in place (an operation ending in _, or /=, *=, or assigning "
+                    "into logits[...]): return a new tensor, e.g. logits / temperature or logits.masked_fill(...)")
         if _same_distribution(out, expected()):
             return None
         if out.shape == tuple(expected().shape) and np.isfinite(out).all() and np.allclose(out.sum(-1), 1.0) \
@@ -76,8 +89,16 @@ def _filter_judge(what: str, expected, mistakes: dict):
         for message, variant in mistakes.items():
             if _same_distribution(out, variant()):
                 return message
-        shown = np.round(expected()[0].numpy(), 3).tolist()
-        return f"{what}: for the first row {np.round(out[0], 3).tolist()}, expected {shown} (or a constant shift of it)"
+        wanted = expected().numpy()
+        if out.shape != wanted.shape:
+            return f"{what} should return a tensor of shape {wanted.shape}, got {out.shape}"
+        rows = out.reshape(-1, out.shape[-1]) if out.ndim > 1 else out[None]
+        wanted_rows = wanted.reshape(rows.shape)
+        row = next((i for i in range(len(rows)) if not _same_distribution(rows[i], torch.from_numpy(wanted_rows[i]))),
+                   0)
+        where = f"row {row}" if out.ndim > 1 else "the logits"
+        return (f"{what}: for {where} got {_rounded(rows[row])}, expected {_rounded(wanted_rows[row])} "
+                f"(or a constant shift of it)")
     return judge
 
 
@@ -145,6 +166,8 @@ check_top_k = Check(
     tests=[
         _top_k_test(3),
         _top_k_test(1),
+        Test("one distribution (a 1-D tensor) works too", lambda f: _run(f, LOGITS[1].clone(), 3),
+             _filter_judge("top_k_filter on a 1-D tensor of logits", lambda: sampling.top_k_filter(LOGITS[1], 3), {})),
         Test("k larger than the vocabulary keeps every token", lambda f: _run(f, LOGITS.clone(), 50),
              _filter_judge("top_k_filter(logits, 50) with 7 tokens", lambda: LOGITS, {})),
         Test("k = 0 raises a ValueError naming top_k or k", lambda f: _raises(f, LOGITS.clone(), 0),
@@ -205,6 +228,9 @@ check_top_p = Check(
     tests=[
         _top_p_test(0.6),
         _top_p_test(0.9),
+        Test("one distribution (a 1-D tensor) works too", lambda f: _run(f, NUCLEUS[1].clone(), 0.6),
+             _filter_judge("top_p_filter on a 1-D tensor of logits", lambda: sampling.top_p_filter(NUCLEUS[1], 0.6),
+                           {})),
         Test("p = 1 keeps every token", lambda f: _run(f, NUCLEUS.clone(), 1.0),
              _filter_judge("top_p_filter(logits, 1.0)", lambda: NUCLEUS, {})),
         Test("a tiny p keeps only the most likely token", lambda f: _run(f, NUCLEUS.clone(), 1e-6),
