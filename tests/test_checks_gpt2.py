@@ -100,6 +100,7 @@ TABLE_BUGS = {
                                               for t in torch.topk(logits, k, largest=False).indices],
     "should return 5 rows, got 4": lambda logits, k: gpt2.top_k_table(logits, k)[:-1] if k > 1 else [],
     "list of \\(token id, probability\\) pairs": lambda logits, k: torch.topk(logits.softmax(-1), k).values,
+    "each row is \\(probability, token id\\)": lambda logits, k: [(p, t) for t, p in gpt2.top_k_table(logits, k)],
 }
 
 
@@ -152,6 +153,8 @@ SAMPLER_BUGS = {
     "needs non-negative weights": sample_from(lambda n: n, softmax=False),
     "pass the generator on": sample_from(lambda n: n, use_generator=False),
     "frequencies near": lambda logits, n, generator=None: sample_from(lambda n: n)(logits * 3, n, generator),
+    "positions 0..2 among the kept tokens, not their token ids": lambda logits, n, generator=None: int(
+        torch.multinomial(torch.topk(logits, n).values.softmax(-1), 1, generator=generator)),
 }
 
 

@@ -109,7 +109,7 @@ def _table_probe(logits: torch.Tensor, k: int):
     def probe(function):
         result = function(logits.clone(), k)
         try:
-            return {"rows": [[int(token), float(probability)] for token, probability in result]}
+            return {"rows": [[float(token), float(probability)] for token, probability in result]}
         except (TypeError, ValueError) as error:
             return {"error": f"{describe(result)} ({error})"}
     return probe
@@ -122,7 +122,12 @@ def _table_mistake(got, logits: torch.Tensor, k: int) -> str | None:
     expected = top_k_table(logits, k)
     if len(rows) != k:
         return f"top_k_table(logits, k={k}) should return {k} rows, got {len(rows)}"
-    tokens, probabilities = [token for token, _ in rows], np.array([p for _, p in rows])
+    if not all(first.is_integer() for first, _ in rows):
+        if all(second.is_integer() for _, second in rows):
+            return ("each row is (probability, token id): put the token id first, (token id, probability), e.g. "
+                    "(int(index), float(probability)) for each of torch.topk's indices and values")
+        return f"the first entry of each row should be a token id (an int), got {[first for first, _ in rows]}"
+    tokens, probabilities = [int(token) for token, _ in rows], np.array([p for _, p in rows])
     expected_tokens = [token for token, _ in expected]
     if sorted(tokens) == sorted(expected_tokens) and tokens != expected_tokens:
         return f"the rows should be sorted most likely first: expected tokens {expected_tokens}, got {tokens}"
@@ -196,6 +201,9 @@ def _sampler_mistake(got) -> str | None:
     seen = np.nonzero(counts)[0].tolist()
     outside = [token for token in seen if token not in top]
     if outside:
+        if set(seen) <= set(range(SAMPLER_N)):
+            return (f"you returned positions 0..{SAMPLER_N - 1} among the kept tokens, not their token ids: map the "
+                    f"sampled position back with top.indices[choice] (the kept tokens are {sorted(top)})")
         bottom = torch.topk(SAMPLER_LOGITS, SAMPLER_N, largest=False).indices.tolist()
         if set(seen) <= set(bottom):
             return f"you sample among the {SAMPLER_N} least likely tokens; keep the {SAMPLER_N} largest logits"
