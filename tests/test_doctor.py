@@ -57,15 +57,20 @@ def test_a_healthy_machine_gets_only_ticks_and_exit_code_0(cache, capsys):
     assert "ready for the course" in output
 
 
-def test_a_missing_package_is_a_failure_naming_the_pip_command(cache, capsys, monkeypatch):
+def pretend_missing(monkeypatch, package: str) -> None:
+    """importlib.metadata says `package` is not installed; every other package is as it is."""
     real_version = importlib.metadata.version
 
     def version(name):
-        if name == "seaborn":
+        if name == package:
             raise importlib.metadata.PackageNotFoundError(name)
         return real_version(name)
 
     monkeypatch.setattr(importlib.metadata, "version", version)
+
+
+def test_a_missing_package_is_a_failure_naming_the_pip_command(cache, capsys, monkeypatch):
+    pretend_missing(monkeypatch, "seaborn")
     code, output = report(capsys)
     assert code == 1
     line = line_about(output, "seaborn")
@@ -84,14 +89,7 @@ def test_a_too_old_package_asks_for_an_upgrade(cache, capsys, monkeypatch):
 
 
 def test_a_missing_torch_points_at_the_small_cpu_build(cache, capsys, monkeypatch):
-    real_version = importlib.metadata.version
-
-    def version(name):
-        if name == "torch":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real_version(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", version)
+    pretend_missing(monkeypatch, "torch")
     code, output = report(capsys)
     assert code == 1
     assert "download.pytorch.org/whl/cpu" in line_about(output, "torch is not installed")

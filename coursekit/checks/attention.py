@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from coursekit.attention import AttentionConfig
-from coursekit.checks.core import Check, Test, describe
+from coursekit.checks.core import Check, Test, describe, is_module_class
 
 B, T, BLOCK = 2, 6, 8  # T < block_size: the mask must be cut to the sequence length
 HEAD_C, HEAD_SIZE = 12, 4  # single head: n_embd 12 -> head_size 4
@@ -29,10 +29,6 @@ MULTI_C, MULTI_HEADS = 24, 4  # multi-head: n_embd 24, 4 heads of 6 (sqrt(24) !=
 
 def _x(channels: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(B, T, channels, generator=torch.Generator().manual_seed(seed))
-
-
-def _is_module_class(value) -> bool:
-    return isinstance(value, type) and issubclass(value, nn.Module)
 
 
 def projection_matrices(module: nn.Module) -> list[torch.Tensor]:
@@ -382,7 +378,7 @@ def _values_probe(build, channels):
 check_attention_head = Check(
     exercise="attention_head",
     expects=["the class AttentionHead itself, built as AttentionHead(n_embd, head_size, block_size, dropout)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("AttentionHead(12, 4, 8, 0.0) on x (2, 6, 12): causal scaled attention with its own weights",
              _values_probe(_build_head, HEAD_C),
@@ -431,7 +427,7 @@ def _other_heads_judge(got):
 check_multi_head_attention = Check(
     exercise="multi_head_attention",
     expects=["the class MultiHeadAttention itself, built as MultiHeadAttention(n_embd, n_head, block_size, dropout)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("MultiHeadAttention(24, 4, 8, 0.0) on x (2, 6, 24): heads, concatenation, projection",
              _values_probe(_build_multi, MULTI_C),
@@ -445,7 +441,7 @@ check_multi_head_attention = Check(
 check_causal_self_attention = Check(
     exercise="causal_self_attention",
     expects=["the class CausalSelfAttention itself, built as CausalSelfAttention(config)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("CausalSelfAttention(n_embd=24, n_head=4, block_size=8) on x (2, 6, 24)",
              _values_probe(_build_causal, MULTI_C),

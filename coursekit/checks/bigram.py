@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from coursekit import bigram, data
-from coursekit.checks.core import Check, Test, describe
+from coursekit.checks.core import Check, Test, describe, is_module_class
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -42,10 +42,6 @@ def corpus_ids() -> np.ndarray:
 def corpus_counts() -> torch.Tensor:
     ids = torch.from_numpy(corpus_ids())
     return bigram.bigram_counts(ids, int(ids.max()) + 1)
-
-
-def _is_module_class(value) -> bool:
-    return isinstance(value, type) and issubclass(value, nn.Module)
 
 
 def _leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
@@ -346,7 +342,7 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
     return Check(
         exercise=exercise,
         expects=[f"the class {class_name} itself (not an instance), built as {class_name}(vocab_size, hidden_size=8)"],
-        accepts=[_is_module_class],
+        accepts=[is_module_class],
         tests=[
             Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind)),
             Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind)),

@@ -172,6 +172,15 @@ def describe(value: Any, limit: int = 80) -> str:
     return f"{type(value).__name__} {text}"
 
 
+def is_module_class(value: Any) -> bool:
+    """For Check.accepts: the class of a module itself, not an instance (checks build their own).
+
+    >>> is_module_class(torch.nn.Linear), is_module_class(torch.nn.Linear(2, 2))
+    (True, False)
+    """
+    return isinstance(value, type) and issubclass(value, torch.nn.Module)
+
+
 def _copy_if_possible(value: Any) -> Any:
     """Checks never mutate what the student passed: each probe works on a deep copy when one can be made."""
     if callable(value) and not isinstance(value, torch.nn.Module):

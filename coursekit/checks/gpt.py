@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from coursekit.attention import AttentionConfig, CausalSelfAttention
-from coursekit.checks.core import Check, Test, describe, type_and_value
+from coursekit.checks.core import Check, Test, describe, is_module_class, type_and_value
 from coursekit.gpt import GPT, GPTConfig
 
 C = 12  # n_embd of every probe model: 4C = 48 and 3C = 36 tell the layers apart by shape
@@ -31,10 +31,6 @@ B, T = 2, 5  # T < block_size: nothing may assume full-length sequences
 
 def _config(**changes) -> GPTConfig:
     return GPTConfig(**{**CONFIG, **changes})
-
-
-def _is_module_class(value) -> bool:
-    return isinstance(value, type) and issubclass(value, nn.Module)
 
 
 def _x(seed: int = 0, channels: int = C) -> torch.Tensor:
@@ -206,7 +202,7 @@ def _mlp_judge(got):
 check_mlp = Check(
     exercise="mlp",
     expects=["the class MLP itself, built as MLP(config)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("MLP(config) with n_embd=12: Linear(12, 48) -> GELU -> Linear(48, 12)", _mlp_values, _mlp_judge),
         Test("dropout: on in training, off in eval", _dropout_probe(lambda cls, p: cls(_config(dropout=p))),
@@ -349,7 +345,7 @@ def _block_sizes(block_class):
 check_block = Check(
     exercise="block",
     expects=["the class Block itself, built as Block(config)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("Block(config) with n_embd=12: pre-LayerNorm, residual connections, attention then MLP",
              _block_values, _block_judge),
@@ -432,7 +428,7 @@ def _structure_judge(got) -> str | None:
 check_gpt_constructor = Check(
     exercise="gpt_constructor",
     expects=["the class GPT itself, built as GPT(config)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("GPT(config) with n_layer=2: embeddings, Blocks, final LayerNorm, tied LM head",
              lambda cls: _structure(cls), _structure_judge),
@@ -606,7 +602,7 @@ def _causal_judge(got):
 check_forward = Check(
     exercise="forward",
     expects=["the class GPT itself, with its forward(idx, targets=None) -> (logits, loss)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("n_layer=0: logits = lm_head(ln_f(token + position embeddings))", _forward_embeddings, _embeddings_judge),
         Test("without targets the loss is None", _forward_loss, _loss_none_judge),
@@ -792,7 +788,7 @@ check_generate = Check(
     exercise="generate",
     expects=["the class GPT itself, with its generate(idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, "
              "generator=None)"],
-    accepts=[_is_module_class],
+    accepts=[is_module_class],
     tests=[
         Test("the context is cropped to the last block_size tokens; the next token comes from the last position",
              _crop_probe, _crop_judge),
