@@ -9,11 +9,25 @@ In a notebook both run in the student's kernel: `check_encode(encode)` prints on
 AssertionError with the first failing test's message. The grader runs the probes in a sandbox, carries the
 plain data out, and runs the judges in its own process, so nothing student code does can change a verdict:
 a lying `__eq__` or a patched `torch.allclose` never reaches the judge.
+
+Inputs can be public or secret. In a notebook every probe runs under the public run seed (0), so a student sees
+the same inputs every time. The grader draws a secret run seed: a probe that asks `probe_rng()` (or
+`probe_torch_generator()`) for its inputs gets other ones, and the judge, run in the grader's process under the
+same seed, recomputes the expected values from the reference for exactly those inputs. Code that only imitates
+the outputs the public probes expect then fails, and a forged result must be the right answer to inputs it never
+saw. `is_public()` lets a probe keep hand-made inputs (ties, exact boundaries) for the notebook and vary them for
+the grader.
+
+Tests carry weights: an exercise's points are split by the weights of the tests passed (`Check.fraction`), so
+an edge case can be worth less than the behaviour the exercise teaches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +35,44 @@ import numpy as np
 import torch
 
 PLAIN_SCALARS = (type(None), bool, int, float, str)
+PUBLIC_SEED = 0  # the run seed of every check called in a notebook
+
+_current = contextvars.ContextVar("probe_seed", default=(PUBLIC_SEED, PUBLIC_SEED))  # (run seed, test seed)
+
+
+def seed_of_test(run_seed: int, exercise: str, test: str) -> int:
+    """The seed of one test's inputs in one grading run: a hash of the run seed, the exercise and the test name.
+
+    >>> seed_of_test(0, "encode", "a") == seed_of_test(0, "encode", "a") != seed_of_test(1, "encode", "a")
+    True
+    """
+    digest = hashlib.sha256(f"{run_seed}\0{exercise}\0{test}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+@contextlib.contextmanager
+def seeded(run_seed: int, exercise: str = "", test: str = ""):
+    """Run the probes or judges inside under `run_seed` (see probe_rng): probes and judges must use the same."""
+    token = _current.set((int(run_seed), seed_of_test(int(run_seed), exercise, test)))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def is_public() -> bool:
+    """True when running under the public run seed (a check called in a notebook), False in a grading run."""
+    return _current.get()[0] == PUBLIC_SEED
+
+
+def probe_rng() -> np.random.Generator:
+    """A fresh numpy Generator for the current test's inputs: the same numbers for its probe and its judge."""
+    return np.random.default_rng(_current.get()[1])
+
+
+def probe_torch_generator() -> torch.Generator:
+    """A fresh torch.Generator for the current test's inputs: the same numbers for its probe and its judge."""
+    return torch.Generator().manual_seed(_current.get()[1] % 2**63)
 
 
 @dataclass(frozen=True)
@@ -29,6 +81,7 @@ class Test:
     name: str  # what the test looks at, e.g. "encode('hello') uses the sorted vocabulary"
     probe: Callable[..., Any]  # (student objects...) -> plain data
     judge: Callable[[Any], str | None]  # plain data -> None, or the mistake
+    weight: float = 1.0  # its share of the exercise's points, relative to the check's other tests
 
 
 @dataclass(frozen=True)
@@ -53,7 +106,8 @@ class Check:
             raise TypeError(problem)
         for test in self.tests:
             data = self.probe(test, student)
-            message = test.judge(data)
+            with seeded(PUBLIC_SEED, self.exercise, test.name):
+                message = test.judge(data)
             if message:
                 raise AssertionError(f"{self.exercise}: {message}")
         print(f"✓ {self.exercise}: " + ("the test passed." if len(self.tests) == 1 else
@@ -70,13 +124,13 @@ class Check:
                 return f"argument {position} of the {self.exercise!r} check should be {expected}, got {describe(value)}."
         return None
 
-    @staticmethod
-    def probe(test: Test, student: tuple) -> Any:
+    def probe(self, test: Test, student: tuple, run_seed: int = PUBLIC_SEED) -> Any:
         """Run one probe on copies of the student's objects and return its result as plain data."""
         __tracebackhide__ = True
         copies = tuple(_copy_if_possible(value) for value in student)
         try:
-            result = test.probe(*copies)
+            with seeded(run_seed, self.exercise, test.name):
+                result = test.probe(*copies)
         except NotImplementedError:
             raise
         except Exception as error:
@@ -88,20 +142,21 @@ class Check:
         except TypeError as error:
             raise AssertionError(f"while testing '{test.name}': your code {error}") from None
 
-    def probe_all(self, student: tuple) -> list[tuple[str, Any]]:
+    def probe_all(self, student: tuple, run_seed: int = PUBLIC_SEED) -> list[tuple[str, Any]]:
         """Run every probe, never raising: (test name, plain data or ProbeError) pairs, for the grader's sandbox."""
         results = []
         for test in self.tests:
             try:
-                results.append((test.name, self.probe(test, student)))
+                results.append((test.name, self.probe(test, student, run_seed)))
             except NotImplementedError:
                 results.append((test.name, ProbeError("not implemented (NotImplementedError)")))
             except Exception as error:
                 results.append((test.name, ProbeError(str(error))))
         return results
 
-    def judge(self, results: list[tuple[str, Any]]) -> list[Outcome]:
-        """Judge probe results carried out of a sandbox: (test name, plain data or an error string) pairs."""
+    def judge(self, results: list[tuple[str, Any]], run_seed: int = PUBLIC_SEED) -> list[Outcome]:
+        """Judge probe results carried out of a sandbox: (test name, plain data or ProbeError) pairs, probed
+        under `run_seed`."""
         by_name = dict(results)
         outcomes = []
         for test in self.tests:
@@ -112,9 +167,22 @@ class Check:
             if isinstance(data, ProbeError):
                 outcomes.append(Outcome(test.name, False, data.message))
                 continue
-            message = test.judge(data)
+            with seeded(run_seed, self.exercise, test.name):
+                message = test.judge(data)
             outcomes.append(Outcome(test.name, message is None, message or ""))
         return outcomes
+
+    def fraction(self, outcomes: list[Outcome]) -> float:
+        """The share of the exercise's points these outcomes earn: weights of the tests passed / all weights.
+
+        >>> check = Check("x", ["f"], [Test("core", print, print, 3.0), Test("edge", print, print, 1.0)])
+        >>> check.fraction([Outcome("core", True), Outcome("edge", False)])
+        0.75
+        """
+        weights = {test.name: test.weight for test in self.tests}
+        total = sum(weights.values())
+        earned = sum(weights.get(outcome.test, 0.0) for outcome in outcomes if outcome.passed)
+        return earned / total if total else 0.0
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,7 @@ def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
     if reason:
         ran = {name for name, _ in results}
         outcomes = [o if o.test in ran else Outcome(o.test, False, reason) for o in outcomes]
-    passed = sum(o.passed for o in outcomes)
-    earned = round(item.points * passed / len(check.tests), 2) if check.tests else 0.0
+    earned = round(item.points * check.fraction(outcomes), 2)
     cheating = run.cheating.get(item.exercise, []) + run.cheating.get("*", [])
     if cheating:
         earned, reason = 0.0, "no credit: while being tested, your code " + "; ".join(dict.fromkeys(cheating))
