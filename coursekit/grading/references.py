@@ -36,9 +36,10 @@ def module_names(package: Path = PACKAGE) -> dict[str, Path]:
 
 
 def top_level_imports(file: Path) -> set[str]:
-    """The coursekit modules a file imports when it is imported (imports inside functions do not count).
+    """What a file imports from coursekit when it is imported (imports inside functions do not count): module
+    names, and for `from coursekit.x import y` also `coursekit.x.y` (y may be a module).
 
-    >>> sorted(top_level_imports(PACKAGE / "checkpoints.py"))
+    >>> sorted(name for name in top_level_imports(PACKAGE / "checkpoints.py") if name in module_names())
     ['coursekit.data', 'coursekit.gpt']
     """
     tree = ast.parse(file.read_text(encoding="utf-8"))
