@@ -108,6 +108,8 @@ class CausalSelfAttention(nn.Module):
             dropout = self.dropout if self.training else 0.0
             if S == T:  # no cache: the usual lower-triangular mask, which the fused kernel builds itself
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            elif T == 1:  # one new token after the cache sees every key: no mask (and the fastest kernel)
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, S, x.device), dropout_p=dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again: (B, T, C)

@@ -143,8 +143,9 @@ LAB_SETTINGS = {
 
 
 @contextmanager
-def jupyterlab(root: Path, home: Path, timeout: float = 90):
-    """Run `python -m jupyter lab` on 127.0.0.1 (free port, random token) serving root; yields (base URL, token)."""
+def jupyterlab(root: Path, home: Path, timeout: float = 90, python: str = sys.executable, opens: str | None = None):
+    """Run `python -m jupyter lab [opens]` on 127.0.0.1 (free port, random token) serving root, with this Python or
+    another environment's; yields (base URL, token)."""
     port, token = free_port(), secrets.token_hex(16)
     settings = home / "settings"
     for name, values in LAB_SETTINGS.items():
@@ -152,8 +153,9 @@ def jupyterlab(root: Path, home: Path, timeout: float = 90):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     environment = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "run"),
-                   "IPYTHONDIR": str(home / "ipython")}
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--expose-app-in-browser",
+                   "IPYTHONDIR": str(home / "ipython"),
+                   "PATH": os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])}  # its env first
+    command = [python, "-m", "jupyter", "lab", *([opens] if opens else []), "--no-browser", "--expose-app-in-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={home / 'workspaces'}",

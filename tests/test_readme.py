@@ -33,6 +33,23 @@ def test_ci_runs_the_readme_test_command_exactly():
         f".ci/run must call README's test command: {run_tests}")
 
 
+def test_ci_runs_the_test_command_in_a_venv_it_has_just_created():
+    """Nothing installed by hand can hide an undeclared dependency: .ci/run makes a new venv outside the checkout
+    and puts it first on PATH before README's command runs."""
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    command = next(i for i, line in enumerate(ci_lines) if "python -m pytest" in line)
+    made = [i for i, line in enumerate(ci_lines) if re.match(r"python3 -m venv \S*\$", line)]
+    first_on_path = [i for i, line in enumerate(ci_lines) if re.match(r'export PATH="\$VIRTUAL_ENV/bin:\$PATH"', line)]
+    assert made and made[0] < command, ".ci/run must create a fresh venv (python3 -m venv) before the tests"
+    assert first_on_path and first_on_path[0] < command, ".ci/run must put the fresh venv first on PATH"
+    assert any(re.search(r"=\"?\$\(mktemp -d\)", line) for line in ci_lines[:made[0]]), (
+        "make the venv in a new temporary directory (mktemp -d), outside the checkout")
+
+
+def test_root_users_are_told_about_allow_root():
+    assert "--allow-root" in README, "say that JupyterLab needs --allow-root when run as root (e.g. in a container)"
+
+
 def test_every_notebook_is_listed_with_a_colab_badge_that_opens_it():
     assert len(NOTEBOOKS) == 6
     for name in NOTEBOOKS:
