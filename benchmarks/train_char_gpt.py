@@ -14,7 +14,10 @@ whole validation split (every window, the same windows for all three, so no eval
 its periodic evaluations first reach nanoGPT's final val loss (linear between evaluations). Every ratio is to the
 nanoGPT run of the same round. --rounds N runs the three N times, interleaved, so a busy machine slows all alike.
 
-    python benchmarks/train_char_gpt.py [--steps 2000] [--rounds 1]
+    python benchmarks/train_char_gpt.py [--steps 2000] [--rounds 1] [--threads 2]
+
+--threads sets torch's threads for all three (OMP_NUM_THREADS for nanoGPT, which keeps torch's default); on a
+machine shared with other jobs one thread wastes less time waiting than two.
 """
 
 from __future__ import annotations
@@ -59,22 +62,25 @@ def prepare_nanogpt(scratch: Path) -> Path:
         raise SystemExit(f"nanoGPT's files are missing at {NANOGPT}: the benchmark needs ../shared/anchors/nanoGPT")
     copy = scratch / "nanoGPT"
     shutil.copytree(NANOGPT, copy)
+    for path in [copy, *copy.rglob("*")]:  # the anchor is read-only; its copy must take prepare.py's output
+        path.chmod(path.stat().st_mode | 0o200)
     folder = copy / "data" / "shakespeare_char"
     shutil.copy(data.path("tinyshakespeare"), folder / "input.txt")  # prepare.py then skips its download
     subprocess.run([sys.executable, "prepare.py"], cwd=folder, check=True, stdout=subprocess.DEVNULL)
     return copy
 
 
-def run_timed(command: list[str], cwd: Path) -> dict:
+def run_timed(command: list[str], cwd: Path, threads: int) -> dict:
     """Run a training process; timestamp each evaluation line as it arrives. Returns wall time and evaluations."""
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)})
     evaluations = []  # (seconds since start, step, val loss)
     for line in process.stdout:
         match = EVAL_LINE.search(line)
         if match:
             evaluations.append((time.perf_counter() - start, int(match[1]), float(match[3])))
+            print(f"  {Path(command[1]).name} {' '.join(command[2:4])} {line.strip()}", file=sys.stderr, flush=True)
     if process.wait() != 0:
         raise SystemExit(f"{' '.join(command)} failed with exit code {process.returncode}")
     return dict(wall_seconds=time.perf_counter() - start, evaluations=evaluations)
@@ -105,9 +111,9 @@ def whole_split_loss(state_dict: dict, split: torch.Tensor) -> float:
     return float(sum(losses) / windows)
 
 
-def train_recipe(name: str, steps: int, save: str) -> None:
+def train_recipe(name: str, steps: int, threads: int, save: str) -> None:
     """The child process for one coursekit recipe: prints evaluations as nanoGPT does, saves the final model."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     config = dataclasses.replace(RECIPES[name], max_steps=steps)
     text = data.read_text("tinyshakespeare")
     tokenizer = CharTokenizer(text)
@@ -126,22 +132,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000, help="training steps of every recipe (nanoGPT's: 2000)")
     parser.add_argument("--rounds", type=int, default=1, help="run the three recipes this many times, interleaved")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of every recipe")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help=argparse.SUPPRESS)  # a child process
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.recipe:
-        train_recipe(args.recipe, args.steps, args.save)
+        train_recipe(args.recipe, args.steps, args.threads, args.save)
         return
 
     text = data.read_text("tinyshakespeare")
     _, val_data = train_val_split(torch.tensor(CharTokenizer(text).encode(text)))
-    print(f"{args.steps} steps, {args.rounds} round(s); load average before: {os.getloadavg()[0]:.2f} (2 cores)")
+    print(f"{args.steps} steps, {args.rounds} round(s), {args.threads} thread(s); load average before: {os.getloadavg()[0]:.2f} (2 cores)")
     rows = {name: [] for name in ["nanoGPT", *RECIPES]}
     with tempfile.TemporaryDirectory() as scratch:
         nanogpt = prepare_nanogpt(Path(scratch))
         for round_ in range(args.rounds):
             out_dir = Path(scratch) / f"nanogpt-out-{round_}"
-            reference = run_timed([sys.executable, "train.py", *nanogpt_arguments(args.steps, out_dir)], nanogpt)
+            reference = run_timed([sys.executable, "train.py", *nanogpt_arguments(args.steps, out_dir)], nanogpt,
+                                  args.threads)
             checkpoint = torch.load(out_dir / "ckpt.pt", map_location="cpu", weights_only=True)
             assert checkpoint["iter_num"] == args.steps, "nanoGPT's last checkpoint is not its final model"
             reference["whole_val_loss"] = whole_split_loss(checkpoint["model"], val_data)
@@ -150,7 +158,8 @@ def main():
             for name in RECIPES:
                 save = Path(scratch) / f"{name}.pt"
                 results[name] = run_timed([sys.executable, __file__, "--recipe", name, "--steps", str(args.steps),
-                                           "--save", str(save)], Path.cwd())
+                                           "--threads", str(args.threads), "--save", str(save)], Path.cwd(),
+                                          args.threads)
                 results[name]["whole_val_loss"] = whole_split_loss(torch.load(save, weights_only=True), val_data)
             for name, result in results.items():
                 reached = seconds_to_reach(result["evaluations"], target)
