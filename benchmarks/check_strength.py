@@ -48,7 +48,7 @@ COMPARISON_FLIPS = {ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt, ast.GtE], ast.G
 # ---------------------------------------------------------------- the mutator
 
 
-def _in_region(node: ast.AST, lines: range) -> bool:
+def _in_region(node: ast.AST, lines: set[int]) -> bool:
     return getattr(node, "lineno", None) in lines and getattr(node, "end_lineno", node.lineno) in lines
 
 
@@ -166,28 +166,29 @@ def _apply(node: ast.AST, change: tuple) -> ast.AST | None:
     return node
 
 
-def solution_lines(source: str) -> range:
-    """The 1-based line numbers between the solution markers of a cell (all lines when it has none).
+def solution_lines(source: str) -> set[int]:
+    """The 1-based numbers of the lines between solution markers of a cell (all lines when it has none).
 
-    >>> solution_lines("x = 1\\n### BEGIN SOLUTION\\ny = 2\\n### END SOLUTION")
-    range(3, 4)
+    >>> sorted(solution_lines("x = 1\\n### BEGIN SOLUTION\\ny = 2\\n### END SOLUTION\\n### BEGIN SOLUTION\\nz\\n### END SOLUTION"))
+    [3, 6]
     """
-    lines = source.splitlines()
-    starts = [i for i, line in enumerate(lines, start=1) if line.strip() == BEGIN]
-    ends = [i for i, line in enumerate(lines, start=1) if line.strip() == END]
-    if not starts or not ends:
-        return range(1, len(lines) + 1)
-    return range(starts[0] + 1, ends[0])
+    lines, inside, found = source.splitlines(), False, set()
+    for number, line in enumerate(lines, start=1):
+        if line.strip() in (BEGIN, END):
+            inside = line.strip() == BEGIN
+        elif inside:
+            found.add(number)
+    return found if any(line.strip() == BEGIN for line in lines) else set(range(1, len(lines) + 1))
 
 
-def mutants(source: str, lines: range | None = None) -> list[dict]:
+def mutants(source: str, lines: set[int] | None = None) -> list[dict]:
     """Every mutant of the code on `lines` of `source`: dicts with kind, source (unparsed) and diff.
 
     >>> sorted({m["kind"] for m in mutants("def f(x):\\n    return x + 1")})
     ['constant', 'drop statement', 'operator']
     """
     tree = ast.parse(source)
-    lines = lines if lines is not None else range(1, len(source.splitlines()) + 1)
+    lines = lines if lines is not None else set(range(1, len(source.splitlines()) + 1))
     original = ast.unparse(tree)
     seen, found = {original}, []
     nodes = list(ast.walk(tree))

@@ -77,3 +77,11 @@ def test_mutants_compile_differ_and_are_unique(found):
 def test_a_dropped_only_statement_becomes_pass():
     found = check_strength.mutants("def g():\n    return 1\n")
     assert any(m["kind"] == "drop statement" and "pass" in m["source"] for m in found)
+
+
+def test_every_solution_region_of_a_cell_is_mutated():
+    cell = ("class M:\n    def a(self):\n        ### BEGIN SOLUTION\n        return 1\n        ### END SOLUTION\n\n"
+            "    def b(self):\n        ### BEGIN SOLUTION\n        return 2\n        ### END SOLUTION\n")
+    found = check_strength.mutants(cell, check_strength.solution_lines(cell))
+    changed = {line for m in found for line in m["diff"].splitlines() if line.startswith("-")}
+    assert changed == {"-         return 1", "-         return 2"}
