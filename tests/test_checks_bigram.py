@@ -40,6 +40,14 @@ ONE_HOT_BUGS = {
     "one row per character": lambda ids, v: (F.one_hot(ids, v).float(), F.one_hot(ids.roll(-1), v).float()),
     r"\(4, 6\)": lambda ids, v: (F.one_hot(ids[:-1], v).float().T, F.one_hot(ids[1:], v).float().T),
     "should return two tensors": lambda ids, v: torch.stack([F.one_hot(ids[:-1], v), F.one_hot(ids[1:], v)]),
+    "dtype float64.*float32": lambda ids, v: (F.one_hot(ids[:-1], v).double(), F.one_hot(ids[1:], v).double()),
+    "dtype float64.*not .double": lambda ids, v: (torch.eye(v, dtype=torch.float64)[ids[:-1]],
+                                                  torch.eye(v, dtype=torch.float64)[ids[1:]]),
+    "F.one_hot returns integers, so add .float": lambda ids, v: (F.one_hot(ids[:-1], v).long(), F.one_hot(ids[1:], v)),
+    r"should have shape \(4, 6\)": lambda ids, v: (F.one_hot(ids[:-1], 65).float(), F.one_hot(ids[1:], 65).float()),
+    "the \(input, output\) pairs should be": lambda ids, v: (F.one_hot(ids[:-1], v).float(),
+                                                                F.one_hot(ids[1:].roll(1), v).float()),
+    "inputs and outputs are swapped": lambda ids, v: (F.one_hot(ids[1:], v).float(), F.one_hot(ids[:-1], v).float()),
 }
 
 
@@ -165,6 +173,27 @@ def wrong_axis_generate(self, start_id, num_new, generator=None):
     return ids
 
 
+def temperature_generate(temperature):
+    def generate(self, start_id, num_new, generator=None):
+        ids = [start_id]
+        for _ in range(num_new):
+            probs = (self(self.encode_input(ids[-1])) / temperature).softmax(-1)
+            ids.append(int(torch.multinomial(probs, 1, generator=generator)))
+        return ids
+    return generate
+
+
+def new_ids_only_generate(self, start_id, num_new, generator=None):
+    return bigram.generate_bigram(self, start_id, num_new, generator=generator)[1:]
+
+
+class NoBias(bigram.BigramOneHotMLP):
+    def __init__(self, vocab_size, hidden_size=8):
+        super().__init__(vocab_size, hidden_size)
+        self.hidden = nn.Linear(vocab_size, hidden_size, bias=False)
+        self.output = nn.Linear(hidden_size, vocab_size, bias=False)
+
+
 class FixedHidden(bigram.BigramOneHotMLP):
     def __init__(self, vocab_size, hidden_size=8):
         super().__init__(vocab_size, 8)
@@ -185,6 +214,13 @@ MODEL_BUGS = {
         "pass generator=generator": with_generate(bigram.BigramOneHotMLP, global_rng_generate),
         "softmax over the vocabulary \\(dim=-1\\)": with_generate(bigram.BigramOneHotMLP, wrong_axis_generate),
         "use the hidden_size argument": FixedHidden,
+        "softmax\\(logits / 0.8\\).*no temperature": with_generate(bigram.BigramOneHotMLP, temperature_generate(0.8)),
+        "softmax\\(logits / 1.5\\).*no temperature": with_generate(bigram.BigramOneHotMLP, temperature_generate(1.5)),
+        "the start id followed by": with_generate(bigram.BigramOneHotMLP, new_ids_only_generate),
+        "keep the biases": NoBias,
+        "Linear -> LeakyReLU -> Linear": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.output(torch.tanh(self.hidden(x)))),
+        "activation after the last layer": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.activation(self.output(self.activation(self.hidden(x))))),
+        "log-probabilities": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.output(self.activation(self.hidden(x))).log_softmax(-1)),
     },
     "embedding": {
         "uses ReLU": with_forward(bigram.BigramEmbeddingMLP, relu_forward),
@@ -193,6 +229,11 @@ MODEL_BUGS = {
         "most likely id \\(argmax\\)": with_generate(bigram.BigramEmbeddingMLP, greedy_generate),
         "not the start id": with_generate(bigram.BigramEmbeddingMLP, start_only_generate),
         "has no nn.Embedding": LinearFirstLayer,
+        "softmax\\(logits / 0.7\\).*no temperature": with_generate(bigram.BigramEmbeddingMLP, temperature_generate(0.7)),
+        "pass generator=generator": with_generate(bigram.BigramEmbeddingMLP, global_rng_generate),
+        "softmax over the vocabulary \\(dim=-1\\)": with_generate(bigram.BigramEmbeddingMLP, wrong_axis_generate),
+        "returns probabilities": with_forward(bigram.BigramEmbeddingMLP, lambda self, x: self.output(self.activation(self.embedding(x))).softmax(-1)),
+        "the start id followed by": with_generate(bigram.BigramEmbeddingMLP, new_ids_only_generate),
     },
 }
 
@@ -314,3 +355,51 @@ def test_a_stub_is_reported_as_not_implemented():
         raise NotImplementedError()
     results = checks.check_one_hot_pairs.probe_all((stub,))
     assert all(isinstance(data, ProbeError) and "not implemented" in data.message for _, data in results)
+
+
+# ---------------------------------------------------------------- secret run seeds (the grader's inputs)
+
+SECRET_SEEDS = [1, 2, 3]
+
+
+def grade(check, student, run_seed):
+    outcomes = check.judge(check.probe_all(student, run_seed), run_seed)
+    return check.fraction(outcomes), [o.message for o in outcomes if not o.passed]
+
+
+@pytest.mark.parametrize("run_seed", SECRET_SEEDS)
+def test_references_pass_under_secret_seeds(run_seed):
+    assert grade(checks.check_one_hot_pairs, (bigram.one_hot_pairs,), run_seed) == (1.0, [])
+    for implementation in (one_hot_by_eye, one_hot_by_scatter):
+        assert grade(checks.check_one_hot_pairs, (implementation,), run_seed) == (1.0, [])
+    for check, model in ((checks.check_bigram_one_hot_mlp, bigram.BigramOneHotMLP),
+                         (checks.check_bigram_embedding_mlp, bigram.BigramEmbeddingMLP), 
+                         (checks.check_bigram_one_hot_mlp, OneHotReversed)):
+        assert grade(check, (model,), run_seed) == (1.0, [])
+
+
+@pytest.mark.parametrize("run_seed", SECRET_SEEDS)
+def test_bugs_fail_under_secret_seeds(run_seed):
+    for mistake, bug in ONE_HOT_BUGS.items():
+        assert grade(checks.check_one_hot_pairs, (bug,), run_seed)[0] < 1.0, mistake
+    for kind, bugs in MODEL_BUGS.items():
+        check = checks.check_bigram_one_hot_mlp if kind == "one_hot" else checks.check_bigram_embedding_mlp
+        for mistake, bug in bugs.items():
+            assert grade(check, (bug,), run_seed)[0] < 1.0, mistake
+
+
+def test_replaying_the_public_outputs_passes_in_the_notebook_but_not_when_graded():
+    public = {}
+    for test in checks.check_one_hot_pairs.tests:
+        probe_ids = checks._many_ids() if "many" in test.name else None
+        if probe_ids:
+            public[tuple(probe_ids)] = True
+
+    def replay(ids, vocab_size):  # a lookup that only knows the notebook's inputs
+        if tuple(ids.tolist()) in public or len(ids) <= 5:
+            return bigram.one_hot_pairs(ids, vocab_size)
+        return torch.zeros(len(ids) - 1, vocab_size), torch.zeros(len(ids) - 1, vocab_size)
+
+    checks.check_one_hot_pairs(replay)  # the notebook's check passes
+    fraction, _ = grade(checks.check_one_hot_pairs, (replay,), 1)
+    assert fraction <= 0.5

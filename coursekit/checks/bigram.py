@@ -13,8 +13,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from coursekit import bigram, data
-from coursekit.checks.core import Check, Test, describe, is_module_class
+from coursekit import data
+from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng, probe_torch_generator
+
+
+def _bigram():
+    """The reference (coursekit.bigram), for judges only: it is never in notebook 02's sandbox."""
+    from coursekit import bigram
+
+    return bigram
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -41,7 +48,7 @@ def corpus_ids() -> np.ndarray:
 @lru_cache(maxsize=1)
 def corpus_counts() -> torch.Tensor:
     ids = torch.from_numpy(corpus_ids())
-    return bigram.bigram_counts(ids, int(ids.max()) + 1)
+    return _bigram().bigram_counts(ids, int(ids.max()) + 1)
 
 
 def _leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
@@ -95,16 +102,25 @@ def _ids_of(value) -> dict:
 
 # ---------------------------------------------------------------- one_hot_pairs
 
-ONE_HOT_CASES = [
-    ("'hello'", [2, 1, 3, 3, 4]),
-    ("'oh!'", [4, 2, 5]),
-    ("a single character 'h' (no pairs)", [2]),
+ONE_HOT_CASES = [  # (description, ids, weight)
+    ("'hello'", [2, 1, 3, 3, 4], 2.0),
+    ("'oh!'", [4, 2, 5], 1.0),
+    ("a single character 'h' (no pairs)", [2], 0.25),
 ]
+MANY_IDS = "many ids"
+
+
+def _many_ids() -> list[int]:
+    """The "many ids" case: fixed in a notebook, random ids of the tiny vocabulary (any length) when grading."""
+    if is_public():
+        return [2, 1, 3, 3, 4, 0, 2, 1, 5, 5, 0, 4]
+    rng = probe_rng()
+    return [int(i) for i in rng.integers(0, len(TINY_VOCAB), size=int(rng.integers(5, 40)))]
 
 
 def _one_hot_probe(ids):
     def probe(one_hot_pairs):
-        result = one_hot_pairs(torch.tensor(ids), len(TINY_VOCAB))
+        result = one_hot_pairs(torch.tensor(ids() if callable(ids) else ids), len(TINY_VOCAB))
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             return {"pair": False, "got": describe(result)}
         return {"pair": True, "inputs": result[0], "outputs": result[1]}
@@ -134,39 +150,47 @@ def _one_hot_rows(name: str, got, rows: int, width: int, ids) -> str | None:
     if not np.issubdtype(got.dtype, np.floating):
         return (f"{name} has dtype {got.dtype}, but nn.Linear multiplies floats: F.one_hot returns integers, "
                 f"so add .float()")
+    if got.dtype != np.float32:
+        return (f"{name} has dtype {got.dtype}, but the model's weights are float32 and training would stop with a "
+                f"dtype error: use .float() (float32), not .double() or dtype=torch.float64")
     if rows and not (np.isin(got, (0.0, 1.0)).all() and (got.sum(axis=1) == 1).all()):
         return f"every row of {name} should be one-hot: a single 1.0, every other entry 0.0"
     return None
 
 
 def _one_hot_judge(description, ids):
-    def judge(got):
-        if not got["pair"]:
-            return f"one_hot_pairs should return two tensors (inputs_one_hot, outputs_one_hot), got {got['got']}"
-        rows, width = len(ids) - 1, len(TINY_VOCAB)
-        for name in ("inputs", "outputs"):
-            problem = _one_hot_rows(f"{name}_one_hot for {description}", got[name], rows, width, ids)
-            if problem:
-                return problem
-        current = got["inputs"].argmax(axis=1).tolist() if rows else []
-        following = got["outputs"].argmax(axis=1).tolist() if rows else []
-        if current == ids[:-1] and following == ids[1:]:
-            return None
-        yours = ", ".join(_spell(pair) for pair in zip(current, following))
-        hint = ""
-        if current == following:
-            hint = " outputs_one_hot equals inputs_one_hot: the target is the next character, ids[1:]."
-        elif current == ids[1:] and following == ids[:-1]:
-            hint = " inputs and outputs are swapped: the input is the current character, the output the next one."
-        return f"for {description} the (input, output) pairs should be {_pairs(ids)}; yours are {yours}.{hint}"
-    return judge
+    return lambda got: _one_hot_mistake(got, description, ids() if callable(ids) else ids)
+
+
+def _one_hot_mistake(got, description: str, ids: list[int]) -> str | None:
+    if not got["pair"]:
+        return f"one_hot_pairs should return two tensors (inputs_one_hot, outputs_one_hot), got {got['got']}"
+    rows, width = len(ids) - 1, len(TINY_VOCAB)
+    for name in ("inputs", "outputs"):
+        problem = _one_hot_rows(f"{name}_one_hot for {description}", got[name], rows, width, ids)
+        if problem:
+            return problem
+    current = got["inputs"].argmax(axis=1).tolist() if rows else []
+    following = got["outputs"].argmax(axis=1).tolist() if rows else []
+    if current == ids[:-1] and following == ids[1:]:
+        return None
+    yours = ", ".join(_spell(pair) for pair in zip(current, following))
+    hint = ""
+    if current == following:
+        hint = " outputs_one_hot equals inputs_one_hot: the target is the next character, ids[1:]."
+    elif current == ids[1:] and following == ids[:-1]:
+        hint = " inputs and outputs are swapped: the input is the current character, the output the next one."
+    return f"for {description} the (input, output) pairs should be {_pairs(ids)}; yours are {yours}.{hint}"
 
 
 check_one_hot_pairs = Check(
     exercise="one_hot_pairs",
     expects=["a function one_hot_pairs(ids, vocab_size) -> (inputs_one_hot, outputs_one_hot)"],
-    tests=[Test(f"one_hot_pairs on {description}", _one_hot_probe(ids), _one_hot_judge(description, ids))
-           for description, ids in ONE_HOT_CASES],
+    tests=[
+        *(Test(f"one_hot_pairs on {description}", _one_hot_probe(ids), _one_hot_judge(description, ids), weight)
+          for description, ids, weight in ONE_HOT_CASES),
+        Test(f"one_hot_pairs on {MANY_IDS}", _one_hot_probe(_many_ids), _one_hot_judge(MANY_IDS, _many_ids), 4.0),
+    ],
 )
 
 # ---------------------------------------------------------------- the two MLPs (shared tests)
@@ -216,12 +240,21 @@ def _structure_judge(kind: str):
     return judge
 
 
+def _randomise(model: nn.Module, generator: torch.Generator) -> None:
+    """Distinct, large-ish random values for every parameter, so a wrong forward cannot hide behind ~0 logits."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+
 def _forward_probe(kind: str):
     def probe(model_class):
         torch.manual_seed(0)
         model = model_class(VOCAB).eval()
         first, last = _first_layer(model, kind, VOCAB, HIDDEN), _output_layer(model, VOCAB, HIDDEN)
-        ids = torch.tensor([3, 0, 10, 3, 7, 1])
+        generator = probe_torch_generator()
+        _randomise(model, generator)
+        ids = torch.tensor([3, 0, 10, 3, 7, 1]) if is_public() else torch.randint(VOCAB, (9,), generator=generator)
         inputs = torch.nn.functional.one_hot(ids, VOCAB).float() if kind == "one_hot" else ids
         with torch.no_grad():
             logits = model(inputs)
@@ -235,14 +268,15 @@ def _forward_judge(kind: str):
     def judge(got):
         ids = got["ids"]
         if kind == "one_hot":
-            hidden = got["first_weight"][:, ids].T + got["first_bias"]  # one-hot @ W.T picks a column of W
+            bias = got["first_bias"] if got["first_bias"] is not None else 0.0  # no bias: the structure test says so
+            hidden = got["first_weight"][:, ids].T + bias  # one-hot @ W.T picks a column of W
         else:
             hidden = got["first_weight"][ids]  # an embedding picks a row
-        out_w, out_b = got["output_weight"], got["output_bias"]
+        out_w, out_b = got["output_weight"], got["output_bias"] if got["output_bias"] is not None else 0.0
         logits = got["logits"]
         shape = (len(ids), VOCAB)
-        call = f"model({'one-hot rows' if kind == 'one_hot' else 'ids'} of shape " \
-               f"{(len(ids), VOCAB) if kind == 'one_hot' else (len(ids),)})"
+        call = (f"model({'one-hot rows' if kind == 'one_hot' else 'ids'} of shape "
+                f"{(len(ids), VOCAB) if kind == 'one_hot' else (len(ids),)})")
         if not isinstance(logits, np.ndarray) or logits.shape != shape:
             return f"{call} should return logits of shape {shape}, got {describe(logits)}"
         variants = {
@@ -310,22 +344,38 @@ def _cycle_judge(got):
             f"got {ids}: take softmax over the vocabulary (dim=-1) of the logits for the last id and sample from it")
 
 
+SAMPLE_START, SAMPLE_STEPS, SAMPLE_SEED = 0, 2000, 7
+
+
 def _sampling_probe(kind: str):
     def probe(model_class):
         torch.manual_seed(0)
         model = model_class(CYCLE_VOCAB).eval()
+        _randomise(model, probe_torch_generator())  # probabilities far from uniform: a temperature shows
+        ids = torch.arange(CYCLE_VOCAB)
+        with torch.no_grad():
+            table = model(torch.nn.functional.one_hot(ids, CYCLE_VOCAB).float() if kind == "one_hot" else ids)
         runs = []
         for global_seed in (1, 2):
             torch.manual_seed(global_seed)  # a generate that ignores its generator sees different random numbers
-            runs.append(_ids_of(model.generate(0, 300, generator=torch.Generator().manual_seed(7))))
-        return runs
+            runs.append(_ids_of(model.generate(SAMPLE_START, SAMPLE_STEPS,
+                                               generator=torch.Generator().manual_seed(SAMPLE_SEED))))
+        return {"table": table, "runs": runs}
     return probe
 
 
+def _log_likelihood(table: np.ndarray, ids: list[int], temperature: float) -> float:
+    """The log-probability of the sampled transitions under softmax(logits / temperature); inf = uniform."""
+    logits = np.zeros_like(table, dtype=np.float64) if temperature == np.inf else table.astype(np.float64) / temperature
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    return float(sum(log_probs[a, b] for a, b in zip(ids, ids[1:])))
+
+
 def _sampling_judge(got):
-    first, second = got
-    if first["ids"] is None or len(first["ids"]) != 301:
-        return "generate(0, num_new=300) should return 301 ids; fix the test above first"
+    first, second = got["runs"]
+    if first["ids"] is None or len(first["ids"]) != SAMPLE_STEPS + 1:
+        return f"generate(0, num_new={SAMPLE_STEPS}) should return {SAMPLE_STEPS + 1} ids; fix the test above first"
     followers = {}
     for current, following in zip(first["ids"], first["ids"][1:]):
         followers.setdefault(current, set()).add(following)
@@ -335,7 +385,19 @@ def _sampling_judge(got):
     if first["ids"] != second["ids"]:
         return ("two calls with generators seeded the same way gave different ids: pass generator=generator to "
                 "torch.multinomial so results are reproducible")
-    return None
+    table = got["table"]
+    if not isinstance(table, np.ndarray) or table.shape != (CYCLE_VOCAB, CYCLE_VOCAB):
+        return f"the model's logits for all {CYCLE_VOCAB} ids should have shape ({CYCLE_VOCAB}, {CYCLE_VOCAB})"
+    # Which distribution do the samples follow? Compare softmax(logits) with sharper, flatter and uniform ones.
+    fits = {t: _log_likelihood(table, first["ids"], t) for t in (0.5, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, np.inf)}
+    best = max(fits, key=fits.get)
+    if fits[best] - fits[1.0] < 5.0:  # e^5 times likelier: beyond chance for 2000 samples of the right one
+        return None
+    if best == np.inf:
+        return ("the samples look uniform, not like the model's probabilities: take the softmax over the vocabulary "
+                "(dim=-1) of the logits of the last id and sample from it")
+    return (f"the samples follow softmax(logits / {best}) rather than the model's own probabilities: generate "
+            f"should sample from F.softmax(logits, dim=-1) as it is, with no temperature")
 
 
 def _model_check(kind: str, exercise: str, class_name: str, input_words: str) -> Check:
@@ -344,10 +406,11 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
         expects=[f"the class {class_name} itself (not an instance), built as {class_name}(vocab_size, hidden_size=8)"],
         accepts=[is_module_class],
         tests=[
-            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind)),
-            Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind)),
-            Test("generate feeds back the last id", _cycle_probe(kind), _cycle_judge),
-            Test("generate samples with the generator it is given", _sampling_probe(kind), _sampling_judge),
+            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.5),
+            Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
+            Test("generate feeds back the last id", _cycle_probe(kind), _cycle_judge, 1.25),
+            Test("generate samples from softmax(logits) with the generator it is given", _sampling_probe(kind),
+                 _sampling_judge, 1.25),
         ],
     )
 
@@ -416,26 +479,27 @@ def _quality(got) -> tuple[str | None, float | None]:
         return (f"model(torch.eye({vocab})) (one one-hot row per character of tinyshakespeare) should give logits "
                 f"of shape ({vocab}, {vocab}); {got}. Pass the model built with vocab_size={vocab} and trained on "
                 f"the corpus"), None
-    return None, bigram.table_loss(torch.from_numpy(logits), corpus_counts())
+    return None, _bigram().table_loss(torch.from_numpy(logits), corpus_counts())
 
 
 def _trained_judge(got):
     problem, loss = _quality(got)
     if problem:
         return problem
-    best = bigram.count_model_loss(corpus_counts())
+    best = _bigram().count_model_loss(corpus_counts())
     if loss > TRAINED_LOSS_LIMIT:
         return (f"your model's cross-entropy on all of tinyshakespeare is {loss:.3f} nats; a hidden-size-8 model "
-                f"reaches about 2.52 after {TRAIN_STEPS} steps (uniform guessing: {bigram.uniform_loss(65):.2f}, the "
+                f"reaches about 2.52 after {TRAIN_STEPS} steps (uniform guessing: {_bigram().uniform_loss(65):.2f}, the "
                 f"best bigram model: {best:.2f}). Train on random batches of pairs with Adam (lr about 1e-2), and call "
                 f"optimizer.zero_grad() every step: without it the gradients of all earlier steps add up")
     return None
 
 
 def _consistent_judge(got):
-    problem, loss = _quality(got)
-    if problem:
-        return problem
+    problem = _trained_judge(got)
+    if problem:  # an untrained model and its flat losses agree, but prove nothing
+        return f"fix this first: {problem}"
+    _, loss = _quality(got)
     recorded = float(np.mean(got["last_losses"]))
     if abs(recorded - loss) > 0.25:
         return (f"your recorded losses end around {recorded:.2f}, but the model you passed has loss {loss:.2f} on "
@@ -448,9 +512,9 @@ check_train_one_hot = Check(
     expects=["the trained BigramOneHotMLP model", "the list of its training losses, one float per step"],
     accepts=[lambda value: isinstance(value, nn.Module), _is_sequence],
     tests=[
-        Test(f"losses: one per step for {TRAIN_STEPS} steps, going down", _losses_probe, _losses_judge),
-        Test("the trained model predicts tinyshakespeare", _table_probe, _trained_judge),
-        Test("the losses belong to the model", _table_probe, _consistent_judge),
+        Test(f"losses: one per step for {TRAIN_STEPS} steps, going down", _losses_probe, _losses_judge, 0.5),
+        Test("the trained model predicts tinyshakespeare", _table_probe, _trained_judge, 4.0),
+        Test("the losses belong to the model", _table_probe, _consistent_judge, 0.5),
     ],
 )
 

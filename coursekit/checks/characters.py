@@ -83,6 +83,7 @@ check_chars = Check(
 )
 
 ENCODE_SAMPLES = ["hello", "First Citizen:\nBefore we proceed any further, hear me speak.", ""]
+SAMPLE_WEIGHTS = [2.0, 2.0, 0.25]  # the empty text is an edge case
 UNKNOWN_CHARACTER = "€"
 TENSOR_SAMPLE = "hi there"  # decode must take a 1-D tensor of ids too (later notebooks pass model output)
 
@@ -141,9 +142,9 @@ check_encode = Check(
     exercise="encode",
     expects=["a function encode(text) -> list[int]"],
     tests=[
-        *(Test(f"encode({text!r})", _encode_probe(text), lambda got, text=text: _ids_mistake(got, _char_ids(text), text))
-          for text in ENCODE_SAMPLES),
-        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming),
+        *(Test(f"encode({text!r})", _encode_probe(text), lambda got, text=text: _ids_mistake(got, _char_ids(text), text),
+               weight) for text, weight in zip(ENCODE_SAMPLES, SAMPLE_WEIGHTS)),
+        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.5),
     ],
 )
 
@@ -185,7 +186,8 @@ check_decode = Check(
     expects=["a function decode(ids) -> str"],
     tests=[
         *(Test(f"decode(ids of {text!r})", lambda decode, text=text: type_and_value(decode(_char_ids(text))),
-               lambda got, text=text: _decode_mistake(got, text)) for text in ENCODE_SAMPLES),
-        Test(f"decode(a 1-D tensor of the ids of {TENSOR_SAMPLE!r})", _decode_tensor, _decode_tensor_mistake),
+               lambda got, text=text: _decode_mistake(got, text), weight)
+          for text, weight in zip(ENCODE_SAMPLES, SAMPLE_WEIGHTS)),
+        Test(f"decode(a 1-D tensor of the ids of {TENSOR_SAMPLE!r})", _decode_tensor, _decode_tensor_mistake, 1.0),
     ],
 )

@@ -28,12 +28,17 @@ import contextlib
 import contextvars
 import copy
 import hashlib
+import linecache
+import os
+import sysconfig
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # coursekit/: frames a student never needs
+LIBRARY_DIRS = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 PLAIN_SCALARS = (type(None), bool, int, float, str)
 PUBLIC_SEED = 0  # the run seed of every check called in a notebook
 
@@ -103,13 +108,16 @@ class Check:
         __tracebackhide__ = True  # IPython and pytest then show the student the message, not this frame
         problem = self.argument_problem(student)
         if problem:
-            raise TypeError(problem)
+            raise for_the_student(TypeError(problem))
         for test in self.tests:
-            data = self.probe(test, student)
+            try:
+                data = self.probe(test, student)
+            except Exception as error:
+                raise for_the_student(error)
             with seeded(PUBLIC_SEED, self.exercise, test.name):
                 message = test.judge(data)
             if message:
-                raise AssertionError(f"{self.exercise}: {message}")
+                raise for_the_student(AssertionError(f"{self.exercise}: {message}"))
         print(f"✓ {self.exercise}: " + ("the test passed." if len(self.tests) == 1 else
                                         f"all {len(self.tests)} tests passed."))
 
@@ -183,6 +191,49 @@ class Check:
         total = sum(weights.values())
         earned = sum(weights.get(outcome.test, 0.0) for outcome in outcomes if outcome.passed)
         return earned / total if total else 0.0
+
+
+def for_the_student(error: BaseException) -> BaseException:
+    """Give `error` the traceback a student should see in Jupyter: the lines of their own notebook (the call of
+    the check, and for an error their code raised, their code's lines), then the message; no coursekit frames.
+
+    IPython (JupyterLab, nbclient, nbconvert) shows what an exception's `_render_traceback_()` returns.
+    """
+    error._render_traceback_ = lambda: _student_traceback(error)
+    return error
+
+
+def _is_students(filename: str) -> bool:
+    """Notebook cells and the student's own files, not coursekit, Python or an installed library."""
+    return not filename.startswith(PACKAGE_DIR) and not filename.startswith(LIBRARY_DIRS)
+
+
+def _student_traceback(error: BaseException) -> list[str]:
+    frames = []
+    for exception in (error, error.__cause__):
+        tb = exception.__traceback__ if exception is not None else None
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            here = (code.co_filename, tb.tb_lineno, code.co_name)
+            if _is_students(code.co_filename) and not (frames and frames[-1][:2] == here[:2]):  # comprehensions
+                frames.append(here)
+            tb = tb.tb_next
+    lines = []
+    for filename, lineno, name in frames:
+        lines.append(f"{_cell_name(filename)}, line {lineno}" + ("" if name == "<module>" else f", in {name}"))
+        lines.append(f"----> {lineno} {linecache.getline(filename, lineno).strip()}")
+    return [*lines, "", f"{type(error).__name__}: {error}"]
+
+
+def _cell_name(filename: str) -> str:
+    """'Cell In[3]' for a notebook cell's file in IPython, else the file's name."""
+    try:
+        from IPython import get_ipython
+
+        named = get_ipython().compile.format_code_name(filename)
+        return " ".join(named) if named else filename
+    except Exception:  # not in IPython
+        return filename
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import json
 from functools import lru_cache
 
 from coursekit import data
-from coursekit.bpe import pretokenize
 from coursekit.checks.core import Check, Test, type_and_value
 
 
@@ -34,13 +33,37 @@ def _settings_mistake(got) -> str | None:
         return f"the model should be models.BPE(...), got {got['model']}"
     if not got["byte_fallback"]:
         return "create the model with models.BPE(byte_fallback=True)"
-    if got["pre_tokenizer"] != "ByteLevel":
-        return f"set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(...), got {got['pre_tokenizer']}"
-    if got["decoder"] != "ByteLevel":
-        return f"set tokenizer.decoder = decoders.ByteLevel() so decode undoes the byte mapping; got {got['decoder']}"
     if got["vocab_size"] != 512:
         untrained = "" if got["vocab_size"] else " (train it: tokenizer.train_from_iterator([text], trainer=trainer))"
         return f"train with BpeTrainer(vocab_size=512, ...); the vocabulary has {got['vocab_size']} entries{untrained}"
+    return None
+
+
+PRE_TOKENIZER_TEXTS = ["Hello world", "  two  spaces\tand\nlines", "naïve 🙂 they'll 1234"]
+
+
+def _pre_tokenized(tokenizer) -> dict:
+    """What the student's pre-tokenizer does next to a ByteLevel(add_prefix_space=False) one: behaviour, not
+    class, so pre_tokenizers.Sequence([ByteLevel(...)]) passes too."""
+    from tokenizers import pre_tokenizers
+
+    wanted = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if tokenizer.pre_tokenizer is None:
+        return {"missing": True}
+    return {"missing": False,
+            "got": [[piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in PRE_TOKENIZER_TEXTS],
+            "expected": [[piece for piece, _ in wanted.pre_tokenize_str(t)] for t in PRE_TOKENIZER_TEXTS]}
+
+
+def _pre_tokenizer_mistake(got) -> str | None:
+    if got["missing"]:
+        return "set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)"
+    for text, pieces, expected in zip(PRE_TOKENIZER_TEXTS, got["got"], got["expected"]):
+        if pieces != expected:
+            if pieces and expected and pieces[0] == "Ġ" + expected[0]:
+                return "the pre-tokenizer adds a space in front: use pre_tokenizers.ByteLevel(add_prefix_space=False)"
+            return (f"the pre-tokenizer splits {text!r} into {pieces}, a ByteLevel pre-tokenizer into {expected}: "
+                    f"use pre_tokenizers.ByteLevel(add_prefix_space=False)")
     return None
 
 
@@ -81,10 +104,11 @@ check_hf_tokenizer = Check(
     expects=["a trained tokenizers.Tokenizer"],
     accepts=[_is_hf_tokenizer],
     tests=[
-        Test("BPE with byte_fallback, ByteLevel pre-tokenizer and decoder, 512 tokens", _hf_settings,
-             _settings_mistake),
-        Test("every string round-trips", _round_trips, _round_trip_mistake),
-        Test("common words are single tokens", _common_words, _common_words_mistake),
+        Test("BPE with byte_fallback and 512 tokens", _hf_settings, _settings_mistake, 1.0),
+        Test("the pre-tokenizer works as ByteLevel(add_prefix_space=False)", _pre_tokenized,
+             _pre_tokenizer_mistake, 1.0),
+        Test("every string round-trips", _round_trips, _round_trip_mistake, 2.0),
+        Test("common words are single tokens", _common_words, _common_words_mistake, 1.0),
     ],
 )
 
@@ -138,6 +162,8 @@ def _without_whitespace(spelled: str) -> str:
 
 def _crosses_chunks(text: str, tokens: list[str]) -> str | None:
     """A token that spans two of GPT-2's chunks (so BPE ran on the whole text), or None."""
+    from coursekit.bpe import pretokenize  # judge side: the reference is never in a sandbox
+
     ends, position = set(), 0
     for chunk in pretokenize(text):
         position += len(chunk.encode("utf-8"))  # a token string has one character per byte
