@@ -202,12 +202,13 @@ class ListGPT(nn.Module):
         self.tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.tokens.weight = self.head.weight
         self.positions = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.Sequential(*[InlineBlock(config) for _ in range(config.n_layer)])
         self.norm = nn.LayerNorm(config.n_embd)
 
     def forward(self, idx, targets=None):
         B, T = idx.shape
-        x = self.tokens(idx) + self.positions.weight[:T]
+        x = self.drop(self.tokens(idx) + self.positions.weight[:T])
         logits = self.head(self.norm(self.blocks(x)))
         if targets is None:
             return logits, None
@@ -220,7 +221,7 @@ class ListGPT(nn.Module):
             context = idx if idx.size(1) <= self.config.block_size else idx[:, idx.size(1) - self.config.block_size:]
             logits = self(context)[0][:, -1] / temperature
             if top_k is not None:
-                values, _ = torch.topk(logits, top_k)
+                values, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < values[:, -1:]] = -math.inf
             probs = logits.softmax(-1)
             if top_p is not None:
@@ -338,8 +339,8 @@ MLP_BUGS = {
     "exact GELU, nn.GELU\\(\\); use nn.GELU\\(approximate=\"tanh\"\\)": mlp_with(activation=nn.GELU),
     "no activation": mlp_with(activation=nn.Identity),
     "GELU after the second layer": mlp_with(after=True),
-    "dropout is active in eval mode": mlp_with(dropout_always=True),
-    "there is no dropout": NoDropoutMLP,
+    "dropout is still active": mlp_with(dropout_always=True),
+    "training mode gives the same output as eval mode": NoDropoutMLP,
 }
 
 
@@ -406,7 +407,7 @@ class WeightlessNormBlock(Block):
         self.ln_2 = nn.LayerNorm(config.n_embd, elementwise_affine=False)
 
 
-BLOCK_BUGS["there is no dropout"] = NoDropoutBlock
+BLOCK_BUGS["do not all use dropout"] = NoDropoutBlock
 BLOCK_BUGS["nothing may be hard-coded"] = HardCodedBlock
 BLOCK_BUGS["dropout is applied to the residual stream itself"] = StreamDropoutBlock
 BLOCK_BUGS["no learned gain and bias \\(elementwise_affine=False\\)"] = WeightlessNormBlock

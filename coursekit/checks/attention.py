@@ -16,7 +16,6 @@ probabilities are drawn from the test's seed; the judge recomputes them under th
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import re
@@ -28,7 +27,7 @@ import torch.nn as nn
 
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng
 from coursekit.checks.probing import (attention_sizes, dropout_summary, eval_mode_problem, large_magnitudes,
-                                      probe_sizes, probe_tensor, run_module, train_and_eval_runs)
+                                      one_thread, probe_sizes, probe_tensor, run_module, train_and_eval_runs)
 
 B = 2
 HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
@@ -247,17 +246,6 @@ def _assignments(matrices, names, n_embd: int, width: int, n_head: int, with_out
                 yield tuple(torch.cat([t[r] for t in triples], dim=1) for r in roles) + (Wo,)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """The judges do hundreds of tiny matrix products: on a busy machine, extra threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
     """What an error raised on x (B, T, n_embd) most likely means, from its text."""
     n_embd, n_head, T, block = sizes["n_embd"], sizes["n_head"], sizes["T"], sizes["block_size"]
@@ -304,7 +292,7 @@ def _missing_weights_advice(matrices, sizes: dict, with_output: bool) -> str | N
 
 def _diagnose(got, sizes: dict, with_output: bool, what: str) -> str | None:
     """None when some reading of the student's matrices reproduces their output, else the mistake."""
-    with _one_thread():
+    with one_thread():
         return _find_mistake(got, sizes, with_output, what)
 
 

@@ -17,8 +17,8 @@ from coursekit.checks.core import Check, Test, is_module_class
 from coursekit.checks.gpt_common import (GELUS, apply, close, dropout_probability, find, layer_norm, layer_norms,
                                          linears, norms_named_by_role, output_problem, probe_config, probe_stream,
                                          sequence_length)
-from coursekit.checks.probing import dropout_summary, eval_mode_problem, randomise_parameters, run_module, \
-    train_and_eval_runs
+from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
+                                      run_module, train_and_eval_runs)
 
 # ---------------------------------------------------------------- probes shared by mlp and block
 
@@ -27,6 +27,10 @@ def _values_probe(changes: dict, dropout: bool = False):
     """The module built from probe_config(**changes) with distinct random LayerNorms and biases: its Linears,
     LayerNorms and output on a random stream; with dropout, also its runs in eval and training mode."""
     def probe(module_class):
+        with one_thread():
+            return _probe(module_class)
+
+    def _probe(module_class):
         config = probe_config(**changes, dropout=dropout_probability() if dropout else 0.0)
         torch.manual_seed(0)
         module = randomise_parameters(module_class(config)).eval()
@@ -208,7 +212,8 @@ def _block_mistake(got, config) -> str | None:
     what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
     problem = output_problem(got["result"], tuple(x.shape), what)
     if problem:
-        return problem
+        return problem + (" (nothing may be hard-coded to the notebook's sizes: use config.n_embd, config.n_head)"
+                          if got["result"]["error"] else "")
     found, norms = got["linears"], got["norms"]
     attention = _attention_from(found, config)
     if attention is None:
@@ -229,6 +234,16 @@ def _block_mistake(got, config) -> str | None:
                 "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")
     out = got["result"]["output"]
     norm_functions = [lambda h, n=n: layer_norm(n, h) for n in norms]
+    with torch.no_grad():
+        if len(norms) == 2 and close(out, _block_candidates(x, attention, lambda h: apply(proj, GELUS["tanh"](
+                apply(fc, h))), *norm_functions)[""]()):
+            return None  # the right wiring, checked first: most blocks pass here
+    return _wiring_mistake(got, x, out, attention, fc, proj, norm_functions)
+
+
+def _wiring_mistake(got, x, out, attention, fc, proj, norm_functions) -> str | None:
+    """Which wiring of the block's own layers matches its output, and what is wrong with it."""
+    norms = got["norms"]
     matched = {}
     with torch.no_grad():
         for gelu_name, gelu in GELUS.items():
@@ -261,13 +276,17 @@ def _block_mistake(got, config) -> str | None:
 
 
 def _block_judge(changes: dict):
-    return lambda got: _block_mistake(got, probe_config(**changes))
+    def judge(got):
+        with one_thread():
+            return _block_mistake(got, probe_config(**changes))
+    return judge
 
 
 def _block_dropout_judge(got):
     config = probe_config(dropout=dropout_probability())
     runs, p = got["runs"], config.dropout
-    problem = _block_mistake(got, config) and "fix the block's output first (see the first test)"
+    with one_thread():
+        problem = _block_mistake(got, config) and "fix the block's output first (see the first test)"
     problem = problem or eval_mode_problem(runs)
     if problem:
         return problem

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng
 from coursekit.checks.gpt_common import B, PUBLIC, GPTConfig
-from coursekit.checks.probing import with_global_rng_perturbed
+from coursekit.checks.probing import single_threaded, with_global_rng_perturbed
 
 V = PUBLIC.vocab_size
 # Token ids in order of likelihood (public): the most likely token is 4, then 9, ... The vocabulary order is not the
@@ -86,6 +86,7 @@ def _fake_forward(model, last_logits: torch.Tensor, calls: list):
     return model
 
 
+@single_threaded
 def _generate(gpt_class, last_logits, **settings):
     torch.manual_seed(0)
     calls = []
@@ -101,6 +102,7 @@ def _generate(gpt_class, last_logits, **settings):
     return {"error": None, "counts": torch.bincount(new.clamp(0, V - 1), minlength=V)}
 
 
+@single_threaded
 def _crop_probe(gpt_class):
     torch.manual_seed(0)
     calls = []
@@ -114,6 +116,7 @@ def _crop_probe(gpt_class):
             "calls": calls}
 
 
+@single_threaded
 def _crop_judge(got):
     what = "generate(idx of shape (2, 5), max_new_tokens=7) with block_size=8"
     if got["error"]:
@@ -203,6 +206,7 @@ def greedy(logits):
     return F.one_hot(logits.argmax(), V).float()
 
 
+@single_threaded
 def _generator_probe(gpt_class):
     """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
     model = _fake_forward(gpt_class(GPTConfig()).eval(), base_logits(), [])

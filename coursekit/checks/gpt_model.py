@@ -19,7 +19,7 @@ from coursekit.checks.core import (Check, Test, describe, is_module_class, is_pu
                                    probe_torch_generator, type_and_value)
 from coursekit.checks.gpt_common import (B, PUBLIC, T, GPTConfig, apply, close, dropout_probability, layer_norm,
                                          layer_norms, linears, probe_config)
-from coursekit.checks.probing import dropout_summary, randomise_parameters, train_and_eval_runs
+from coursekit.checks.probing import dropout_summary, randomise_parameters, single_threaded, train_and_eval_runs
 
 C, V = PUBLIC.n_embd, PUBLIC.vocab_size
 
@@ -35,6 +35,7 @@ def public_model(**changes) -> GPTConfig:
 # ---------------------------------------------------------------- gpt_constructor
 
 
+@single_threaded
 def _structure(gpt_class, **changes) -> dict:
     torch.manual_seed(0)
     config = probe_config(**changes)
@@ -62,6 +63,7 @@ def _structure_judge(changes: dict):
     return lambda got: _structure_mistake(got, probe_config(**changes))
 
 
+@single_threaded
 def _structure_mistake(got, config) -> str | None:
     V, block_size, n_layer, C = config.vocab_size, config.block_size, config.n_layer, config.n_embd
     where = f"GPT(config) with vocab_size={V}, block_size={block_size}, n_layer={n_layer}, n_embd={C}"
@@ -149,6 +151,7 @@ def _forward_result(model, *args) -> dict:
             "loss": type_and_value(loss)}
 
 
+@single_threaded
 def _forward_embeddings(gpt_class):
     """No Blocks (n_layer=0): the logits are lm_head(ln_f(wte[idx] + wpe[positions])), computable from the weights."""
     torch.manual_seed(0)
@@ -180,6 +183,7 @@ def _forward_problem(result, what: str) -> str | None:
     return None
 
 
+@single_threaded
 def _embeddings_judge(got):
     what = f"forward(idx) on idx of shape {(B, T)} with n_layer=0"
     problem = _forward_problem(got["result"], what)
@@ -219,6 +223,7 @@ def _embeddings_judge(got):
             "(none of the usual mistakes matches)")
 
 
+@single_threaded
 def _forward_loss(gpt_class):
     torch.manual_seed(0)
     model = _informative(gpt_class(public_model()))
@@ -237,6 +242,7 @@ def _loss_none_judge(got):
     return None
 
 
+@single_threaded
 def _loss_judge(got):
     result = got["with"]
     if result["error"] and "Expected target size" in result["error"]:
@@ -271,6 +277,7 @@ def _loss_judge(got):
     return f"the loss should be F.cross_entropy of the returned logits and the targets ({flat.item():.4f}), got {value:.4f}"
 
 
+@single_threaded
 def _causal_probe(gpt_class):
     torch.manual_seed(0)
     model = _informative(gpt_class(public_model()))
@@ -292,6 +299,7 @@ def _causal_judge(got):
     return None
 
 
+@single_threaded
 def _embedding_dropout_probe(gpt_class):
     """n_layer=0 in training mode: the only dropout is the one on the embeddings."""
     torch.manual_seed(0)

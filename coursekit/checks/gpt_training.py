@@ -19,7 +19,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng, type_and_value
 from coursekit.checks.gpt_common import GPTConfig
-from coursekit.checks.probing import quiet_progress_bars, with_global_rng_perturbed
+from coursekit.checks.probing import one_thread, quiet_progress_bars, with_global_rng_perturbed
 
 
 TRAIN_TOKENS, VOCAB_SPY, BLOCK_SPY = 8, 16, 6  # training data uses tokens 0-7, validation data 8-15
@@ -97,7 +97,7 @@ def _data_seed() -> int:
 
 
 def _train_probe(get_batch, train):
-    with quiet_progress_bars():
+    with quiet_progress_bars(), one_thread():
         return _spied_training(train)
 
 
@@ -269,7 +269,7 @@ def _evaluation_positions(calls) -> list[int]:
 
 def _generator_probe(get_batch, train):
     """train twice with the global RNG seeded differently: its batches come from its own seeded generator."""
-    with quiet_progress_bars():
+    with quiet_progress_bars(), one_thread():
         runs = [_spied_training(train, global_seed) for global_seed in (1, 2)]
     return [[call["x"] for call in run["calls"] if call["backward"]] for run in runs]
 

@@ -297,6 +297,36 @@ def quiet_progress_bars():
         bar.__init__ = original
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Inside, torch uses one thread: checks run hundreds of tiny operations, and on a busy machine extra threads
+    only add waiting (each op can take 100x longer).
+
+    >>> with one_thread():
+    ...     torch.get_num_threads()
+    1
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def single_threaded(function: Callable) -> Callable:
+    """A probe or judge that runs under one_thread().
+
+    >>> single_threaded(torch.get_num_threads)()
+    1
+    """
+    def wrapped(*args, **kwargs):
+        with one_thread():
+            return function(*args, **kwargs)
+    wrapped.__name__, wrapped.__doc__ = function.__name__, function.__doc__
+    return wrapped
+
+
 def as_numpy(value) -> np.ndarray:
     """A tensor or array as a float64 numpy array (for judges comparing plain data).
 
