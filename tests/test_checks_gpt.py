@@ -752,7 +752,7 @@ class NotebookWidthMLP(MLP):
 
 NAMED_BLOCK_BUGS = {
     "the two LayerNorms are swapped": SwappedNormsBlock,
-    "there are no residual connections|the LayerNorms are not used": NoNormNoResidualBlock,
+    "no LayerNorms and no residual connections": NoNormNoResidualBlock,
     "do not all use dropout|receives config.dropout": PlainMLPBlock,
 }
 
@@ -858,7 +858,7 @@ def clamped_sampling(logits):
 NAMED_GENERATE_BUGS = {
     "temperature is applied after top-p": gpt_generating(next_logits=temperature_after_filters),
     "min\\(top_k, logits.size\\(-1\\)\\)": gpt_generating(next_logits=top_k_without_min),
-    "map the mask back": gpt_generating(next_logits=nucleus_with_gather),
+    "mapped back with gather\\(-1, order\\)": gpt_generating(next_logits=nucleus_with_gather),
     "at an exact boundary the nucleus keeps one token too many": gpt_generating(next_logits=nucleus_strict_boundary),
 }
 

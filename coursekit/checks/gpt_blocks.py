@@ -166,6 +166,8 @@ BLOCK_MISTAKES = {
                                       "attn(ln_1(x)) to it"),
     "MLP first": "the MLP runs before the attention: attention first (tokens exchange information), then the MLP",
     "no LayerNorm": "the LayerNorms are not used: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))",
+    "no LayerNorm, no residual": ("the block is mlp(attn(x)): no LayerNorms and no residual connections. GPT-2's "
+                                  "block is x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))"),
     "parallel": ("attention and MLP both read the block's input (x + attn(ln_1(x)) + mlp(ln_2(x))): in GPT-2 the MLP "
                  "reads the stream after the attention was added"),
 }
@@ -204,7 +206,8 @@ def _block_candidates(x, attn, mlp, ln_a, ln_b) -> dict:
     return {"": correct, "post-LN": post_ln, "no residual around attention": no_attention_residual,
             "no residual around the MLP": no_mlp_residual, "no residual at all": lambda: mlp(ln_b(attn(ln_a(x)))),
             "residual around the LayerNorm": around_norm, "MLP first": mlp_first, "no LayerNorm": no_norm,
-            "parallel": lambda: x + attn(ln_a(x)) + mlp(ln_b(x))}
+            "parallel": lambda: x + attn(ln_a(x)) + mlp(ln_b(x)),
+            "no LayerNorm, no residual": lambda: mlp(attn(x))}
 
 
 def _block_mistake(got, config) -> str | None:

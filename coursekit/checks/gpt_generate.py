@@ -64,6 +64,12 @@ def sorted_positions_as_ids(n: int) -> torch.Tensor:
     return torch.arange(V) < n
 
 
+def gathered_instead_of_scattered(n: int) -> torch.Tensor:
+    """The bug of a sorted mask read back with gather(-1, order) instead of scatter: token i is kept when order[i],
+    the id of the token ranked i-th, is below n."""
+    return ranking() < n
+
+
 def seed() -> int:
     return 0 if is_public() else int(probe_rng().integers(2**31))
 
@@ -188,7 +194,7 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
                 return message
         top = np.argsort(-probs.numpy())[:4]
         return (f"with {name} the sampled frequencies of tokens {top.tolist()} are "
-                f"{[round(float(count) / counts.sum(), 3) for count in counts[top]]}, expected about "
+                f"{[round(float(count) / float(counts.sum()), 3) for count in counts[top]]}, expected about "
                 f"{[round(float(probability), 3) for probability in probs[top]]}")
     return Test(description, probe, judge, weight=weight)
 
@@ -255,6 +261,8 @@ NOT_MAPPED_BACK = ("the nucleus is computed in sorted order but applied to token
                    "to vocabulary order (mask.scatter(-1, order, mask), with order from torch.sort; gather reads "
                    "in sorted order instead of writing back), or sample among the sorted probabilities and return "
                    "order.gather(-1, choice)")
+GATHERED = ("the nucleus mask is mapped back with gather(-1, order), which reads it in sorted order again; "
+            "scatter writes it back to vocabulary order: mask.scatter(-1, order, mask)")
 TOP_P_MESSAGES = {
     "top_p is ignored: keep the most likely tokens until their probabilities add up to top_p": softmax,
     ("the nucleus misses the token that crosses top_p: keep a token when the probability *before* it "
@@ -262,6 +270,7 @@ TOP_P_MESSAGES = {
     "the nucleus keeps one token too many: drop a token once the tokens before it hold >= top_p":
         only(lambda: keep_first(4)),
     NOT_MAPPED_BACK: only(lambda: sorted_positions_as_ids(3)),
+    GATHERED: only(lambda: gathered_instead_of_scattered(3)),
 }
 
 
@@ -317,7 +326,8 @@ check_generate = Check(
                         "Divide the logits by the temperature first, then filter (top-k, then top-p), as "
                         "notebook 05's sample does"): lambda logits: only(lambda: keep_first(3))(logits / 2.0),
                        TEMPERATURE_IGNORED: only(lambda: keep_first(3)),
-                       NOT_MAPPED_BACK: lambda logits: only(lambda: sorted_positions_as_ids(5))(logits / 2.0)}),
+                       NOT_MAPPED_BACK: lambda logits: only(lambda: sorted_positions_as_ids(5))(logits / 2.0),
+                       GATHERED: lambda logits: only(lambda: gathered_instead_of_scattered(5))(logits / 2.0)}),
         _boundary_test(),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0),
     ],

@@ -59,8 +59,9 @@ def _structure(gpt_class, **changes) -> dict:
     }
 
 
-def _structure_judge(changes: dict):
-    return lambda got: _structure_mistake(got, probe_config(**changes))
+def _structure_judge(changes_of):
+    """changes_of() gives the config changes under the test's seed (the same ones the probe used)."""
+    return lambda got: _structure_mistake(got, probe_config(**changes_of()))
 
 
 @single_threaded
@@ -112,9 +113,9 @@ check_gpt_constructor = Check(
     accepts=[is_module_class],
     tests=[
         Test("GPT(config) with n_layer=2: embeddings, Blocks, final LayerNorm, tied LM head",
-             lambda cls: _structure(cls), _structure_judge({}), weight=3.0),
+             lambda cls: _structure(cls), _structure_judge(dict), weight=3.0),
         Test("GPT(config) with n_layer=3, vocab_size=13, block_size=9", lambda cls: _structure(
-            cls, **_other_sizes()), _structure_judge(_other_sizes()), weight=2.0),
+            cls, **_other_sizes()), _structure_judge(_other_sizes), weight=2.0),
     ],
 )
 
