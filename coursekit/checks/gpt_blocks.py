@@ -96,8 +96,8 @@ def _mlp_judge(changes: dict):
 def _mlp_dropout_judge(got):
     config = probe_config(dropout=dropout_probability())
     runs = got["runs"]
-    problem = _mlp_mistake(got, config) and "fix the MLP's output first (see the first test)"
-    problem = problem or eval_mode_problem(runs)
+    problem = eval_mode_problem(runs) or (_mlp_mistake(got, config) and "fix the MLP's output first (see the first "
+                                                                      "test)")
     if problem:
         return problem
     calls = dropout_summary(runs["calls"], _sizes(config))
@@ -288,9 +288,9 @@ def _block_judge(changes: dict):
 def _block_dropout_judge(got):
     config = probe_config(dropout=dropout_probability())
     runs, p = got["runs"], config.dropout
+    problem = eval_mode_problem(runs)
     with one_thread():
-        problem = _block_mistake(got, config) and "fix the block's output first (see the first test)"
-    problem = problem or eval_mode_problem(runs)
+        problem = problem or (_block_mistake(got, config) and "fix the block's output first (see the first test)")
     if problem:
         return problem
     calls = dropout_summary(runs["calls"], _sizes(config))
