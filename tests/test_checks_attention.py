@@ -15,11 +15,11 @@ from coursekit.checks import attention as checks
 
 
 class FusedEinsumHead(nn.Module):
-    """One fused projection with biases, einsum, and an additive -inf matrix instead of masked_fill."""
+    """One fused projection, einsum, and an additive -inf matrix instead of masked_fill."""
 
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
         super().__init__()
-        self.qkv = nn.Linear(n_embd, 3 * head_size)
+        self.qkv = nn.Linear(n_embd, 3 * head_size, bias=False)
         self.drop = nn.Dropout(dropout)
         self.register_buffer("bias", torch.full((block_size, block_size), float("-inf")).triu(1))
 
@@ -334,11 +334,11 @@ class HeadsBeforePositions(attention.CausalSelfAttention):
 
 
 CAUSAL_BUGS = {
-    "split it as q, k, v = self.c_attn\\(x\\).split": KeysFirstSplit,
-    "view\\(B, T, 4, 6\\).transpose\\(1, 2\\)": HeadsBeforePositions,
+    "queries and keys are swapped": KeysFirstSplit,
+    "without the transposes": HeadsBeforePositions,
     "computes attention with 4 head": FourHeadsAlways,
-    "resid_pdrop = 0.5, training mode gives the same output": NoResidualDropout,
-    "about half of the output entries": DropoutBeforeProjection,
+    "resid_pdrop = 0.4, training mode gives the same output": NoResidualDropout,
+    "about 40% of the output entries": DropoutBeforeProjection,
     "there is no causal mask": NoMaskCausalSelfAttention,
     "not scaled": UnscaledCausalSelfAttention,
 }
@@ -410,3 +410,227 @@ def test_probe_all_then_judge_passes_the_references(check, reference):
     outcomes = check.judge(check.probe_all((reference,)))
     assert outcomes and all(outcome.passed for outcome in outcomes), [o for o in outcomes if not o.passed]
     assert time.perf_counter() - start < 2.5, f"{check.exercise} is too slow"
+
+
+# ---------------------------------------------------------------- issue 12's named cases and more student mistakes
+
+
+def head_forward(weights_of=None, dropout_at="weights", swap=False):
+    """A head whose forward takes the reference's steps with one changed."""
+    def forward(self, x):
+        T = x.size(1)
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        scores = (k @ q.transpose(-2, -1) if swap else q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        scores = scores.masked_fill(self.mask[:T, :T] == 0, float("-inf"))
+        if dropout_at == "scores":
+            scores = self.dropout(scores)
+        weights = weights_of(scores) if weights_of else scores.softmax(-1)
+        if dropout_at == "output":
+            return self.dropout(weights @ v)
+        return self.dropout(weights) @ v
+    return type("Buggy", (attention.AttentionHead,), {"forward": forward})
+
+
+class BiasHead(attention.AttentionHead):
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.query, self.key, self.value = (nn.Linear(n_embd, head_size) for _ in range(3))
+
+
+class FixedDropoutHead(attention.AttentionHead):
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.dropout = nn.Dropout(0.1)
+
+
+def manual_softmax(scores):
+    return scores.exp() / scores.exp().sum(-1, keepdim=True)
+
+
+NAMED_HEAD_BUGS = {
+    "before the softmax": head_forward(dropout_at="scores"),
+    "queries and keys are swapped": head_forward(swap=True),
+    "head's output \\(weights @ v\\) instead of the attention weights": head_forward(dropout_at="output"),
+    "the head has bias parameters": BiasHead,
+    "never a fixed probability": FixedDropoutHead,
+    "not finite": head_forward(weights_of=manual_softmax),
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_HEAD_BUGS)
+def test_attention_head_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_attention_head(NAMED_HEAD_BUGS[mistake])
+
+
+def test_a_max_subtracting_manual_softmax_is_valid():
+    checks.check_attention_head(head_forward(
+        weights_of=lambda s: manual_softmax(s - s.max(-1, keepdim=True).values)))
+
+
+class NoOutputDropoutMulti(attention.MultiHeadAttention):
+    def forward(self, x):
+        return self.proj(torch.cat([head(x) for head in self.heads], dim=-1))
+
+
+class FullSizeHeadsWideProjection(attention.MultiHeadAttention):
+    """Full-size heads in an nn.ModuleList, the projection widened to fit: it runs, and is wrong."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, block_size, dropout)
+        self.heads = nn.ModuleList(attention.AttentionHead(n_embd, n_embd, block_size, dropout) for _ in range(n_head))
+        self.proj = nn.Linear(n_head * n_embd, n_embd)
+
+
+class SwappedHeadsMulti(attention.MultiHeadAttention):
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, block_size, dropout)
+        swapped = head_forward(swap=True)
+        self.heads = nn.ModuleList(swapped(n_embd, n_embd // n_head, block_size, dropout) for _ in range(n_head))
+
+
+NAMED_MULTI_BUGS = {
+    "the output gets no dropout": NoOutputDropoutMulti,
+    "every head has size n_embd": FullSizeHeadsWideProjection,
+    "queries and keys are swapped": SwappedHeadsMulti,
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_MULTI_BUGS)
+def test_multi_head_attention_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_multi_head_attention(NAMED_MULTI_BUGS[mistake])
+
+
+def causal_forward(split_transpose=True, merge_transpose=True, drop_scores=False, exp=False, swap=False):
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        hs = C // self.n_head
+        if split_transpose:
+            q, k, v = (t.view(B, T, self.n_head, hs).transpose(1, 2) for t in (q, k, v))
+        else:
+            q, k, v = (t.reshape(B, self.n_head, T, hs) for t in (q, k, v))
+        scores = (k @ q.transpose(-2, -1) if swap else q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        scores = scores.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        if drop_scores:
+            weights = F.softmax(self.attn_dropout(scores), dim=-1)
+        else:
+            weights = self.attn_dropout(manual_softmax(scores) if exp else F.softmax(scores, dim=-1))
+        y = weights @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C) if merge_transpose else y.reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+    return type("Buggy", (attention.CausalSelfAttention,), {"forward": forward})
+
+
+class SwappedProbabilities(attention.CausalSelfAttention):
+    def __init__(self, config):
+        super().__init__(config)
+        self.attn_dropout, self.resid_dropout = nn.Dropout(config.resid_pdrop), nn.Dropout(config.attn_pdrop)
+
+
+NAMED_CAUSAL_BUGS = {
+    "reshaped to \\(B, n_head, T, head_size\\) straight from \\(B, T, C\\) without the transpose":
+        causal_forward(split_transpose=False),
+    "merged with .view\\(B, T, C\\) straight from": causal_forward(merge_transpose=False),
+    "before the softmax": causal_forward(drop_scores=True),
+    "not finite": causal_forward(exp=True),
+    "queries and keys are swapped": causal_forward(swap=True),
+    "the attention weights get no dropout|they use attn_pdrop": SwappedProbabilities,
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_CAUSAL_BUGS)
+def test_causal_self_attention_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_causal_self_attention(NAMED_CAUSAL_BUGS[mistake])
+
+
+def test_cross_attention_without_the_maximum_overflows_on_large_scores():
+    def manual(S1, S2, Q, K, V):
+        return manual_softmax((S1 @ Q) @ (S2 @ K).T / K.shape[1] ** 0.5) @ (S2 @ V)
+    with pytest.raises(AssertionError, match="not finite"):
+        checks.check_cross_attention(manual)
+
+
+# ---------------------------------------------------------------- secret grading inputs
+
+VALID = [
+    (checks.check_attention_head, [attention.AttentionHead, FusedEinsumHead, RawParameterHead]),
+    (checks.check_multi_head_attention, [attention.MultiHeadAttention, BatchedMultiHead, FusedMultiHead]),
+    (checks.check_causal_self_attention, [attention.CausalSelfAttention, SDPACausalSelfAttention,
+                                          HeadListCausalSelfAttention]),
+    (checks.check_cross_attention, [attention.cross_attention, cross_einsum, cross_sdpa]),
+]
+
+
+def grade(check, answer, run_seed):
+    return check.fraction(check.judge(check.probe_all((answer,), run_seed), run_seed))
+
+
+@pytest.mark.parametrize("check, answers", VALID, ids=lambda v: getattr(v, "exercise", ""))
+def test_valid_answers_pass_under_secret_seeds(check, answers):
+    for answer in answers:
+        for seed in (1, 2, 3):
+            assert grade(check, answer, seed) == 1.0, (answer, seed)
+
+
+class NotebookSizesHead(attention.AttentionHead):
+    """Scales by sqrt(4), the notebook's head size: right in the notebook, wrong for any other head size."""
+
+    def forward(self, x):
+        T = x.size(1)
+        scores = self.query(x) @ self.key(x).transpose(-2, -1) / 2.0
+        return self.dropout(scores.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(-1)) @ self.value(x)
+
+
+def test_sizes_hard_coded_to_the_notebook_pass_public_and_fail_secret():
+    checks.check_attention_head(NotebookSizesHead)
+    assert max(grade(checks.check_attention_head, NotebookSizesHead, seed) for seed in (1, 2, 3)) < 0.5
+
+
+def test_replaying_the_public_outputs_passes_public_but_fails_secret():
+    """A fake that returns the reference's public outputs (matched by shape) instead of computing."""
+    public = [output for _, output in checks.check_cross_attention.probe_all((attention.cross_attention,))]
+
+    def replay(S1, S2, W_Q, W_K, W_V):
+        return next((torch.from_numpy(output) for output in public
+                     if output.shape == (S1.shape[0], W_V.shape[1])), torch.zeros(S1.shape[0], W_V.shape[1]))
+
+    assert grade(checks.check_cross_attention, replay, 0) > 0.8
+    assert max(grade(checks.check_cross_attention, replay, seed) for seed in (3, 4)) < 0.3
+
+
+def wrong_everywhere_notebook():
+    """Runs, and computes no attention: every exercise answered with a plausible shape-only stand-in."""
+    class Head(nn.Module):
+        def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+            super().__init__()
+            self.value = nn.Linear(n_embd, head_size, bias=False)
+            self.dropout = nn.Dropout(dropout)
+
+        def forward(self, x):
+            return self.dropout(self.value(x))
+
+    class Multi(nn.Module):
+        def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+            super().__init__()
+            self.proj = nn.Linear(n_embd, n_embd)
+            self.dropout = nn.Dropout(dropout)
+
+        def forward(self, x):
+            return self.dropout(self.proj(x))
+
+    class Causal(Multi):
+        def __init__(self, config):
+            super().__init__(config.n_embd, config.n_head, config.block_size, config.resid_pdrop)
+
+    return [(checks.check_attention_head, Head), (checks.check_multi_head_attention, Multi),
+            (checks.check_causal_self_attention, Causal),
+            (checks.check_cross_attention, lambda S1, S2, Q, K, V: S1 @ Q[:, :1] * torch.ones(1, V.shape[1]))]
+
+
+def test_a_wrong_everywhere_notebook_scores_at_most_5_percent():
+    for seed in (0, 1):
+        earned = [grade(check, answer, seed) for check, answer in wrong_everywhere_notebook()]
+        assert sum(earned) / len(earned) <= 0.05, (seed, earned)

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from coursekit.attention import AttentionConfig, CausalSelfAttention
-from coursekit.checks import gpt as checks
+import coursekit.checks as checks
 
 # ---------------------------------------------------------------- the notebook's solution
 
@@ -202,12 +202,13 @@ class ListGPT(nn.Module):
         self.tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.tokens.weight = self.head.weight
         self.positions = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.Sequential(*[InlineBlock(config) for _ in range(config.n_layer)])
         self.norm = nn.LayerNorm(config.n_embd)
 
     def forward(self, idx, targets=None):
         B, T = idx.shape
-        x = self.tokens(idx) + self.positions.weight[:T]
+        x = self.drop(self.tokens(idx) + self.positions.weight[:T])
         logits = self.head(self.norm(self.blocks(x)))
         if targets is None:
             return logits, None
@@ -220,7 +221,7 @@ class ListGPT(nn.Module):
             context = idx if idx.size(1) <= self.config.block_size else idx[:, idx.size(1) - self.config.block_size:]
             logits = self(context)[0][:, -1] / temperature
             if top_k is not None:
-                values, _ = torch.topk(logits, top_k)
+                values, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                 logits[logits < values[:, -1:]] = -math.inf
             probs = logits.softmax(-1)
             if top_p is not None:
@@ -338,8 +339,8 @@ MLP_BUGS = {
     "exact GELU, nn.GELU\\(\\); use nn.GELU\\(approximate=\"tanh\"\\)": mlp_with(activation=nn.GELU),
     "no activation": mlp_with(activation=nn.Identity),
     "GELU after the second layer": mlp_with(after=True),
-    "dropout is active in eval mode": mlp_with(dropout_always=True),
-    "there is no dropout": NoDropoutMLP,
+    "dropout is still active": mlp_with(dropout_always=True),
+    "training mode gives the same output as eval mode": NoDropoutMLP,
 }
 
 
@@ -406,7 +407,7 @@ class WeightlessNormBlock(Block):
         self.ln_2 = nn.LayerNorm(config.n_embd, elementwise_affine=False)
 
 
-BLOCK_BUGS["there is no dropout"] = NoDropoutBlock
+BLOCK_BUGS["do not all use dropout"] = NoDropoutBlock
 BLOCK_BUGS["nothing may be hard-coded"] = HardCodedBlock
 BLOCK_BUGS["dropout is applied to the residual stream itself"] = StreamDropoutBlock
 BLOCK_BUGS["no learned gain and bias \\(elementwise_affine=False\\)"] = WeightlessNormBlock
@@ -705,3 +706,301 @@ def test_verdicts_survive_the_graders_wire():
                              (checks.check_generate, (GPT,)), (checks.check_training_loop, (get_batch, train))]:
         results = [(name, wire.decode_value(wire.encode_value(data))) for name, data in check.probe_all(arguments)]
         assert all(outcome.passed for outcome in check.judge(results)), check.exercise
+
+
+# ---------------------------------------------------------------- issue 12's named cases and more student mistakes
+
+
+class SwappedNormsBlock(Block):
+    def forward(self, x):
+        x = x + self.attn(self.ln_2(x))
+        return x + self.mlp(self.ln_1(x))
+
+
+class NoNormNoResidualBlock(Block):
+    def forward(self, x):
+        return self.mlp(self.attn(x))
+
+
+class FixedDropoutMLP(MLP):
+    def __init__(self, config):
+        super().__init__(config)
+        self.dropout = nn.Dropout(0.1)
+
+
+class PlainMLPBlock(Block):
+    """The MLP built without the config's dropout: a sub-module that does not receive `dropout`."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.mlp = MLP(type(config)(**{**vars(config), "dropout": 0.0}))
+
+
+class HiddenDropoutMLP(MLP):
+    def forward(self, x):
+        return self.c_proj(self.dropout(self.gelu(self.c_fc(x))))
+
+
+class NotebookWidthMLP(MLP):
+    """Hidden width fixed to the notebook's 4 * 12 = 48."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.c_fc = nn.Linear(config.n_embd, 48)
+        self.c_proj = nn.Linear(48, config.n_embd)
+
+
+NAMED_BLOCK_BUGS = {
+    "the two LayerNorms are swapped": SwappedNormsBlock,
+    "no LayerNorms and no residual connections": NoNormNoResidualBlock,
+    "do not all use dropout|receives config.dropout": PlainMLPBlock,
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_BLOCK_BUGS)
+def test_block_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_block(NAMED_BLOCK_BUGS[mistake])
+
+
+def test_a_block_without_layernorm_and_residuals_scores_nothing():
+    check = checks.check_block
+    for seed in (0, 1):
+        assert grade(check, (NoNormNoResidualBlock,), seed) == 0.0
+
+
+def test_a_block_with_a_fixed_dropout_in_its_mlp_is_told_so():
+    class FixedDropoutBlock(Block):
+        def __init__(self, config):
+            super().__init__(config)
+            self.mlp = FixedDropoutMLP(config)
+    with pytest.raises(AssertionError, match="uses p = 0.1 though config.dropout"):
+        checks.check_block(FixedDropoutBlock)
+
+
+@pytest.mark.parametrize("mistake, mlp", [("uses p = 0.1 though config.dropout", FixedDropoutMLP),
+                                          ("hidden layer", HiddenDropoutMLP)])
+def test_mlp_dropout_mistakes(mistake, mlp):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_mlp(mlp)
+
+
+def test_sizes_fixed_to_the_notebook_pass_public_and_fail_secret():
+    checks.check_mlp.judge(checks.check_mlp.probe_all((NotebookWidthMLP,)))  # public: runs
+    assert max(grade(checks.check_mlp, (NotebookWidthMLP,), seed) for seed in (1, 2, 3)) < 0.5
+
+
+class NoEmbeddingDropoutGPT(GPT):
+    def forward(self, idx, targets=None):
+        x = self.embed(idx)
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None if targets is None else F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+
+class IdxAsTargetsGPT(GPT):
+    def forward(self, idx, targets=None):
+        logits, _ = super().forward(idx)
+        loss = None if targets is None else F.cross_entropy(logits.reshape(-1, logits.size(-1)), idx.reshape(-1))
+        return logits, loss
+
+
+NAMED_FORWARD_BUGS = {
+    "no embedding dropout": NoEmbeddingDropoutGPT,
+    "compares the logits with idx": IdxAsTargetsGPT,
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_FORWARD_BUGS)
+def test_forward_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_forward(NAMED_FORWARD_BUGS[mistake])
+
+
+def temperature_after_filters(logits, temperature, top_k, top_p):
+    return GPT.next_logits(None, logits, 1.0, top_k, top_p) / temperature
+
+
+def top_k_without_min(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    if top_k is not None:
+        logits = keep_top(logits, top_k)
+    return GPT.next_logits(None, logits, 1.0, None, top_p)
+
+
+def nucleus_with_gather(logits, temperature, top_k, top_p):
+    logits = GPT.next_logits(None, logits, temperature, top_k, None)
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= top_p
+        logits = logits.masked_fill(drop.gather(-1, order), float("-inf"))
+    return logits
+
+
+def nucleus_strict_boundary(logits, temperature, top_k, top_p):
+    logits = GPT.next_logits(None, logits, temperature, top_k, None)
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def clamped_sampling(logits):
+    """Samples from logits clamped to [-1, 1] (a flattened distribution), not greedy."""
+    return torch.multinomial(F.softmax(logits.clamp(-1, 1), -1), 1)
+
+
+NAMED_GENERATE_BUGS = {
+    "temperature is applied after top-p": gpt_generating(next_logits=temperature_after_filters),
+    "min\\(top_k, logits.size\\(-1\\)\\)": gpt_generating(next_logits=top_k_without_min),
+    "mapped back with gather\\(-1, order\\)": gpt_generating(next_logits=nucleus_with_gather),
+    "at an exact boundary the nucleus keeps one token too many": gpt_generating(next_logits=nucleus_strict_boundary),
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_GENERATE_BUGS)
+def test_generate_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_generate(NAMED_GENERATE_BUGS[mistake])
+
+
+def test_sampling_from_clamped_logits_is_not_called_greedy():
+    with pytest.raises(AssertionError) as failure:
+        checks.check_generate(gpt_generating(sample=clamped_sampling))
+    assert "greedy" not in str(failure.value) and "most likely token" not in str(failure.value)
+
+
+def train_variant(final_evaluation=True, evaluate_after_update=False, use_generator=True):
+    """The reference loop with one change."""
+    def train(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3, eval_interval=50,
+              eval_batches=10, grad_clip=1.0, seed=0):
+        generator = torch.Generator().manual_seed(seed) if use_generator else None
+        opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+        block_size = model.config.block_size
+        history = {"loss": [], "eval_step": [], "val_loss": []}
+
+        def run_evaluation(at):
+            model.eval()
+            with torch.no_grad():
+                losses = [model(*get_batch(val_data, batch_size, block_size, generator))[1].item()
+                          for _ in range(eval_batches)]
+            model.train()
+            history["eval_step"].append(at)
+            history["val_loss"].append(sum(losses) / len(losses))
+
+        model.train()
+        for number in range(max_steps):
+            if number % eval_interval == 0 and not evaluate_after_update:
+                run_evaluation(number)
+            x, y = get_batch(train_data, batch_size, block_size, generator)
+            _, loss = model(x, y)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            history["loss"].append(loss.item())
+            if number % eval_interval == 0 and evaluate_after_update:
+                run_evaluation(number)
+        if final_evaluation:
+            run_evaluation(max_steps)
+        return history
+    return train
+
+
+NAMED_TRAINING_BUGS = {
+    "there is no final evaluation": train_variant(final_evaluation=False),
+    "each evaluation comes after that step's update": train_variant(evaluate_after_update=True),
+    "get_batch is not given train's generator": train_variant(use_generator=False),
+}
+
+
+@pytest.mark.parametrize("mistake", NAMED_TRAINING_BUGS)
+def test_training_loop_names_issue_12s_mistakes(mistake):
+    with pytest.raises(AssertionError, match=mistake):
+        checks.check_training_loop(get_batch, NAMED_TRAINING_BUGS[mistake])
+
+
+def test_training_loop_prints_no_progress_bars(capsys):
+    from tqdm.auto import tqdm
+
+    def train_with_bar(model, train_data, val_data, max_steps=100, **settings):
+        for _ in tqdm(range(1), desc="training"):
+            pass
+        return train(model, train_data, val_data, max_steps=max_steps, **settings)
+
+    checks.check_training_loop(get_batch, train_with_bar)
+    captured = capsys.readouterr()
+    assert "training" not in captured.err and "training" not in captured.out.replace("training_loop", "")
+
+
+# ---------------------------------------------------------------- secret grading inputs and weights
+
+
+def grade(check, answers, run_seed):
+    return check.fraction(check.judge(check.probe_all(answers, run_seed), run_seed))
+
+
+REFERENCES = [(checks.check_mlp, (MLP,)), (checks.check_block, (Block,)), (checks.check_gpt_constructor, (GPT,)),
+              (checks.check_forward, (GPT,)), (checks.check_generate, (GPT,)),
+              (checks.check_training_loop, (get_batch, train))]
+
+
+@pytest.mark.parametrize("check, answers", REFERENCES, ids=lambda v: getattr(v, "exercise", ""))
+def test_the_solution_passes_under_secret_seeds(check, answers):
+    for seed in (1, 2, 3):
+        assert grade(check, answers, seed) == 1.0, [o for o in check.judge(check.probe_all(answers, seed), seed)
+                                                    if not o.passed]
+
+
+def wrong_everywhere():
+    """A notebook whose every answer runs and has the right shapes, and is wrong."""
+    class AnyMLP(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+            self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+            self.dropout = nn.Dropout(config.dropout)
+
+        def forward(self, x):
+            return self.dropout(self.c_proj(self.c_fc(x)))  # no activation
+
+    class AnyBlock(NoNormNoResidualBlock):
+        pass
+
+    class AnyGPT(GPT):
+        def forward(self, idx, targets=None):
+            logits = self.lm_head(self.transformer.wte(idx))  # no positions, blocks, norm
+            return logits, (None if targets is None else logits.mean())
+
+        @torch.no_grad()
+        def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+            return torch.cat([idx, idx[:, -1:].repeat(1, max_new_tokens)], dim=1)
+
+    def any_batch(data, batch_size, block_size, generator=None):
+        x = torch.stack([data[:block_size]] * batch_size)
+        return x, x
+
+    def any_train(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3, eval_interval=50,
+                  eval_batches=10, grad_clip=1.0, seed=0):
+        opt = torch.optim.SGD(model.parameters(), lr=learning_rate)
+        for _ in range(max_steps):
+            _, loss = model(*any_batch(val_data, batch_size, model.config.block_size))
+            loss.backward()
+            opt.step()
+        return {"loss": [], "eval_step": [], "val_loss": []}
+
+    return [(checks.check_mlp, (AnyMLP,), 2), (checks.check_block, (AnyBlock,), 20),
+            (checks.check_gpt_constructor, (NoFinalNormGPT,), 5), (checks.check_forward, (AnyGPT,), 5),
+            (checks.check_generate, (AnyGPT,), 5), (checks.check_training_loop, (any_batch, any_train), 15)]
+
+
+def test_a_wrong_everywhere_notebook_scores_at_most_5_percent():
+    for seed in (0, 1):
+        parts = [(check.exercise, points * grade(check, answers, seed)) for check, answers, points in wrong_everywhere()]
+        # chars, encode and decode (3 of 55 points) are checked in characters.py; counted as failed here
+        assert sum(earned for _, earned in parts) <= 0.05 * 55, (seed, parts)

@@ -1,0 +1,326 @@
+"""Checks for notebook 04's building blocks: mlp (Linear -> GELU -> Linear -> Dropout) and block (pre-LayerNorm
+attention and MLP with residual connections).
+
+Before probing, every LayerNorm gain and bias and every Linear bias gets its own random values
+(probing.randomise_parameters): at initialisation ln_1 and ln_2 are identical, and swapping them would go unseen.
+The judge rebuilds the block from the weights the probe found and tries the right wiring and the usual wrong ones.
+Dropout is checked by recording every dropout call in training mode: its probability and what it was applied to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from coursekit.checks.core import Check, Test, is_module_class
+from coursekit.checks.gpt_common import (GELUS, apply, close, dropout_probability, find, layer_norm, layer_norms,
+                                         linears, norms_named_by_role, output_problem, probe_config, probe_stream,
+                                         sequence_length)
+from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
+                                      run_module, train_and_eval_runs)
+
+# ---------------------------------------------------------------- probes shared by mlp and block
+
+
+def _values_probe(changes: dict, dropout: bool = False):
+    """The module built from probe_config(**changes) with distinct random LayerNorms and biases: its Linears,
+    LayerNorms and output on a random stream; with dropout, also its runs in eval and training mode."""
+    def probe(module_class):
+        with one_thread():
+            return _probe(module_class)
+
+    def _probe(module_class):
+        config = probe_config(**changes, dropout=dropout_probability() if dropout else 0.0)
+        torch.manual_seed(0)
+        module = randomise_parameters(module_class(config)).eval()
+        x = probe_stream(config)
+        got = {"linears": linears(module), "norms": layer_norms(module), "named": norms_named_by_role(module),
+               "result": run_module(module, x)}
+        if dropout:
+            got["runs"] = train_and_eval_runs(module, x)
+        return got
+    return probe
+
+
+def _sizes(config) -> dict:
+    return {"n_embd": config.n_embd, "T": sequence_length(config), "head_size": config.n_embd // config.n_head}
+
+
+# ---------------------------------------------------------------- mlp
+
+
+def _mlp_mistake(got, config) -> str | None:
+    C, x = config.n_embd, probe_stream(config).double()
+    problem = output_problem(got["result"], tuple(x.shape), f"MLP on x of shape {tuple(x.shape)}")
+    if problem:
+        return problem
+    found = got["linears"]
+    first = next((layer for layer in found if layer["in"] == C), None)
+    if first is None:
+        return f"no nn.Linear(n_embd, ...) found: the MLP starts with nn.Linear(n_embd, 4 * n_embd) = ({C}, {4 * C})"
+    if first["out"] != 4 * C:
+        return (f"the hidden layer has {first['out']} units; a transformer's MLP expands to 4 * n_embd = {4 * C} "
+                f"(the 4x expansion), then projects back to n_embd")
+    second = find(found, 4 * C, C)
+    if second is None:
+        return f"no nn.Linear(4 * n_embd, n_embd) = ({4 * C}, {C}) found to project the hidden layer back"
+    out = got["result"]["output"]
+    hidden = apply(first, x)
+    if close(out, apply(second, GELUS["tanh"](hidden))):
+        return None
+    mistakes = {
+        "exact": (GELUS["exact"], "the MLP uses the exact GELU, nn.GELU(); use nn.GELU(approximate=\"tanh\"), the "
+                                  "version GPT-2 was trained with (notebook 06 loads GPT-2's weights into this "
+                                  "layout)"),
+        "relu": (F.relu, "the activation is ReLU; GPT-2 uses GELU (nn.GELU(approximate=\"tanh\")), a smooth "
+                         "version that keeps small gradients for negative inputs"),
+        "none": (lambda h: h, "there is no activation between the two layers, so the MLP is one linear map: "
+                              "put nn.GELU(approximate=\"tanh\") between them"),
+    }
+    for activation, message in mistakes.values():
+        if close(out, apply(second, activation(hidden))):
+            return message
+    if any(close(out, gelu(apply(second, gelu(hidden)))) for gelu in GELUS.values()):
+        return "there is a GELU after the second layer too: the MLP's output is c_proj(gelu(c_fc(x))), no activation after it"
+    if any(close(out, x + apply(second, gelu(hidden))) for gelu in GELUS.values()):
+        return "the MLP adds its input to its output: the residual connection belongs to the Block, not the MLP"
+    return ("the MLP does not compute c_proj(gelu(c_fc(x))) with its own layers: check the order "
+            "Linear(n_embd, 4 * n_embd) -> GELU -> Linear(4 * n_embd, n_embd) -> Dropout")
+
+
+def _mlp_judge(changes: dict):
+    return lambda got: _mlp_mistake(got, probe_config(**changes))
+
+
+def _mlp_dropout_judge(got):
+    config = probe_config(dropout=dropout_probability())
+    runs = got["runs"]
+    problem = eval_mode_problem(runs) or (_mlp_mistake(got, config) and "fix the MLP's output first (see the first "
+                                                                      "test)")
+    if problem:
+        return problem
+    calls = dropout_summary(runs["calls"], _sizes(config))
+    wrong = [call["p"] for call in calls if abs(call["p"] - config.dropout) > 1e-9]
+    if wrong:
+        return (f"the MLP's dropout uses p = {round(wrong[0], 4)} though config.dropout = {config.dropout}: "
+                f"nn.Dropout(config.dropout), never a fixed probability")
+    if np.allclose(runs["train"], runs["eval"][0], atol=1e-7):
+        return (f"with config.dropout = {config.dropout} training mode gives the same output as eval mode: end the "
+                f"MLP with nn.Dropout(config.dropout)")
+    if any(call["site"] == "hidden" for call in calls):
+        return ("the dropout sits on the hidden layer (4 * n_embd wide); GPT-2's MLP drops its output: "
+                "dropout(c_proj(gelu(c_fc(x))))")
+    if float((runs["train"] == 0).mean()) < config.dropout / 2:
+        return "the dropout is not the MLP's last step: apply it to the output of the second Linear"
+    return None
+
+
+check_mlp = Check(
+    exercise="mlp",
+    expects=["the class MLP itself, built as MLP(config)"],
+    accepts=[is_module_class],
+    tests=[
+        Test("MLP(config) with n_embd=12: Linear(12, 48) -> GELU -> Linear(48, 12)", _values_probe({}),
+             _mlp_judge({}), weight=4.0),
+        Test("another size (n_embd=20)", _values_probe({"n_embd": 20, "n_head": 4}),
+             _mlp_judge({"n_embd": 20, "n_head": 4}), weight=1.0),
+        Test("dropout(config.dropout) on the output in training, off in eval", _values_probe({}, dropout=True),
+             _mlp_dropout_judge, weight=1.0),
+    ],
+)
+
+
+# ---------------------------------------------------------------- block
+
+
+def _attention_from(found: list[dict], config):
+    """coursekit.attention's CausalSelfAttention (notebook 03's answer, given in 04) with the block's own weights,
+    or None when they are not there."""
+    from coursekit.attention import AttentionConfig, CausalSelfAttention
+
+    C = config.n_embd
+    c_attn, c_proj = find(found, C, 3 * C), find(found, C, C)
+    if c_attn is None or c_proj is None:
+        return None
+    attention = CausalSelfAttention(AttentionConfig(n_embd=C, n_head=config.n_head, block_size=config.block_size))
+    with torch.no_grad():
+        for layer, weights in ((attention.c_attn, c_attn), (attention.c_proj, c_proj)):
+            layer.weight.copy_(torch.as_tensor(weights["weight"]))
+            layer.bias.copy_(torch.zeros_like(layer.bias) if weights["bias"] is None else
+                             torch.as_tensor(weights["bias"]))
+    return attention.eval()
+
+BLOCK_MISTAKES = {
+    "post-LN": ("this is the original transformer's post-LN order, x = ln(x + attn(x)). GPT-2 is pre-LN: normalise "
+                "the input of each sub-layer and add its output to the untouched residual stream: "
+                "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))"),
+    "no residual around attention": ("there is no residual connection around the attention: "
+                                     "x = x + self.attn(self.ln_1(x)), not x = self.attn(self.ln_1(x))"),
+    "no residual around the MLP": ("there is no residual connection around the MLP: x = x + self.mlp(self.ln_2(x)), "
+                                   "not x = self.mlp(self.ln_2(x))"),
+    "no residual at all": ("there are no residual connections: each sub-layer's output must be added to its input, "
+                           "x = x + attn(ln_1(x)) and x = x + mlp(ln_2(x))"),
+    "residual around the LayerNorm": ("the residual connection starts after the LayerNorm (x = ln(x); x = x + attn(x)), "
+                                      "so the normalised value replaces the stream: keep x itself and add "
+                                      "attn(ln_1(x)) to it"),
+    "MLP first": "the MLP runs before the attention: attention first (tokens exchange information), then the MLP",
+    "no LayerNorm": "the LayerNorms are not used: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))",
+    "no LayerNorm, no residual": ("the block is mlp(attn(x)): no LayerNorms and no residual connections. GPT-2's "
+                                  "block is x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))"),
+    "parallel": ("attention and MLP both read the block's input (x + attn(ln_1(x)) + mlp(ln_2(x))): in GPT-2 the MLP "
+                 "reads the stream after the attention was added"),
+}
+
+
+def _block_candidates(x, attn, mlp, ln_a, ln_b) -> dict:
+    def correct():
+        h = x + attn(ln_a(x))
+        return h + mlp(ln_b(h))
+
+    def post_ln():
+        h = ln_a(x + attn(x))
+        return ln_b(h + mlp(h))
+
+    def no_attention_residual():
+        h = attn(ln_a(x))
+        return h + mlp(ln_b(h))
+
+    def no_mlp_residual():
+        return mlp(ln_b(x + attn(ln_a(x))))
+
+    def around_norm():
+        h = ln_a(x)
+        h = h + attn(h)
+        g = ln_b(h)
+        return g + mlp(g)
+
+    def mlp_first():
+        h = x + mlp(ln_a(x))
+        return h + attn(ln_b(h))
+
+    def no_norm():
+        h = x + attn(x)
+        return h + mlp(h)
+
+    return {"": correct, "post-LN": post_ln, "no residual around attention": no_attention_residual,
+            "no residual around the MLP": no_mlp_residual, "no residual at all": lambda: mlp(ln_b(attn(ln_a(x)))),
+            "residual around the LayerNorm": around_norm, "MLP first": mlp_first, "no LayerNorm": no_norm,
+            "parallel": lambda: x + attn(ln_a(x)) + mlp(ln_b(x)),
+            "no LayerNorm, no residual": lambda: mlp(attn(x))}
+
+
+def _block_mistake(got, config) -> str | None:
+    C, x = config.n_embd, probe_stream(config)
+    what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
+    problem = output_problem(got["result"], tuple(x.shape), what)
+    if problem:
+        return problem + (" (nothing may be hard-coded to the notebook's sizes: use config.n_embd, config.n_head)"
+                          if got["result"]["error"] else "")
+    found, norms = got["linears"], got["norms"]
+    attention = _attention_from(found, config)
+    if attention is None:
+        return ("could not find the attention's layers nn.Linear(n_embd, 3 * n_embd) and nn.Linear(n_embd, n_embd) in "
+                "the block: use the CausalSelfAttention given in the exercise, built from config")
+    fc, proj = find(found, C, 4 * C), find(found, 4 * C, C)
+    if fc is None or proj is None:
+        widths = sorted({layer["out"] for layer in found if layer["in"] == C and layer["out"] not in (C, 3 * C)})
+        if widths:
+            return (f"the block's MLP has a hidden layer of width {widths[0]}, not 4 * n_embd = {4 * C}: build it as "
+                    f"MLP(config) (check_mlp first); nothing may be fixed to the notebook's sizes")
+        return "the block has no MLP: add self.mlp = MLP(config) and use it after the attention"
+    if not norms:
+        return ("the block has no LayerNorm: it needs two nn.LayerNorm(n_embd), ln_1 before the attention and ln_2 "
+                "before the MLP")
+    if any(norm["weight"] is None for norm in norms):
+        return ("a LayerNorm has no learned gain and bias (elementwise_affine=False): use "
+                "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")
+    out = got["result"]["output"]
+    norm_functions = [lambda h, n=n: layer_norm(n, h) for n in norms]
+    with torch.no_grad():
+        if len(norms) == 2 and close(out, _block_candidates(x, attention, lambda h: apply(proj, GELUS["tanh"](
+                apply(fc, h))), *norm_functions)[""]()):
+            return None  # the right wiring, checked first: most blocks pass here
+    return _wiring_mistake(got, x, out, attention, fc, proj, norm_functions)
+
+
+def _wiring_mistake(got, x, out, attention, fc, proj, norm_functions) -> str | None:
+    """Which wiring of the block's own layers matches its output, and what is wrong with it."""
+    norms = got["norms"]
+    matched = {}
+    with torch.no_grad():
+        for gelu_name, gelu in GELUS.items():
+            def mlp(h, gelu=gelu):
+                return apply(proj, gelu(apply(fc, h)))
+            for a, ln_a in enumerate(norm_functions):
+                for b, ln_b in enumerate(norm_functions):
+                    for name, compute in _block_candidates(x, attention, mlp, ln_a, ln_b).items():
+                        if name not in matched and close(out, compute()):
+                            matched[name] = (a, b, gelu_name)
+    if "" in matched:
+        a, b, gelu_name = matched[""]
+        if len(norms) == 1:
+            return "the block has one LayerNorm shared by both sub-layers: give each its own (ln_1 and ln_2)"
+        if a == b:
+            return ("the same LayerNorm is used before the attention and before the MLP: each sub-layer needs its own "
+                    "(ln_1 and ln_2), with its own gain and bias")
+        if (a, b) == (1, 0) and got["named"]:
+            return ("the two LayerNorms are swapped: ln_1 belongs before the attention and ln_2 before the MLP, "
+                    "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)) (GPT-2's weights load by these names)")
+        if gelu_name != "tanh":
+            return "the block is wired right, but its MLP uses the exact GELU: see check_mlp"
+        return None
+    for name, message in BLOCK_MISTAKES.items():
+        if name in matched:
+            return message
+    return ("the block's output is not x + attn(ln_1(x)) followed by x + mlp(ln_2(x)). The judge rebuilt the block "
+            "from its own attention, MLP and LayerNorm weights (so those layers are not the cause) and none of the "
+            "usual wirings matches: check Block.forward line by line")
+
+
+def _block_judge(changes: dict):
+    def judge(got):
+        with one_thread():
+            return _block_mistake(got, probe_config(**changes))
+    return judge
+
+
+def _block_dropout_judge(got):
+    config = probe_config(dropout=dropout_probability())
+    runs, p = got["runs"], config.dropout
+    problem = eval_mode_problem(runs)
+    with one_thread():
+        problem = problem or (_block_mistake(got, config) and "fix the block's output first (see the first test)")
+    if problem:
+        return problem
+    calls = dropout_summary(runs["calls"], _sizes(config))
+    wrong = [call["p"] for call in calls if abs(call["p"] - p) > 1e-9]
+    if wrong:
+        return (f"a dropout inside the block uses p = {round(wrong[0], 4)} though config.dropout = {p}: every "
+                f"sub-module gets config.dropout (MLP(config), the attention's attn_pdrop and resid_pdrop)")
+    zeros = float((runs["train"] == 0).mean())
+    if zeros > 0.2:
+        return (f"with dropout={p}, {zeros:.0%} of the block's outputs are exactly 0 in training mode: dropout is "
+                f"applied to the residual stream itself. It belongs inside the sub-layers (the attention's and the "
+                f"MLP's own dropout); the stream only ever gets their outputs added: x = x + attn(ln_1(x))")
+    sites = [call["site"] for call in calls]
+    if np.allclose(runs["train"], runs["eval"][0], atol=1e-7) or (calls and sites.count("stream") < 2):
+        return (f"with config.dropout = {p} the block's sub-layers do not all use dropout in training mode (found "
+                f"{sites.count('stream')} dropout(s) on sub-layer outputs, expected 2: the attention's and the MLP's): "
+                f"build the MLP as MLP(config), so it receives config.dropout")
+    return None
+
+
+check_block = Check(
+    exercise="block",
+    expects=["the class Block itself, built as Block(config)"],
+    accepts=[is_module_class],
+    tests=[
+        Test("Block(config) with n_embd=12: pre-LayerNorm, residual connections, attention then MLP",
+             _values_probe({}), _block_judge({}), weight=14.0),
+        Test("another size (n_embd=16, n_head=4)", _values_probe({"n_embd": 16, "n_head": 4}),
+             _block_judge({"n_embd": 16, "n_head": 4}), weight=4.0),
+        Test("dropout in training inside the sub-layers, with config.dropout; off in eval",
+             _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0),
+    ],
+)

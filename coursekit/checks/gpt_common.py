@@ -1,0 +1,151 @@
+"""What the checks of notebook 04 (a GPT built and trained from scratch) share: the probe models' config, and
+finding a module's parts by what they are.
+
+The student may name and arrange submodules as they like. A probe finds the parts by what they are: nn.Linear
+layers by their shapes (n_embd -> 4 * n_embd is the MLP's first layer, n_embd -> 3 * n_embd the attention's fused
+projection, ...), LayerNorms and Embeddings by type and size. It hands the judge those weights and the module's
+output on a random input; the judge recomputes the right answer from the weights with reference code and, when
+it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py (mlp, block),
+gpt_model.py (gpt_constructor, forward), gpt_generate.py (generate), gpt_training.py (training_loop).
+
+In a grading run the probe models' sizes, inputs and dropout probabilities come from the test's seed
+(`probe_config`), and the judges recompute them under the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from coursekit.checks.core import describe, is_public, probe_rng
+from coursekit.checks.probing import is_norm, probe_sizes, probe_tensor
+
+B = 2
+
+
+@dataclass
+class GPTConfig:
+    """The fields of coursekit.gpt.GPTConfig, for building the student's modules (the probes never load the
+    reference)."""
+
+    vocab_size: int = 11
+    block_size: int = 8
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 12  # 4 * 12 = 48 and 3 * 12 = 36 tell the layers apart by shape
+    dropout: float = 0.0
+    bias: bool = True
+
+
+PUBLIC = GPTConfig()
+T = 5  # the public sequence length: T < block_size, nothing may assume full-length sequences
+
+
+def probe_config(**changes) -> GPTConfig:
+    """The notebook's probe config in public; in a grading run other sizes (n_embd = n_head * 4..6, block_size
+    7-10, vocab 11-17), then `changes` on top.
+
+    >>> probe_config(n_layer=0).n_layer, probe_config().n_embd
+    (0, 12)
+    """
+    sizes = probe_sizes({"n_head": PUBLIC.n_head, "head_size": PUBLIC.n_embd // PUBLIC.n_head,
+                         "block_size": PUBLIC.block_size, "vocab_size": PUBLIC.vocab_size},
+                        n_head=[2, 3], head_size=[4, 5, 6], block_size=[7, 9, 10], vocab_size=[11, 13, 17])
+    config = GPTConfig(vocab_size=sizes["vocab_size"], block_size=sizes["block_size"], n_layer=PUBLIC.n_layer,
+                       n_head=sizes["n_head"], n_embd=sizes["n_head"] * sizes["head_size"])
+    return replace(config, **changes)
+
+
+def sequence_length(config: GPTConfig) -> int:
+    """T < block_size: the public 5, or one drawn between 3 and block_size - 1."""
+    return T if is_public() else int(probe_rng().integers(3, config.block_size))
+
+
+def dropout_probability() -> float:
+    """0.3 in a notebook; between 0.2 and 0.6 in a grading run (a hard-coded probability shows)."""
+    return 0.3 if is_public() else round(float(probe_rng().uniform(0.2, 0.6)), 2)
+
+
+def probe_stream(config: GPTConfig) -> torch.Tensor:
+    """A residual stream (B, T, n_embd) from the test's generator, not centred (LayerNorms have work to do)."""
+    return probe_tensor(B, sequence_length(config), config.n_embd, scale=2.0, shift=0.5)
+
+
+def linears(module: nn.Module) -> list[dict]:
+    """Every nn.Linear as {"in", "out", "weight", "bias"} (weight as stored: (out, in)), in registration order."""
+    found, seen = [], set()
+    for submodule in module.modules():
+        if isinstance(submodule, nn.Linear) and id(submodule) not in seen:
+            seen.add(id(submodule))
+            found.append({"in": submodule.in_features, "out": submodule.out_features,
+                          "weight": submodule.weight.detach().clone(),
+                          "bias": None if submodule.bias is None else submodule.bias.detach().clone()})
+    return found
+
+
+def norm_role(name: str) -> int:
+    """0 for the LayerNorm before the attention (ln_1, attn_norm, ...), 1 before the MLP (ln_2, norm_mlp, ...),
+    2 when the name does not say.
+
+    >>> [norm_role(n) for n in ("h.0.ln_1", "norm_mlp", "norm_attention", "ln_f")]
+    [0, 1, 0, 2]
+    """
+    last = name.lower().split(".")[-1]
+    if last.endswith("ln_1") or "att" in last:
+        return 0
+    if last.endswith("ln_2") or "mlp" in last or "ff" in last:
+        return 1
+    return 2
+
+
+def norms_named_by_role(module: nn.Module) -> bool:
+    """True when the module's LayerNorms' names say which is before the attention and which before the MLP."""
+    roles = [norm_role(name) for name, m in module.named_modules() if is_norm(m)]
+    return 0 in roles and 1 in roles
+
+
+def layer_norms(module: nn.Module) -> list[dict]:
+    """Every LayerNorm's gain and bias (None when it has none): the one named for the attention first, then the
+    MLP's (see norm_role), the others in registration order."""
+    named = [(name, m) for name, m in module.named_modules() if is_norm(m)]
+    named.sort(key=lambda pair: norm_role(pair[0]))
+    return [{"weight": None if getattr(m, "weight", None) is None else m.weight.detach().clone(),
+             "bias": None if getattr(m, "bias", None) is None else m.bias.detach().clone()} for _, m in named]
+
+
+def find(found: list[dict], n_in: int, n_out: int) -> dict | None:
+    return next((layer for layer in found if layer["in"] == n_in and layer["out"] == n_out), None)
+
+
+def apply(layer: dict, x: torch.Tensor) -> torch.Tensor:
+    weight = torch.as_tensor(layer["weight"]).to(x.dtype)
+    bias = None if layer["bias"] is None else torch.as_tensor(layer["bias"]).to(x.dtype)
+    return F.linear(x, weight, bias)
+
+
+def layer_norm(norm: dict, x: torch.Tensor) -> torch.Tensor:
+    bias = None if norm["bias"] is None else torch.as_tensor(norm["bias"]).to(x.dtype)
+    return F.layer_norm(x, (x.size(-1),), torch.as_tensor(norm["weight"]).to(x.dtype), bias, eps=1e-5)
+
+
+def close(got, expected: torch.Tensor, atol: float = 1e-4) -> bool:
+    return (isinstance(got, np.ndarray) and got.shape == tuple(expected.shape)
+            and np.allclose(got, expected.detach().numpy(), atol=atol, rtol=1e-4))
+
+
+def output_problem(result: dict, shape: tuple, what: str) -> str | None:
+    if result["error"]:
+        return f"{what} raised {result['error']}"
+    out = result["output"]
+    if isinstance(out, list):
+        return f"{what} should return one tensor of shape {shape}, got a {len(out)}-tuple"
+    if not isinstance(out, np.ndarray) or out.shape != shape:
+        return f"{what} should return a tensor of shape {shape}, got {describe(out)}"
+    return None
+
+
+GELUS = {"exact": lambda h: F.gelu(h), "tanh": lambda h: F.gelu(h, approximate="tanh")}

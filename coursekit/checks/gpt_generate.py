@@ -1,0 +1,334 @@
+"""Check for notebook 04's GPT.generate: context cropping, temperature, top-k, top-p and the generator.
+
+generate is probed through a fake forward that returns known logits at the last position, so its sampling can be
+measured on thousands of draws and compared with the distribution it should sample from. The order is the one
+notebook 05's check_sample uses: divide by the temperature first, then top-k, then top-p, then softmax and
+torch.multinomial(..., generator=generator). Top-p keeps the smallest set of most likely tokens whose probability
+reaches p (the token that crosses p is kept; at an exact boundary the set ends with the token where the cumulative
+sum first reaches p). In a grading run the token ranking and the generator's seed are secret.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng
+from coursekit.checks.gpt_common import B, PUBLIC, GPTConfig
+from coursekit.checks.probing import single_threaded, with_global_rng_perturbed
+
+V = PUBLIC.vocab_size
+# Token ids in order of likelihood (public): the most likely token is 4, then 9, ... The vocabulary order is not the
+# rank order, so a filter that forgets to map sorted positions back to token ids keeps the wrong tokens.
+PUBLIC_RANKING = [4, 9, 1, 7, 0, 10, 3, 6, 2, 8, 5]
+BASE = [2.0, 1.2, 0.9, 0.3, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]  # logits, best first
+NUCLEUS = [0.36, 0.22, 0.16, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01, 0.006, 0.004]  # probabilities, best first
+POWERS = [2.0 ** -(i + 1) for i in range(V - 1)] + [2.0 ** -(V - 1)]  # exact in float32: exact top-p boundaries
+SAMPLES_B, SAMPLES_N = 500, 8  # 4000 draws per setting
+TOLERANCE = 0.04  # total variation distance; sampling noise with 4000 draws is around 0.015
+TOP_K = 3
+
+
+def ranking() -> torch.Tensor:
+    """The token ids from most to least likely: public, or a secret permutation in a grading run."""
+    if is_public():
+        return torch.tensor(PUBLIC_RANKING)
+    return torch.from_numpy(probe_rng().permutation(V)).long()
+
+
+def in_vocabulary_order(ranked) -> torch.Tensor:
+    """Values given best first, placed at the token ids ranking() names."""
+    return torch.empty(V).scatter_(0, ranking(), torch.tensor(ranked, dtype=torch.float32))
+
+
+def base_logits() -> torch.Tensor:
+    return in_vocabulary_order(BASE)
+
+
+def nucleus_logits() -> torch.Tensor:
+    return in_vocabulary_order(NUCLEUS).log()
+
+
+def powers_logits() -> torch.Tensor:
+    return in_vocabulary_order(POWERS).log()
+
+
+def keep_first(n: int) -> torch.Tensor:
+    """The mask of the n most likely tokens."""
+    return torch.zeros(V, dtype=torch.bool).index_fill_(0, ranking()[:n], True)
+
+
+def sorted_positions_as_ids(n: int) -> torch.Tensor:
+    """The bug of a filter that never maps back: it keeps token ids 0 .. n - 1, the positions in sorted order."""
+    return torch.arange(V) < n
+
+
+def gathered_instead_of_scattered(n: int) -> torch.Tensor:
+    """The bug of a sorted mask read back with gather(-1, order) instead of scatter: token i is kept when order[i],
+    the id of the token ranked i-th, is below n."""
+    return ranking() < n
+
+
+def seed() -> int:
+    return 0 if is_public() else int(probe_rng().integers(2**31))
+
+
+def boundary() -> tuple[float, int]:
+    """(top_p, tokens kept) where top_p equals a cumulative probability of POWERS exactly: 0.75 keeps 2 tokens."""
+    kept = 2 if is_public() else int(probe_rng().integers(2, 5))
+    return float(sum(POWERS[:kept])), kept
+
+
+def _fake_forward(model, last_logits: torch.Tensor, calls: list):
+    """Replace model.forward: every position predicts token 9 except the last, which predicts from last_logits."""
+    def forward(idx, targets=None):
+        calls.append(idx.detach().clone())
+        logits = torch.full((idx.size(0), idx.size(1), V), -5.0)
+        logits[:, :, 9] = 5.0
+        logits[:, -1] = last_logits
+        return logits, None
+    model.forward = forward
+    return model
+
+
+@single_threaded
+def _generate(gpt_class, last_logits, **settings):
+    torch.manual_seed(0)
+    calls = []
+    model = _fake_forward(gpt_class(GPTConfig()).eval(), last_logits, calls)
+    prompt = torch.zeros(SAMPLES_B, 1, dtype=torch.long)
+    try:
+        out = model.generate(prompt, SAMPLES_N, generator=torch.Generator().manual_seed(seed()), **settings)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}", "counts": None}
+    if not isinstance(out, torch.Tensor) or out.shape != (SAMPLES_B, SAMPLES_N + 1):
+        return {"error": f"returned {describe(out)}, expected shape {(SAMPLES_B, SAMPLES_N + 1)}", "counts": None}
+    new = out[:, 1:].reshape(-1)
+    return {"error": None, "counts": torch.bincount(new.clamp(0, V - 1), minlength=V)}
+
+
+@single_threaded
+def _crop_probe(gpt_class):
+    torch.manual_seed(0)
+    calls = []
+    model = _fake_forward(gpt_class(GPTConfig()).eval(), torch.tensor([0.0] * 3 + [20.0] + [0.0] * 7), calls)
+    prompt = torch.randint(V, (B, 5), generator=torch.Generator().manual_seed(seed()))
+    try:
+        out = model.generate(prompt, 7, generator=torch.Generator().manual_seed(0))
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"error": None, "prompt": prompt, "out": out if isinstance(out, torch.Tensor) else describe(out),
+            "calls": calls}
+
+
+@single_threaded
+def _crop_judge(got):
+    what = "generate(idx of shape (2, 5), max_new_tokens=7) with block_size=8"
+    if got["error"]:
+        return f"{what} raised {got['error']}"
+    out, prompt, calls = got["out"], got["prompt"], got["calls"]
+    if not isinstance(out, np.ndarray) or out.shape != (B, 12):
+        return f"{what} should return the prompt and the 7 new tokens, shape (2, 12), got {describe(out)}"
+    if not np.array_equal(out[:, :5], prompt):
+        return "the returned sequence should start with the prompt idx, followed by the new tokens (torch.cat)"
+    if len(calls) != 7:
+        return f"the model should be called once per new token (7 times), got {len(calls)} calls"
+    for step, seen in enumerate(calls):
+        length = 5 + step
+        if seen.shape[1] > 8:
+            return (f"at step {step} the model was given {seen.shape[1]} tokens, more than block_size=8 (it has only "
+                    f"8 position embeddings): crop the context to the last block_size tokens, idx[:, -block_size:]")
+        expected = out[:, max(0, length - 8):length]
+        if not np.array_equal(seen, expected):
+            if np.array_equal(seen, out[:, :min(length, 8)]):
+                return ("the context is cropped to the first block_size tokens; the next token depends on the most "
+                        "recent ones: idx[:, -block_size:]")
+            return f"at step {step} the model should see the last min(T, block_size) tokens of the sequence so far"
+    if not (out[:, 5:] == 3).all():
+        if (out[:, 5:] == 9).all():
+            return ("the new token is sampled from the logits of the first position; the prediction of the next token is "
+                    "at the last position: logits[:, -1, :]")
+        if (out[:, 5:] == 0).all():
+            return ("every new token is 0, the position of the most likely token in sorted order, not its id (3): "
+                    "after sampling among sorted probabilities return order.gather(-1, choice), or sample from the "
+                    "probabilities in vocabulary order")
+        return "the new tokens do not follow the last position's logits (which put almost all mass on token 3)"
+    return None
+
+
+
+
+def _distance(counts: np.ndarray, probs: torch.Tensor) -> float:
+    return 0.5 * float(np.abs(counts / counts.sum() - probs.numpy()).sum())  # total variation distance
+
+
+def _matches(counts, probs: torch.Tensor) -> bool:
+    """The draws follow probs: within sampling noise, or exactly when probs is one token (greedy)."""
+    if float(probs.max()) == 1.0:
+        return _distance(counts, probs) == 0.0
+    return _distance(counts, probs) < TOLERANCE
+
+
+def _stat_test(description: str, weight: float, logits_of, settings: dict, expected, wrong: dict):
+    """A test drawing 4000 tokens with generate(**settings) from logits_of() at the last position; expected and
+    the values of `wrong` (message -> distribution) are functions of the logits."""
+    name = ", ".join(f"{key}={value}" for key, value in settings.items())
+
+    def probe(gpt_class):
+        return _generate(gpt_class, logits_of(), **settings)
+
+    def judge(got):
+        if got["error"]:
+            if settings.get("top_k", 0) > V and ("out of range" in got["error"] or "k (" in got["error"]):
+                return (f"generate(..., top_k={settings['top_k']}) with a vocabulary of {V} tokens raised "
+                        f"{got['error']}: top_k may exceed the vocabulary (then nothing is filtered); use "
+                        f"torch.topk(logits, min(top_k, logits.size(-1)))")
+            return f"generate(..., {name}) raised {got['error']}"
+        counts, logits = got["counts"], logits_of()
+        probs = expected(logits)
+        if _matches(counts, probs):
+            return None
+        for message, wrong_probs in wrong.items():
+            if _matches(counts, wrong_probs(logits)):
+                return message
+        top = np.argsort(-probs.numpy())[:4]
+        return (f"with {name} the sampled frequencies of tokens {top.tolist()} are "
+                f"{[round(float(count) / float(counts.sum()), 3) for count in counts[top]]}, expected about "
+                f"{[round(float(probability), 3) for probability in probs[top]]}")
+    return Test(description, probe, judge, weight=weight)
+
+
+def softmax(logits):
+    return torch.softmax(logits, -1)
+
+
+def only(keep):
+    """The distribution of the logits with every token outside `keep` removed."""
+    return lambda logits: torch.softmax(logits.masked_fill(~keep(), float("-inf")), -1)
+
+
+def greedy(logits):
+    return F.one_hot(logits.argmax(), V).float()
+
+
+@single_threaded
+def _generator_probe(gpt_class):
+    """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
+    model = _fake_forward(gpt_class(GPTConfig()).eval(), base_logits(), [])
+
+    def run():
+        try:
+            out = model.generate(torch.zeros(4, 1, dtype=torch.long), 8, generator=torch.Generator().manual_seed(seed()))
+        except Exception as error:
+            return f"{type(error).__name__}: {error}"
+        return out if isinstance(out, torch.Tensor) else describe(out)
+    return with_global_rng_perturbed(run)
+
+
+def _generator_judge(got):
+    first, second = got
+    if isinstance(first, str):
+        return f"generate(..., generator=torch.Generator().manual_seed(0)) raised or returned {first}"
+    if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
+        return "fix the errors reported by the other tests first"
+    if not np.array_equal(first, second):
+        return ("two calls with generators seeded alike gave different tokens: the generator is ignored. Pass it on, "
+                "torch.multinomial(probs, num_samples=1, generator=generator), so runs are reproducible")
+    return None
+
+
+TEMPERATURE_IGNORED = "temperature is ignored: divide the logits by temperature before the softmax"
+TEMPERATURE_MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
+TOP_K_MESSAGES = {
+    "top_k is ignored: set every logit below the k-th largest to -inf before the softmax": softmax,
+    "top_k keeps k + 1 tokens: keep logits >= the k-th largest (torch.topk(logits, k).values[:, [-1]])":
+        only(lambda: keep_first(TOP_K + 1)),
+    "top_k keeps k - 1 tokens: keep logits >= the k-th largest (torch.topk(logits, k).values[:, [-1]])":
+        only(lambda: keep_first(TOP_K - 1)),
+    "top_k keeps the k least likely tokens: torch.topk returns the largest by default":
+        only(lambda: ~keep_first(V - TOP_K)),
+    ("top_k sets the other logits to 0 instead of -inf: exp(0) = 1, so those tokens are still sampled; fill them "
+     "with float('-inf')"): lambda logits: softmax(logits.masked_fill(~keep_first(TOP_K), 0.0)),
+    ("top_k keeps tokens 0 .. k - 1, positions in sorted order, not the k most likely token ids: map back with "
+     "torch.topk(...).indices (or compare logits with the k-th largest value)"):
+        only(lambda: sorted_positions_as_ids(TOP_K)),
+    ("top-k was applied after the softmax and the result went through a softmax again, which flattens it: filter "
+     "the logits (-inf outside the top k), then apply the softmax once"):
+        lambda logits: softmax(softmax(logits).masked_fill(~keep_first(TOP_K), float("-inf"))),
+}
+NOT_MAPPED_BACK = ("the nucleus is computed in sorted order but applied to token ids 0 .. n - 1: map the mask back "
+                   "to vocabulary order (mask.scatter(-1, order, mask), with order from torch.sort; gather reads "
+                   "in sorted order instead of writing back), or sample among the sorted probabilities and return "
+                   "order.gather(-1, choice)")
+GATHERED = ("the nucleus mask is mapped back with gather(-1, order), which reads it in sorted order again; "
+            "scatter writes it back to vocabulary order: mask.scatter(-1, order, mask)")
+TOP_P_MESSAGES = {
+    "top_p is ignored: keep the most likely tokens until their probabilities add up to top_p": softmax,
+    ("the nucleus misses the token that crosses top_p: keep a token when the probability *before* it "
+     "(cumsum - probs) is still < top_p, so the kept tokens hold at least top_p"): only(lambda: keep_first(2)),
+    "the nucleus keeps one token too many: drop a token once the tokens before it hold >= top_p":
+        only(lambda: keep_first(4)),
+    NOT_MAPPED_BACK: only(lambda: sorted_positions_as_ids(3)),
+    GATHERED: only(lambda: gathered_instead_of_scattered(3)),
+}
+
+
+def _boundary_test():
+    def probe(gpt_class):
+        return _generate(gpt_class, powers_logits(), top_p=boundary()[0])
+
+    def judge(got):
+        top_p, kept = boundary()
+        if got["error"]:
+            return f"generate(..., top_p={top_p}) raised {got['error']}"
+        counts, logits = got["counts"], powers_logits()
+        if _matches(counts, only(lambda: keep_first(kept))(logits)):
+            return None
+        if _matches(counts, only(lambda: keep_first(kept + 1))(logits)):
+            return (f"at an exact boundary the nucleus keeps one token too many: the {kept} most likely tokens hold "
+                    f"exactly top_p={top_p}, so the next is dropped. Drop a token when the tokens before it already "
+                    f"hold top_p: cumsum - probs >= top_p (not > top_p)")
+        if _matches(counts, only(lambda: keep_first(kept - 1))(logits)):
+            return (f"at an exact boundary the nucleus misses the token where the cumulative probability reaches "
+                    f"top_p={top_p}: keep tokens up to and including it (drop when cumsum - probs >= top_p)")
+        return (f"with top_p={top_p} (probabilities 1/2, 1/4, 1/8, ...) generate should sample only the {kept} most "
+                f"likely tokens, in proportion")
+    return Test("top_p at an exact boundary keeps the tokens up to the one reaching it", probe, judge, weight=0.5)
+
+
+check_generate = Check(
+    exercise="generate",
+    expects=["the class GPT itself, with its generate(idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, "
+             "generator=None)"],
+    accepts=[is_module_class],
+    tests=[
+        Test("the context is cropped to the last block_size tokens; the next token comes from the last position",
+             _crop_probe, _crop_judge, weight=3.0),
+        _stat_test("temperature 0.5 sharpens the distribution (4000 draws)", 1.0, base_logits, {"temperature": 0.5},
+                   lambda logits: softmax(logits / 0.5), {
+                       TEMPERATURE_IGNORED: softmax, TEMPERATURE_MULTIPLIED: lambda logits: softmax(logits * 0.5),
+                       "generate always picks the most likely token: sample with torch.multinomial(probs, 1)": greedy}),
+        _stat_test("temperature 2 flattens the distribution (4000 draws)", 1.0, base_logits, {"temperature": 2.0},
+                   lambda logits: softmax(logits / 2.0), {
+                       TEMPERATURE_IGNORED: softmax, TEMPERATURE_MULTIPLIED: lambda logits: softmax(logits * 2.0)}),
+        _stat_test(f"top_k={TOP_K} samples only the {TOP_K} most likely tokens, in proportion", 1.0, base_logits,
+                   {"top_k": TOP_K}, only(lambda: keep_first(TOP_K)), TOP_K_MESSAGES),
+        _stat_test("top_k=1 is greedy decoding", 0.5, base_logits, {"top_k": 1}, greedy, {}),
+        _stat_test(f"top_k={V + 4}, more than the vocabulary, filters nothing", 0.5, base_logits, {"top_k": V + 4},
+                   softmax, {}),
+        _stat_test("top_p=0.7 samples only from the nucleus (the fewest tokens holding >= 70%), in proportion", 1.5,
+                   nucleus_logits, {"top_p": 0.7}, only(lambda: keep_first(3)), TOP_P_MESSAGES),
+        _stat_test("temperature 2 is applied before top_p=0.7 (the nucleus of the flattened distribution)", 1.0,
+                   nucleus_logits, {"temperature": 2.0, "top_p": 0.7},
+                   lambda logits: only(lambda: keep_first(5))(logits / 2.0), {
+                       ("the temperature is applied after top-p: the nucleus was chosen from the unscaled logits. "
+                        "Divide the logits by the temperature first, then filter (top-k, then top-p), as "
+                        "notebook 05's sample does"): lambda logits: only(lambda: keep_first(3))(logits / 2.0),
+                       TEMPERATURE_IGNORED: only(lambda: keep_first(3)),
+                       NOT_MAPPED_BACK: lambda logits: only(lambda: sorted_positions_as_ids(5))(logits / 2.0),
+                       GATHERED: lambda logits: only(lambda: gathered_instead_of_scattered(5))(logits / 2.0)}),
+        _boundary_test(),
+        Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0),
+    ],
+)
