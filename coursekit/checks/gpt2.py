@@ -127,8 +127,8 @@ def _similarity_mistake(got, vectors: torch.Tensor) -> str | None:
             ("these are the angles (arccos of the similarity); return the cosine itself",
              torch.arccos((unit @ unit.T).clamp(-1, 1))),
         ]
-        for message, wrong in suspects:
-            if np.allclose(result, wrong.numpy(), atol=1e-5):
+        for message, wrong in suspects:  # loosely: float32 rounding grows through arccos and squares
+            if np.allclose(result, wrong.numpy(), atol=1e-3):
                 return message
     return array_mistake(result, expected, f"the similarity matrix of {n} vectors")
 
@@ -152,7 +152,7 @@ check_cosine_similarity_matrix = Check(
              lambda got: _similarity_mistake(got, _many_lengths()), weight=3),
         Test("similarities of random vectors", _similarity_probe(_random_vectors),
              lambda got: _similarity_mistake(got, _random_vectors()), weight=3),
-        Test("ones on the diagonal, symmetric", _similarity_probe(_random_vectors), _diagonal_mistake, weight=0.2),
+        Test("ones on the diagonal, symmetric", _similarity_probe(_random_vectors), _diagonal_mistake, weight=0.1),
     ],
 )
 
@@ -260,7 +260,7 @@ check_top_k_table = Check(
         ("k=1: the most likely token", _table_case(1, (1, 2)), 0.5),
         ("a larger k", _table_case(12, (10, 20)), 1),
         ("logits around 100 and -120 (exp overflows)", _table_case(5, (3, 9), magnitudes=True), 1))]
-    + [Test("rows are (int, float) pairs", _table_probe(_table_case(3, (2, 5))), _types_mistake, weight=0.3)],
+    + [Test("rows are (int, float) pairs", _table_probe(_table_case(3, (2, 5))), _types_mistake, weight=0.1)],
 )
 
 # ---------------------------------------------------------------- top-n sampling
@@ -270,8 +270,9 @@ SAMPLER_PROBABILITIES = torch.tensor([0.20, 0.06, 0.03, 0.45, 0.04, 0.10, 0.07, 
 SAMPLER_SHIFT = 3.0  # logits are log-probabilities up to a constant; +3 keeps the top ones positive
 SAMPLER_LOGITS = SAMPLER_PROBABILITIES.log() + SAMPLER_SHIFT
 SAMPLER_N = 3
-DRAWS = 2000
+DRAWS = 1500
 REPEAT_DRAWS = 100
+LARGE_DRAWS = 200  # per shift; the frequencies' noise is about 0.035
 
 
 def _sampler_case() -> tuple[torch.Tensor, int]:
@@ -297,11 +298,15 @@ def _draw(function, logits: torch.Tensor, n: int, seed: int, draws: int) -> dict
 
 
 def _sampler_probe(function) -> dict:
+    """DRAWS tokens (seed 0), then REPEAT_DRAWS more with seed 0 after the global RNG moved, and with seed 1."""
     logits, n = _sampler_case()
-    drawn = _draw(function, logits, n, seed=0, draws=DRAWS)
+    sizes = iter((DRAWS, REPEAT_DRAWS))
+    drawn, again = with_global_rng_perturbed(lambda: _draw(function, logits, n, seed=0, draws=next(sizes)))
     if "error" in drawn:
         return drawn
-    return {"counts": np.bincount(drawn["tokens"], minlength=len(logits)).tolist()}
+    other = _draw(function, logits, n, seed=1, draws=REPEAT_DRAWS)
+    return {"counts": np.bincount(drawn["tokens"], minlength=len(logits)).tolist(),
+            "first": drawn["tokens"][:REPEAT_DRAWS], "again": again.get("tokens"), "other": other.get("tokens")}
 
 
 def _sampler_mistake(got) -> str | None:
@@ -329,6 +334,12 @@ def _sampler_mistake(got) -> str | None:
     frequencies = counts[kept] / DRAWS
     expected = torch.softmax(top.values.double(), -1).numpy()
     if np.abs(frequencies - expected).max() <= 0.05:
+        if got["again"] != got["first"]:
+            return ("two runs with generators seeded alike gave different tokens once the global RNG had moved: "
+                    "pass the generator on (torch.multinomial(..., generator=generator)) so results can be reproduced")
+        if got["other"] == got["first"]:
+            return ("generators seeded differently gave the same tokens: draw from the generator you are given (do "
+                    "not reseed anything inside sample_top_n)")
         return None
     clamped = top.values.clamp(min=0).double()
     if clamped.sum() > 0 and np.abs(frequencies - (clamped / clamped.sum()).numpy()).max() < 0.05:
@@ -338,6 +349,9 @@ def _sampler_mistake(got) -> str | None:
     if seen == [kept[0]]:
         return ("you always return the most likely token: that is greedy decoding; draw at random among the n "
                 "kept tokens with torch.multinomial")
+    if len(seen) == 1:
+        return (f"all {DRAWS} draws gave token {seen[0]}: the draws do not vary. Draw with torch.multinomial(..., "
+                f"generator=generator) and do not reseed anything inside sample_top_n")
     if len(seen) < n:
         return (f"over {DRAWS} draws with n={n} only tokens {seen} came out; each of the {n} most likely tokens "
                 f"{sorted(kept)} should appear (off by one?)")
@@ -346,26 +360,6 @@ def _sampler_mistake(got) -> str | None:
                 f"proportion to their probabilities, softmax of the kept logits")
     return (f"the kept tokens {kept} should come out with frequencies near {_rounded(expected, 2)} (their "
             f"probabilities, renormalised to sum to 1); got {_rounded(frequencies, 2)}")
-
-
-def _generator_probe(function) -> dict:
-    logits, n = _sampler_case()
-    runs = with_global_rng_perturbed(lambda: _draw(function, logits, n, seed=0, draws=REPEAT_DRAWS))
-    runs.append(_draw(function, logits, n, seed=1, draws=REPEAT_DRAWS))
-    return {"runs": [run.get("tokens") for run in runs]}
-
-
-def _generator_mistake(got) -> str | None:
-    first, second, other = got["runs"]
-    if first is None or second is None or other is None:
-        return None  # the first test explains the error
-    if first != second:
-        return ("two runs with generators seeded alike gave different tokens once the global RNG had moved: pass "
-                "the generator on (torch.multinomial(..., generator=generator)) so results can be reproduced")
-    if first == other:
-        return ("generators seeded differently gave the same tokens: draw from the generator you are given (do not "
-                "reseed anything inside sample_top_n)")
-    return None
 
 
 def _greedy_probe(function) -> dict:
@@ -387,7 +381,7 @@ def _large_probe(function) -> dict:
     draws = []
     for shifted in large_magnitudes(logits):
         try:
-            draws.append(_draw(function, shifted, n, seed=2, draws=200))
+            draws.append(_draw(function, shifted, n, seed=2, draws=LARGE_DRAWS))
         except Exception as error:
             return {"error": f"{type(error).__name__}: {error}"}
     return {"draws": draws}
@@ -399,11 +393,15 @@ def _large_mistake(got) -> str | None:
     if any(problems):
         return (f"with logits around 100 or -120 sample_top_n failed ({next(p for p in problems if p)}): exp of such "
                 f"logits overflows to inf (or underflows to 0); torch.softmax subtracts the maximum first")
-    kept = set(torch.topk(logits, n).indices.tolist())
+    top = torch.topk(logits, n)
+    expected = torch.softmax(top.values.double(), -1).numpy()
     for draw in got["draws"]:
-        if not set(draw["tokens"]) <= kept or len(set(draw["tokens"])) < min(n, 2):
+        counts = np.bincount(draw["tokens"], minlength=len(logits))
+        if counts.sum() != len(draw["tokens"]) or len(counts) != len(logits) or \
+                np.abs(counts[top.indices.numpy()] / LARGE_DRAWS - expected).max() > 0.15:
             return (f"with logits around 100 or -120 the draws should still come from the {n} most likely tokens "
-                    f"{sorted(kept)}, in proportion; got tokens {sorted(set(draw['tokens']))}")
+                    f"{sorted(top.indices.tolist())}, in proportion to their probabilities {_rounded(expected, 2)}; "
+                    f"got tokens {sorted(set(draw['tokens']))}, {_rounded(counts / max(counts.sum(), 1), 2)}")
     return None
 
 
@@ -423,11 +421,10 @@ check_sample_top_n = Check(
     exercise="sample_top_n",
     expects=["a function sample_top_n(logits, n, generator) -> int"],
     tests=[
-        Test(f"{DRAWS} draws with n of 8 tokens: which come out, and how often", _sampler_probe, _sampler_mistake,
-             weight=5),
-        Test("the generator it is given decides the draws", _generator_probe, _generator_mistake, weight=1),
-        Test("n=1 always gives the most likely token", _greedy_probe, _greedy_mistake, weight=0.5),
+        Test(f"{DRAWS} draws with n of 8 tokens: which come out, how often, reproducibly with a generator",
+             _sampler_probe, _sampler_mistake, weight=5),
+        Test("n=1 always gives the most likely token", _greedy_probe, _greedy_mistake, weight=0.2),
         Test("logits around 100 and -120 (exp overflows)", _large_probe, _large_mistake, weight=1),
-        Test("returns a Python int", _type_probe, _type_mistake, weight=0.3),
+        Test("returns a Python int", _type_probe, _type_mistake, weight=0.1),
     ],
 )
