@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from check_family import failures, mistake_tests, outcomes
 from coursekit import gpt2
 from coursekit.checks import gpt2 as checks
 from coursekit.checks.core import PUBLIC_SEED
@@ -16,14 +17,6 @@ SECRET_SEEDS = (1, 2, 3, 4, 5)
 CHECKS = {"cosine_similarity_matrix": checks.check_cosine_similarity_matrix,
           "top_k_table": checks.check_top_k_table, "sample_top_n": checks.check_sample_top_n}
 POINTS = {"cosine_similarity_matrix": 2, "top_k_table": 2, "sample_top_n": 3}  # as in the solution notebook
-
-
-def outcomes(check, function, seed):
-    return check.judge(check.probe_all((function,), seed), seed)
-
-
-def failures(check, function, seed):
-    return [outcome for outcome in outcomes(check, function, seed) if not outcome.passed]
 
 
 # ---------------------------------------------------------------- valid implementations
@@ -198,23 +191,8 @@ SAMPLER_BUGS = {
 BUGS = {"cosine_similarity_matrix": SIMILARITY_BUGS, "top_k_table": TABLE_BUGS, "sample_top_n": SAMPLER_BUGS}
 
 
-@pytest.mark.parametrize("exercise, mistake", [(e, m) for e, bugs in BUGS.items() for m in bugs])
-def test_each_mistake_is_named(exercise, mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        CHECKS[exercise](BUGS[exercise][mistake])
-
-
-@pytest.mark.parametrize("exercise", BUGS)
-def test_every_mistake_fails_under_secret_seeds_too(exercise):
-    """...with messages in plain numbers (no np.float64(...) reprs, no tensor(...))."""
-    for mistake, function in BUGS[exercise].items():
-        failed = failures(CHECKS[exercise], function, seed=1)
-        assert failed, (exercise, mistake)
-        assert not [o for o in failed if "np.float" in o.message or "tensor(" in o.message], failed
-
-
-def test_buggy_sets_are_broad():
-    assert all(len(bugs) >= 15 for bugs in BUGS.values()), {e: len(b) for e, b in BUGS.items()}
+(test_each_mistake_is_named, test_every_mistake_fails_under_a_secret_seed_too,
+ test_buggy_sets_are_broad) = mistake_tests(CHECKS, BUGS)
 
 
 # ---------------------------------------------------------------- points, secrets, plumbing

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from check_family import failures, mistake_tests, outcomes
 from coursekit.checks import sampling as checks
 from coursekit.checks.core import PUBLIC_SEED
 
@@ -17,14 +18,6 @@ SECRET_SEEDS = (1, 2, 3, 4, 5)
 CHECKS = {"temperature": checks.check_temperature, "top_k": checks.check_top_k, "top_p": checks.check_top_p,
           "sample": checks.check_sample}
 POINTS = {"temperature": 2, "top_k": 3, "top_p": 5, "sample": 5}  # as in solutions/05_prompting.ipynb
-
-
-def outcomes(check, function, seed):
-    return check.judge(check.probe_all((function,), seed), seed)
-
-
-def failures(check, function, seed):
-    return [outcome for outcome in outcomes(check, function, seed) if not outcome.passed]
 
 
 # ---------------------------------------------------------------- the notebook's solution and valid alternatives
@@ -399,23 +392,8 @@ SAMPLE_BUGS = {
 BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 
 
-@pytest.mark.parametrize("exercise, mistake", [(e, m) for e, bugs in BUGS.items() for m in bugs])
-def test_each_mistake_is_named(exercise, mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        CHECKS[exercise](BUGS[exercise][mistake])
-
-
-@pytest.mark.parametrize("exercise", BUGS)
-def test_every_mistake_fails_under_secret_seeds_too(exercise):
-    """...with messages in plain numbers (no np.float64(...) reprs, no tensor(...))."""
-    for mistake, function in BUGS[exercise].items():
-        failed = failures(CHECKS[exercise], function, seed=1)
-        assert failed, (exercise, mistake)
-        assert not [o for o in failed if "np.float" in o.message or "tensor(" in o.message], failed
-
-
-def test_buggy_sets_are_broad():
-    assert all(len(bugs) >= 15 for bugs in BUGS.values()), {e: len(b) for e, b in BUGS.items()}
+(test_each_mistake_is_named, test_every_mistake_fails_under_a_secret_seed_too,
+ test_buggy_sets_are_broad) = mistake_tests(CHECKS, BUGS)
 
 
 def test_top_k_ties_accept_both_readings_of_the_notebook():
