@@ -31,3 +31,29 @@ def mistake_tests(checks: dict, bugs: dict):
         assert all(len(named) >= 15 for named in bugs.values()), {e: len(named) for e, named in bugs.items()}
 
     return test_each_mistake_is_named, test_every_mistake_fails_under_a_secret_seed_too, test_buggy_sets_are_broad
+
+
+class _Blocker:
+    """A meta-path finder that refuses to import the given modules (as the grader's sandbox lacks them)."""
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names:
+            raise ImportError(f"{name} is not in the sandbox")
+        return None
+
+
+def probe_without(modules, check, function, seed):
+    """check.probe_all((function,), seed) with `modules` unimportable and unloaded, as in the grader's sandbox."""
+    import sys
+
+    saved = {name: sys.modules.pop(name) for name in modules if name in sys.modules}
+    blocker = _Blocker(modules)
+    sys.meta_path.insert(0, blocker)
+    try:
+        return check.probe_all((function,), seed)
+    finally:
+        sys.meta_path.remove(blocker)
+        sys.modules.update(saved)

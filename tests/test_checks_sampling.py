@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from check_family import failures, mistake_tests, outcomes
+from check_family import failures, mistake_tests, outcomes, probe_without
 from coursekit.checks import sampling as checks
 from coursekit.checks.core import PUBLIC_SEED
 
@@ -496,6 +496,15 @@ def test_check_modules_import_no_reference_at_top_level():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 assert all(m.startswith(allowed) for m in modules), (name, modules)
+
+
+@pytest.mark.parametrize("exercise", VALID)
+def test_probes_need_no_reference(exercise):
+    """The probes run where coursekit.sampling (the answers) cannot be imported; the judges then pass them."""
+    check = CHECKS[exercise]
+    for seed in (PUBLIC_SEED, 2):
+        results = probe_without(["coursekit.sampling"], check, VALID[exercise][0], seed)
+        assert all(outcome.passed for outcome in check.judge(results, seed)), results
 
 
 def test_verdicts_survive_the_graders_wire():

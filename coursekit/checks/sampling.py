@@ -475,7 +475,7 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
     def judge(got):
         if got["error"]:
             hint = f": {error_hint}" if error_hint and got["error"].startswith("raised") else ""
-            if "probability" in got["error"] and "multinomial" not in call:
+            if "probability" in got["error"]:
                 hint = hint or (": torch.multinomial needs finite, non-negative weights; take torch.softmax of the "
                                 "filtered logits (it subtracts the maximum, so logits of 100 do not overflow)")
             return f"{call} {got['error']}{hint}"
