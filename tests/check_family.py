@@ -45,6 +45,13 @@ class _Blocker:
         return None
 
 
+def assert_probes_need_none_of(modules, check, function, seeds=(0, 2)):
+    """Probing with `modules` unimportable (as in the grader's sandbox), then judging, passes `function`."""
+    for seed in seeds:
+        results = probe_without(modules, check, function, seed)
+        assert all(outcome.passed for outcome in check.judge(results, seed)), results
+
+
 def probe_without(modules, check, function, seed):
     """check.probe_all((function,), seed) with `modules` unimportable and unloaded, as in the grader's sandbox."""
     import sys
