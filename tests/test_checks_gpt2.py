@@ -1,16 +1,25 @@
-"""The notebook 06 checks: they pass the reference and valid alternatives, and name each plausible mistake."""
+"""The notebook 06 checks: they pass the reference and valid alternatives under the public and secret run seeds,
+name each plausible mistake, give a wrong-everywhere notebook almost nothing, and cannot be replayed."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
+from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes
 from coursekit import gpt2
 from coursekit.checks import gpt2 as checks
-from coursekit.sampling import top_k_filter
+from coursekit.checks.core import PUBLIC_SEED
 
-# ---------------------------------------------------------------- cosine_similarity_matrix
+SECRET_SEEDS = (1, 2, 3, 4, 5)
+CHECKS = {"cosine_similarity_matrix": checks.check_cosine_similarity_matrix,
+          "top_k_table": checks.check_top_k_table, "sample_top_n": checks.check_sample_top_n}
+POINTS = {"cosine_similarity_matrix": 2, "top_k_table": 2, "sample_top_n": 3}  # as in the solution notebook
+
+
+# ---------------------------------------------------------------- valid implementations
 
 
 def similarity_by_normalize(vectors):
@@ -29,10 +38,65 @@ def similarity_by_loops(vectors):
                          for i, u in enumerate(rows)])
 
 
-@pytest.mark.parametrize("implementation", [gpt2.cosine_similarity_matrix, similarity_by_normalize,
-                                            similarity_by_broadcasting, similarity_by_loops])
-def test_cosine_similarity_accepts_valid_implementations(implementation):
-    checks.check_cosine_similarity_matrix(implementation)
+def similarity_by_outer_norms(vectors):
+    norms = torch.linalg.vector_norm(vectors, dim=1)
+    return (vectors @ vectors.T) / torch.outer(norms, norms)
+
+
+def table_by_argsort(logits, k):
+    probabilities = logits.softmax(-1)
+    order = probabilities.argsort(descending=True)[:k]
+    return [(token.item(), probabilities[token].item()) for token in order]
+
+
+def table_by_sorted(logits, k):
+    top = max(logits.tolist())
+    exps = [math.exp(x - top) for x in logits.tolist()]
+    total = sum(exps)
+    return sorted(((i, e / total) for i, e in enumerate(exps)), key=lambda row: -row[1])[:k]
+
+
+def table_by_log_softmax(logits, k):
+    top = torch.topk(logits, k)
+    return [(int(i), math.exp(float(v))) for i, v in zip(top.indices, top.values - torch.logsumexp(logits, -1))]
+
+
+def sample_with_filter(logits, n, generator=None):
+    kth = torch.topk(logits, n).values[-1]
+    probabilities = logits.masked_fill(logits < kth, -math.inf).softmax(-1)
+    return torch.multinomial(probabilities, 1, generator=generator).item()
+
+
+def sample_by_inverse_cdf(logits, n, generator=None):
+    values, tokens = torch.sort(logits, descending=True)
+    probabilities = values[:n].softmax(-1)
+    u = torch.rand((), generator=generator)
+    position = int(torch.searchsorted(probabilities.cumsum(-1), u).clamp(max=n - 1))
+    return int(tokens[position])
+
+
+def sample_by_gumbel(logits, n, generator=None):
+    top = torch.topk(logits, n)
+    gumbel = -torch.log(-torch.log(torch.rand(n, generator=generator).clamp_min(1e-20)))
+    return int(top.indices[(top.values + gumbel).argmax()])
+
+
+VALID = {
+    "cosine_similarity_matrix": [gpt2.cosine_similarity_matrix, similarity_by_normalize, similarity_by_broadcasting,
+                                 similarity_by_loops, similarity_by_outer_norms],
+    "top_k_table": [gpt2.top_k_table, table_by_argsort, table_by_sorted, table_by_log_softmax],
+    "sample_top_n": [gpt2.sample_top_n, sample_with_filter, sample_by_inverse_cdf, sample_by_gumbel],
+}
+
+
+@pytest.mark.parametrize("exercise, function", [(e, f) for e, fs in VALID.items() for f in fs],
+                         ids=lambda value: getattr(value, "__name__", value))
+def test_valid_implementations_pass_under_public_and_secret_seeds(exercise, function):
+    for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+        assert failures(CHECKS[exercise], function, seed) == [], (exercise, function.__name__, seed)
+
+
+# ---------------------------------------------------------------- mistakes
 
 
 def normalise_in_place(vectors):
@@ -50,42 +114,18 @@ SIMILARITY_BUGS = {
     "changed the tensor it was given": normalise_in_place,
     "should return an \\(N, N\\) tensor": lambda v: "a matrix",
     "should return a torch.Tensor": lambda v: similarity_by_normalize(v).numpy(),
+    "pair of \\*columns\\*": lambda v: F.normalize(v, dim=-1).T @ F.normalize(v, dim=-1),
+    "length of the whole matrix": lambda v: (v / v.norm()) @ (v / v.norm()).T,
+    "keepdim=True\\), a \\(5, 1\\) column": lambda v: (v / v.norm(dim=-1)) @ (v / v.norm(dim=-1)).T,
+    "L1 norm": lambda v: F.normalize(v, p=1, dim=-1) @ F.normalize(v, p=1, dim=-1).T,
+    "angles \\(arccos": lambda v: torch.arccos(similarity_by_normalize(v).clamp(-1, 1)),
+    "right shape but wrong values": lambda v: similarity_by_normalize(v) ** 2,
+    "similarity matrix of 5 vectors has the right shape": lambda v: similarity_by_normalize(v).abs(),
 }
 
 
-@pytest.mark.parametrize("mistake", SIMILARITY_BUGS)
-def test_cosine_similarity_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_cosine_similarity_matrix(SIMILARITY_BUGS[mistake])
-
-
-# ---------------------------------------------------------------- top_k_table
-
-
-def table_by_argsort(logits, k):
-    probabilities = logits.softmax(-1)
-    order = probabilities.argsort(descending=True)[:k]
-    return [(token.item(), probabilities[token].item()) for token in order]
-
-
-def table_by_sorted(logits, k):
-    exps = [math.exp(x) for x in logits.tolist()]
-    total = sum(exps)
-    return sorted(((i, e / total) for i, e in enumerate(exps)), key=lambda row: -row[1])[:k]
-
-
-def table_of_tensors(logits, k):
-    top = torch.topk(logits, k)
-    return list(zip(top.indices, top.values.exp() / logits.exp().sum()))  # tensors in the pairs are fine
-
-
-@pytest.mark.parametrize("implementation", [gpt2.top_k_table, table_by_argsort, table_by_sorted, table_of_tensors])
-def test_top_k_table_accepts_valid_implementations(implementation):
-    checks.check_top_k_table(implementation)
-
-
-def table_from(values):
-    def table(logits, k, largest=True):
+def table_from(values, largest=True):
+    def table(logits, k):
         top = torch.topk(logits, k, largest=largest)
         return [(int(token), float(value)) for token, value in zip(top.indices, values(logits, top))]
     return table
@@ -96,39 +136,19 @@ TABLE_BUGS = {
     "softmax of the k kept logits only": table_from(lambda logits, top: top.values.softmax(-1)),
     "log-probabilities": table_from(lambda logits, top: logits.log_softmax(-1)[top.indices]),
     "most likely first": lambda logits, k: list(reversed(gpt2.top_k_table(logits, k))),
-    "least likely tokens": lambda logits, k: [(int(t), float(logits.softmax(-1)[t]))
-                                              for t in torch.topk(logits, k, largest=False).indices],
+    "least likely tokens": table_from(lambda logits, top: logits.softmax(-1)[top.indices], largest=False),
     "should return 5 rows, got 4": lambda logits, k: gpt2.top_k_table(logits, k)[:-1] if k > 1 else [],
     "list of \\(token id, probability\\) pairs": lambda logits, k: torch.topk(logits.softmax(-1), k).values,
     "each row is \\(probability, token id\\)": lambda logits, k: [(p, t) for t, p in gpt2.top_k_table(logits, k)],
+    "gives NaN for logits around 100": table_from(lambda logits, top: top.values.exp() / logits.exp().sum()),
+    "a Python int and a Python float": lambda logits, k: list(zip(*torch.topk(logits.softmax(-1), k)[::-1])),
+    "should return 12 rows, got 10": lambda logits, k: gpt2.top_k_table(logits, min(k, 10)),
+    "should list tokens": lambda logits, k: gpt2.top_k_table(logits, k + 1)[1:],
+    "probabilities should be": table_from(lambda logits, top: (logits / 2).softmax(-1)[top.indices]),
+    "the first entry of each row should be a token id": lambda logits, k: [
+        (t + 0.5, p) for t, p in gpt2.top_k_table(logits, k)],
+    "k=1\\) should return 1 rows": lambda logits, k: gpt2.top_k_table(logits, max(k, 2)),
 }
-
-
-@pytest.mark.parametrize("mistake", TABLE_BUGS)
-def test_top_k_table_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_top_k_table(TABLE_BUGS[mistake])
-
-
-# ---------------------------------------------------------------- sample_top_n
-
-
-def sample_with_filter(logits, n, generator=None):
-    probabilities = top_k_filter(logits, n).softmax(-1)  # -inf outside the top n: probability 0
-    return torch.multinomial(probabilities, 1, generator=generator).item()
-
-
-def sample_by_inverse_cdf(logits, n, generator=None):
-    values, tokens = torch.sort(logits, descending=True)
-    probabilities = values[:n].softmax(-1)
-    u = torch.rand((), generator=generator)
-    position = int(torch.searchsorted(probabilities.cumsum(-1), u).clamp(max=n - 1))
-    return tokens[position]  # a 0-d tensor is fine: int() of it is the id
-
-
-@pytest.mark.parametrize("implementation", [gpt2.sample_top_n, sample_with_filter, sample_by_inverse_cdf])
-def test_sample_top_n_accepts_valid_implementations(implementation):
-    checks.check_sample_top_n(implementation)
 
 
 def sample_uniformly(logits, n, generator=None):
@@ -136,44 +156,113 @@ def sample_uniformly(logits, n, generator=None):
     return tokens[torch.randint(n, (1,), generator=generator)].item()
 
 
-def sample_from(k_of_n, largest=True, softmax=True, use_generator=True):
+def sample_from(k_of_n=lambda n: n, largest=True, weights=lambda values: values.softmax(-1), use_generator=True,
+                reseed=False, as_int=True):
     def sample(logits, n, generator=None):
         top = torch.topk(logits, k_of_n(n), largest=largest)
-        weights = top.values.softmax(-1) if softmax else top.values
-        choice = torch.multinomial(weights, 1, generator=generator if use_generator else None)
-        return top.indices[choice].item()
+        if reseed:
+            torch.manual_seed(0)
+        choice = torch.multinomial(weights(top.values), 1, generator=generator if use_generator else None)
+        return int(top.indices[choice]) if as_int else top.indices[choice][0]
     return sample
 
 
 SAMPLER_BUGS = {
     "about equally often": sample_uniformly,
-    "greedy decoding": lambda logits, n, generator=None: int(logits.argmax()),
-    "least likely": sample_from(lambda n: n, largest=False),
-    "off by one": sample_from(lambda n: n + 1),
-    "needs non-negative weights": sample_from(lambda n: n, softmax=False),
-    "pass the generator on": sample_from(lambda n: n, use_generator=False),
-    "frequencies near": lambda logits, n, generator=None: sample_from(lambda n: n)(logits * 3, n, generator),
+    "that is greedy decoding": lambda logits, n, generator=None: int(logits.argmax()),
+    "least likely": sample_from(largest=False),
+    "off by one, keep exactly n": sample_from(lambda n: n + 1),
+    "in proportion to their logits": sample_from(weights=lambda values: values.clamp(min=0)),
+    "pass the generator on": sample_from(use_generator=False),
+    "draws gave token .*do not reseed": sample_from(use_generator=False, reseed=True),
+    "frequencies near": lambda logits, n, generator=None: sample_from()(logits * 3, n, generator),
     "positions 0..2 among the kept tokens, not their token ids": lambda logits, n, generator=None: int(
         torch.multinomial(torch.topk(logits, n).values.softmax(-1), 1, generator=generator)),
+    "with logits around 100 or -120 sample_top_n failed": sample_from(weights=lambda values: values.exp()),
+    "as a Python int, got a Tensor": sample_from(as_int=False),
+    "should appear \\(off by one\\?\\)": sample_from(lambda n: max(n - 1, 1)),
+    "only the most likely token \\(3\\) can come out": lambda logits, n, generator=None: sample_from()(
+        logits, max(n, 2), generator),
+    "multinomial": sample_from(weights=lambda values: values),  # negative weights at -120: refused
+    "the kept tokens \\[3, 0, 5\\] should come out with frequencies": sample_from(
+        weights=lambda values: values.softmax(-1) ** 0.5),
 }
 
-
-@pytest.mark.parametrize("mistake", SAMPLER_BUGS)
-def test_sample_top_n_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_sample_top_n(SAMPLER_BUGS[mistake])
+BUGS = {"cosine_similarity_matrix": SIMILARITY_BUGS, "top_k_table": TABLE_BUGS, "sample_top_n": SAMPLER_BUGS}
 
 
-def test_checks_never_change_what_the_student_passed():
-    logits = checks.SAMPLER_LOGITS.clone()
-    checks.check_sample_top_n(gpt2.sample_top_n)
-    assert torch.equal(logits, checks.SAMPLER_LOGITS)
+(test_each_mistake_is_named, test_every_mistake_fails_under_a_secret_seed_too,
+ test_buggy_sets_are_broad) = mistake_tests(CHECKS, BUGS)
+
+
+# ---------------------------------------------------------------- points, secrets, plumbing
+
+
+@pytest.mark.parametrize("notebook", [
+    {"cosine_similarity_matrix": lambda v: torch.eye(len(v)), "top_k_table": lambda x, k: [(0, 1.0)] * k,
+     "sample_top_n": lambda x, n, generator=None: int(x.argmax())},
+    {"cosine_similarity_matrix": lambda v: v @ v.T, "top_k_table": TABLE_BUGS["returned the logits"],
+     "sample_top_n": sample_uniformly},
+], ids=["constants", "plausible-but-wrong"])
+def test_a_wrong_everywhere_notebook_scores_at_most_5_percent(notebook):
+    earned = sum(POINTS[e] * CHECKS[e].fraction(outcomes(CHECKS[e], f, seed=3)) for e, f in notebook.items())
+    assert earned / sum(POINTS.values()) <= 0.05
+
+
+def replaying(exercise):
+    """A fake that answers the public probes' inputs with the reference's outputs, and guesses elsewhere."""
+    table = {}
+
+    def recorder(*args):
+        out = VALID[exercise][0](*args)
+        table[repr(args[0].tolist()), repr(args[1:2])] = out
+        return out
+    CHECKS[exercise].probe_all((recorder,), PUBLIC_SEED)
+
+    def fake(*args):
+        key = repr(args[0].tolist()), repr(args[1:2])
+        if key in table:
+            return table[key]
+        return {"cosine_similarity_matrix": lambda: torch.eye(len(args[0])),
+                "top_k_table": lambda: [(i, 0.1) for i in range(args[1])],
+                "sample_top_n": lambda: 3}[exercise]()
+    return fake
+
+
+@pytest.mark.parametrize("exercise", ["cosine_similarity_matrix", "top_k_table"])
+def test_replaying_the_public_outputs_passes_in_the_notebook_but_not_in_grading(exercise):
+    check, fake = CHECKS[exercise], replaying(exercise)
+    assert check.fraction(outcomes(check, fake, PUBLIC_SEED)) == 1.0
+    assert max(check.fraction(outcomes(check, fake, seed)) for seed in SECRET_SEEDS) <= 0.1
+
+
+def test_a_fixed_favourite_token_earns_nothing_in_grading():
+    """Always returning the public probe's most likely token (3) fails the sampler's core test once inputs change."""
+    check = checks.check_sample_top_n
+    fixed = lambda logits, n, generator=None: 3  # noqa: E731
+    for seed in SECRET_SEEDS[:3]:
+        assert not next(o for o in outcomes(check, fixed, seed) if o.test.startswith(f"{checks.DRAWS} draws")).passed
+
+
+@pytest.mark.parametrize("exercise", VALID)
+def test_probes_need_no_reference(exercise):
+    """The probes run where coursekit.gpt2 (the answers) cannot be imported; the judges then pass them."""
+    assert_probes_need_none_of(["coursekit.gpt2"], CHECKS[exercise], VALID[exercise][1])
 
 
 def test_judges_work_on_probe_data_alone():
-    """The grader runs probes in a sandbox and judges elsewhere: results must survive probe_all -> judge."""
-    for check, implementation in [(checks.check_cosine_similarity_matrix, gpt2.cosine_similarity_matrix),
-                                  (checks.check_top_k_table, gpt2.top_k_table),
-                                  (checks.check_sample_top_n, gpt2.sample_top_n)]:
-        outcomes = check.judge(check.probe_all((implementation,)))
-        assert all(outcome.passed for outcome in outcomes), outcomes
+    """The grader runs probes in a sandbox and judges elsewhere: results must survive probe_all -> wire -> judge."""
+    from coursekit.grading import wire
+
+    for exercise, functions in VALID.items():
+        for seed in (PUBLIC_SEED, 2):
+            results = [(name, wire.decode_value(wire.encode_value(data)))
+                       for name, data in CHECKS[exercise].probe_all((functions[0],), seed)]
+            assert all(outcome.passed for outcome in CHECKS[exercise].judge(results, seed)), exercise
+
+
+def test_checks_never_change_what_the_student_passed_or_the_public_inputs():
+    logits = checks.SAMPLER_LOGITS.clone()
+    checks.check_sample_top_n(gpt2.sample_top_n)
+    assert torch.equal(logits, checks.SAMPLER_LOGITS)
+    assert np.isfinite(checks.TABLE_LOGITS.numpy()).all()

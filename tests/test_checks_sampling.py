@@ -1,13 +1,24 @@
-"""The notebook 05 checks: each passes the notebook's solution and valid alternatives, and names plausible mistakes."""
+"""The notebook 05 checks: each passes the notebook's solution and valid alternatives under the public and secret
+run seeds, names plausible mistakes, gives a wrong-everywhere notebook almost nothing, and cannot be replayed."""
 
+import ast
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from coursekit import sampling
+from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes
 from coursekit.checks import sampling as checks
+from coursekit.checks.core import PUBLIC_SEED
+
+SECRET_SEEDS = (1, 2, 3, 4, 5)
+CHECKS = {"temperature": checks.check_temperature, "top_k": checks.check_top_k, "top_p": checks.check_top_p,
+          "sample": checks.check_sample}
+POINTS = {"temperature": 2, "top_k": 3, "top_p": 5, "sample": 5}  # as in solutions/05_prompting.ipynb
+
 
 # ---------------------------------------------------------------- the notebook's solution and valid alternatives
 
@@ -20,37 +31,64 @@ def apply_temperature(logits, temperature):
 
 def log_softmax_temperature(logits, temperature):
     """Returns log-probabilities: the same distribution, shifted by a constant per row."""
-    if temperature <= 0:
+    if math.isnan(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be positive, got temperature={temperature}")
     return F.log_softmax(logits * (1.0 / temperature), dim=-1)
 
 
+def temperature_by_torch_div(logits, temperature):
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature should be a number > 0 (got {temperature!r})")
+    return torch.div(logits, torch.tensor(temperature, dtype=logits.dtype)) - logits.max(-1, keepdim=True).values
+
+
 def top_k_filter(logits, k):
     if k < 1:
-        raise ValueError(f"top_k must be >= 1, got k={k}")
+        raise ValueError(f"k must be an integer >= 1, got {k}")
     kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
 def top_k_by_scatter(logits, k):
-    """Builds the output from -inf and scatters the top k back."""
+    """Builds the output from -inf and scatters the top k back (exactly k tokens, even with ties)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     values, indices = torch.topk(logits, min(k, logits.size(-1)), dim=-1)
     return torch.full_like(logits, -math.inf).scatter(-1, indices, values)
 
 
+def top_k_by_sorting(logits, k):
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if k >= logits.size(-1):
+        return logits.clone()
+    kth = logits.sort(dim=-1, descending=True).values[..., k - 1: k]
+    return torch.where(logits >= kth, logits, torch.tensor(-math.inf))
+
+
+def top_k_by_rows(logits, k):
+    """Row by row in Python, keeping exactly k (the first of tied ones by index)."""
+    if k <= 0:
+        raise ValueError(f"top-k needs k >= 1, got k={k}")
+    rows = logits.reshape(-1, logits.size(-1))
+    out = torch.full_like(rows, -math.inf)
+    for row, target in zip(rows, out):
+        keep = sorted(range(len(row)), key=lambda i: -float(row[i]))[:k]
+        target[keep] = row[keep]
+    return out.reshape(logits.shape)
+
+
 def top_p_filter(logits, p):
     if not 0 < p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got p={p}")
+        raise ValueError(f"p must be in (0, 1], got {p}")
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(-1)
+    probs = F.softmax(sorted_logits, dim=-1)
     drop = probs.cumsum(-1) - probs >= p
     return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
 
 
 def top_p_by_loop(logits, p):
-    """Row by row, in Python, building a keep-mask from a sorted index list."""
+    """Row by row, in Python floats, building a keep-mask from a sorted index list."""
     if p <= 0 or p > 1:
         raise ValueError(f"p={p} is outside (0, 1]")
     out = logits.clone()
@@ -69,6 +107,27 @@ def top_p_by_loop(logits, p):
     return out
 
 
+def top_p_by_sorted_indices(logits, p):
+    """Keeps the sorted logits and writes them back through the sorted indices (scatter of values)."""
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p p must be in (0, 1]: {p}")
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    keep = torch.cat([torch.ones_like(cumulative[..., :1], dtype=torch.bool), cumulative[..., :-1] < p], dim=-1)
+    return torch.full_like(logits, -math.inf).scatter(-1, order, sorted_logits.masked_fill(~keep, -math.inf))
+
+
+def top_p_by_log_softmax(logits, p):
+    """Works with log-probabilities throughout and returns them."""
+    if not (0 < p <= 1):
+        raise ValueError(f"p must satisfy 0 < p <= 1, got {p}")
+    log_probs = logits.log_softmax(-1)
+    sorted_log_probs, order = log_probs.sort(-1, descending=True)
+    before = sorted_log_probs.exp().cumsum(-1) - sorted_log_probs.exp()
+    inverse = order.argsort(-1)
+    return log_probs.masked_fill((before >= p).gather(-1, inverse), -math.inf)
+
+
 def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -84,83 +143,99 @@ def sample_with_gumbel(logits, temperature=1.0, top_k=None, top_p=None, generato
     """The Gumbel-max trick instead of torch.multinomial: argmax(logits + Gumbel noise) is a sample."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = top_p_by_loop(top_k_by_scatter(logits / temperature, top_k) if top_k else logits / temperature,
-                           top_p) if top_p else (top_k_by_scatter(logits / temperature, top_k) if top_k
-                                                 else logits / temperature)
+    logits = log_softmax_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_by_scatter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_by_loop(logits, top_p)
     uniform = torch.rand(logits.shape, generator=generator).clamp_min(1e-20)
     return (logits - torch.log(-torch.log(uniform))).argmax(dim=-1)
 
 
-@pytest.mark.parametrize("function", [apply_temperature, log_softmax_temperature])
-def test_temperature_accepts_valid_implementations(function):
-    checks.check_temperature(function)
+def sample_by_inverse_cdf(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One uniform number per row and searchsorted in the cumulative probabilities."""
+    if temperature == 0:
+        return torch.argmax(logits, -1)
+    logits = temperature_by_torch_div(logits, temperature)
+    if top_k is not None:
+        logits = top_k_by_sorting(logits, top_k)
+    if top_p is not None:
+        logits = top_p_by_sorted_indices(logits, top_p)
+    cumulative = logits.softmax(-1).cumsum(-1)
+    u = torch.rand(logits.shape[:-1] + (1,), generator=generator) * cumulative[..., -1:]
+    return torch.searchsorted(cumulative, u).squeeze(-1).clamp(max=logits.size(-1) - 1)
 
 
-def top_k_by_sorting(logits, k):
-    """coursekit's own filter behind a check of k."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return sampling.top_k_filter(logits, k)
+VALID = {
+    "temperature": [apply_temperature, log_softmax_temperature, temperature_by_torch_div],
+    "top_k": [top_k_filter, top_k_by_scatter, top_k_by_sorting, top_k_by_rows],
+    "top_p": [top_p_filter, top_p_by_loop, top_p_by_sorted_indices, top_p_by_log_softmax],
+    "sample": [sample_next_token, sample_with_gumbel, sample_by_inverse_cdf],
+}
 
 
-@pytest.mark.parametrize("function", [top_k_filter, top_k_by_scatter, top_k_by_sorting])
-def test_top_k_accepts_valid_implementations(function):
-    checks.check_top_k(function)
+@pytest.mark.parametrize("exercise, function", [(e, f) for e, fs in VALID.items() for f in fs],
+                         ids=lambda value: getattr(value, "__name__", value))
+def test_valid_implementations_pass_under_public_and_secret_seeds(exercise, function):
+    for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+        assert failures(CHECKS[exercise], function, seed) == [], (exercise, function.__name__, seed)
 
 
-@pytest.mark.parametrize("function", [top_p_filter, top_p_by_loop])
-def test_top_p_accepts_valid_implementations(function):
-    checks.check_top_p(function)
+def test_the_reference_sampler_passes_too():
+    """coursekit.sampling.sample_next_token (what GPT.generate calls) agrees with the check (same order of filters)."""
+    from coursekit import sampling
 
-
-@pytest.mark.parametrize("function", [sample_next_token, sample_with_gumbel,
-                                      lambda logits, temperature=1.0, top_k=None, top_p=None, generator=None:
-                                      sampling.sample_next_token(logits, temperature, top_k, top_p, generator)])
-def test_sample_accepts_valid_implementations(function):
-    checks.check_sample(function)
+    for seed in (PUBLIC_SEED, 1, 2):
+        assert failures(checks.check_sample, sampling.sample_next_token, seed) == []
 
 
 # ---------------------------------------------------------------- mistakes
 
 
-def checked(function):
+def validating(function, allowed=lambda value: value > 0):
     """A buggy filter that still validates its argument like the solution, so only the bug shows."""
     def wrapper(logits, value):
-        if not value > 0 or (isinstance(value, float) and value > 1 and function.__name__.startswith("p_")):
+        if not allowed(value):
             raise ValueError(f"k / p / temperature out of range: {value}")
         return function(logits, value)
-    wrapper.__name__ = function.__name__
     return wrapper
 
 
-def in_place(logits, temperature):
+def validating_p(function):
+    return validating(function, lambda p: 0 < p <= 1)
+
+
+def raise_(error):
+    raise error
+
+
+def in_place_temperature(logits, temperature):
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
     logits /= temperature
     return logits
 
 
-def asserting_temperature(logits, temperature):
-    assert temperature > 0, f"temperature must be > 0, got {temperature}"
-    return logits / temperature
-
-
 TEMPERATURE_BUGS = {
-    "multiplied by the temperature": checked(lambda logits, t: logits * t),
-    "has no effect": checked(lambda logits, t: logits),
-    "returns probabilities": checked(lambda logits, t: (logits / t).softmax(-1)),
-    "modified in place \\(an operation ending in _, or /=": in_place,
-    "AssertionError \\(from assert\\): raise ValueError": asserting_temperature,
-    "should raise a ValueError that names temperature": lambda logits, t: logits / t if t != 0 else logits,
-    "should name the argument 'temperature'": lambda logits, t: (
-        logits / t if t > 0 else (_ for _ in ()).throw(ValueError("must be positive"))),
+    "multiplied by the temperature": validating(lambda x, t: x * t),
+    "has no effect": validating(lambda x, t: x.clone()),
+    "temperature \\*\\* 2": validating(lambda x, t: x / t ** 2),
+    "square root of the temperature": validating(lambda x, t: x / math.sqrt(t)),
+    "returns probabilities": validating(lambda x, t: (x / t).softmax(-1)),
+    "modified in place \\(an operation ending in _, or /=": in_place_temperature,
+    "AssertionError \\(from assert\\): raise ValueError": lambda x, t: (x / t) if t > 0 else raise_(AssertionError()),
+    "apply_temperature\\(logits, 0\\) should raise a ValueError that names": lambda x, t: x / t if t != 0 else x,
+    "should name the argument 'temperature'": lambda x, t: x / t if t > 0 else raise_(ValueError("must be positive")),
+    "should raise a ValueError naming temperature, got TypeError": lambda x, t: (
+        x / t if t > 0 else raise_(TypeError("temperature must be > 0"))),
+    "apply_temperature\\(logits, -1\\) should raise": lambda x, t: x / t if t != 0 else raise_(ValueError("temperature")),
+    "`not temperature > 0` catches it": lambda x, t: x / t if not t <= 0 else raise_(ValueError("temperature <= 0")),
+    "turned float32 logits into float64": validating(lambda x, t: x.double() / t),
+    "1-D tensor, temperature": validating(lambda x, t: x / torch.full((x.size(0), 1), t)),  # 2-D only
+    "apply_temperature\\(logits, 0.5\\): for row 0": validating(lambda x, t: (x / t).exp()),
+    "apply_temperature\\(logits, 0.5\\): for row 0 of \\[": validating(lambda x, t: x / 0.7),  # a fixed value
+    "apply_temperature\\(logits, 0.5\\): for row 0 of": validating(lambda x, t: x / (1 + t)),
 }
-
-
-@pytest.mark.parametrize("mistake", TEMPERATURE_BUGS)
-def test_temperature_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_temperature(TEMPERATURE_BUGS[mistake])
 
 
 def keep_ranks(logits, keep):
@@ -168,115 +243,285 @@ def keep_ranks(logits, keep):
     return logits.masked_fill(~keep(ranks, logits.size(-1)), float("-inf"))
 
 
+def kth_largest(logits, k):
+    return torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
+
+
+def in_place_top_k(logits, k):
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    logits[logits < kth_largest(logits, k)] = float("-inf")
+    return logits
+
+
 TOP_K_BUGS = {
-    "k \\+ 1 tokens were kept": checked(lambda logits, k: keep_ranks(logits, lambda r, n: r <= k)),
-    "k - 1 tokens were kept": checked(lambda logits, k: keep_ranks(logits, lambda r, n: r < max(k - 1, 0))),
-    "least likely": checked(lambda logits, k: keep_ranks(logits, lambda r, n: r >= n - k)),
-    "whole batch": checked(lambda logits, k: logits.masked_fill(
-        logits < logits.flatten().topk(k).values[-1], float("-inf"))),
-    "set to 0": checked(lambda logits, k: logits.masked_fill(
-        logits < torch.topk(logits, min(k, logits.size(-1))).values[..., -1:], 0.0)),
-    "every logit was kept": checked(lambda logits, k: logits.clone()),
-    "RuntimeError": checked(lambda logits, k: logits.masked_fill(
-        logits < torch.topk(logits, k).values[..., -1:], float("-inf"))),  # k > vocabulary crashes
-    "naming top_k or k|should raise": lambda logits, k: top_k_filter(logits, max(k, 1)),
-    "1-D tensor of logits raised IndexError": checked(lambda logits, k: logits.masked_fill(
-        logits < torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]], float("-inf"))),  # 2-D only
+    "k \\+ 1 tokens were kept": validating(lambda x, k: keep_ranks(x, lambda r, n: r <= k)),
+    "k - 1 tokens were kept": validating(lambda x, k: x.masked_fill(x <= kth_largest(x, k), float("-inf"))),
+    "least likely": validating(lambda x, k: keep_ranks(x, lambda r, n: r >= n - k)),
+    "whole batch": validating(lambda x, k: x.masked_fill(x < x.flatten().topk(min(k, x.numel())).values[-1],
+                                                         float("-inf"))),
+    "set to 0": validating(lambda x, k: x.masked_fill(x < kth_largest(x, k), 0.0)),
+    "every logit was kept": validating(lambda x, k: x.clone()),
+    "min\\(k, logits.size\\(-1\\)\\)": validating(lambda x, k: x.masked_fill(
+        x < torch.topk(x, k).values[..., -1:], float("-inf"))),  # k > vocabulary crashes
+    "top_k_filter\\(logits, 0\\) should raise": lambda x, k: top_k_filter(x, max(k, 1)),
+    "1-D tensor of logits, k=3 raised IndexError": validating(lambda x, k: x.masked_fill(
+        x < torch.topk(x, min(k, x.size(-1))).values[:, [-1]], float("-inf"))),  # 2-D only
+    "tokens 0 .. k - 1 were kept": validating(lambda x, k: x.masked_fill(torch.arange(x.size(-1)) >= k, -math.inf)),
+    "as a column so that it broadcasts": validating(lambda x, k: x.masked_fill(
+        x < torch.topk(x, min(k, x.size(-1))).values[..., -1], -math.inf)),
+    "modified in place": in_place_top_k,
+    "returns probabilities": validating(lambda x, k: top_k_filter(x, k).softmax(-1)),
+    "turned float32 logits into float64": validating(lambda x, k: top_k_filter(x.double(), k)),
+    "top_k_filter\\(logits with ties, 2\\): k - 1 tokens": validating(lambda x, k: x.masked_fill(
+        x <= torch.topk(x, min(k + 1, x.size(-1))).values[..., -1:], -math.inf) if k < x.size(-1) else x.clone()),
+    "AssertionError \\(from assert\\)": lambda x, k: top_k_filter(x, k) if k >= 1 else raise_(AssertionError()),
+    "top_k_filter\\(logits, 3\\): for row 0": validating(lambda x, k: x.masked_fill(
+        x < x.sort(-1).values[..., k - 1: k], -math.inf) if k < x.size(-1) else x.clone()),  # k-th smallest
 }
 
 
-@pytest.mark.parametrize("mistake", TOP_K_BUGS)
-def test_top_k_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_top_k(TOP_K_BUGS[mistake])
+def nucleus(logits, p, map_back="scatter", keep_rule=None, descending=True, probabilities=None):
+    """The nucleus, with one thing done wrong: how the sorted mask is mapped back, or which tokens are dropped."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=descending)
+    probs = (probabilities or F.softmax)(sorted_logits, dim=-1)
+    drop = keep_rule(probs) if keep_rule else probs.cumsum(-1) - probs >= p
+    if map_back == "scatter":
+        drop = drop.scatter(-1, order, drop)
+    elif map_back == "gather":
+        drop = drop.gather(-1, order)
+    return logits.masked_fill(drop, float("-inf"))
 
 
-def nucleus_on_first_row_only(logits, p):
+def naive_softmax(x, dim):
+    return x.exp() / x.exp().sum(dim, keepdim=True)
+
+
+def first_row_only(logits, p):
     """Right for the first distribution of a batch, every other row left unfiltered."""
     out = logits.clone()
     out[:1] = top_p_filter(logits[:1], p)
     return out
 
 
-def nucleus_variant(logits, p, before=True, sorted_mask_only=False):
-    if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p}")
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-    probs = sorted_logits.softmax(-1)
-    drop = (probs.cumsum(-1) - (probs if before else 0)) >= p
-    if sorted_mask_only:
-        return logits.masked_fill(drop, float("-inf"))
-    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-
-
 TOP_P_BUGS = {
-    "crosses top_p was dropped": lambda logits, p: nucleus_variant(logits, p, before=False),
-    "applied to the logits in vocabulary order": lambda logits, p: nucleus_variant(logits, p, sorted_mask_only=True),
-    "every logit was kept": lambda logits, p: top_p_filter(logits, p) if p <= 0 or p > 1 else logits.clone(),
-    "should raise": lambda logits, p: top_p_filter(logits, min(max(p, 1e-9), 1.0)),
-    "for row 1 got": lambda logits, p: top_p_filter(logits, p) if logits.ndim == 1 or not 0 < p <= 1
-    else nucleus_on_first_row_only(logits, p),
+    "crosses top_p was dropped": validating_p(lambda x, p: nucleus(x, p, keep_rule=lambda q: q.cumsum(-1) >= p)),
+    "applied to the logits in vocabulary order": validating_p(lambda x, p: nucleus(x, p, map_back=None)),
+    "mapped back with gather\\(-1, order\\)": validating_p(lambda x, p: nucleus(x, p, map_back="gather")),
+    "every logit was kept": validating_p(lambda x, p: x.clone()),
+    "top_p_filter\\(logits, 0.0\\) should raise": lambda x, p: top_p_filter(x, min(max(p, 1e-9), 1.0)),
+    "for row 1 of": validating_p(lambda x, p: first_row_only(x, p) if x.ndim == 2 else top_p_filter(x, p)),
+    "preceding tokens hold exactly p was kept": validating_p(
+        lambda x, p: nucleus(x, p, keep_rule=lambda q: q.cumsum(-1) - q > p)),
+    "one token too many": validating_p(lambda x, p: nucleus(x, p, keep_rule=lambda q: torch.cat(
+        [torch.zeros_like(q[..., :1], dtype=torch.bool), (q.cumsum(-1) - q >= p)[..., :-1]], -1))),
+    "vocabulary order: sort the probabilities first": validating_p(
+        lambda x, p: x.masked_fill(x.softmax(-1).cumsum(-1) - x.softmax(-1) >= p, -math.inf)),
+    "ascending order": validating_p(lambda x, p: nucleus(x, p, descending=False)),
+    "exp of logits around 100 overflows": validating_p(lambda x, p: nucleus(x, p, probabilities=naive_softmax)),
+    "returns probabilities": validating_p(lambda x, p: top_p_filter(x, p).softmax(-1)),
+    "crosses top_p was dropped|no token is left": validating_p(lambda x, p: nucleus(x, p, keep_rule=lambda q: q.cumsum(-1) > p)),
+    "modified in place": validating_p(lambda x, p: x.masked_fill_(top_p_filter(x, p).isneginf(), -math.inf)),
+    "turned float32 logits into float64": validating_p(lambda x, p: top_p_filter(x.double(), p)),
+    "top_p_filter\\(logits, 1.0\\) raised ValueError": validating(top_p_filter, lambda p: 0 < p < 1),
+    "1-D tensor of logits, p=0.6 raised": validating_p(lambda x, p: x.masked_fill(
+        top_p_filter(x, p)[:, :].isneginf() if x.ndim == 2 else torch.tensor(1), -math.inf)),
+    "top_p_filter\\(logits, 0.[69]\\): for row": validating_p(  # softmax over the batch dimension
+        lambda x, p: nucleus(x, p, probabilities=lambda s, dim: F.softmax(s, dim=0)) if x.ndim == 2
+        else top_p_filter(x, p)),
 }
 
 
-@pytest.mark.parametrize("mistake", TOP_P_BUGS)
-def test_top_p_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_top_p(TOP_P_BUGS[mistake])
-
-
 def sampler(temperature_first=True, use_temperature=True, use_top_k=True, use_top_p=True, greedy_always=False,
-            zero_temperature=True, seeded=True):
+            zero_temperature=True, use_generator=True, top_p_first=False, weights=None, truthy=False, reseed=False,
+            dtype=None, squeeze=True):
+    """The notebook's sampler with one thing done wrong (its filters validate, as the notebook's do)."""
     def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
         if greedy_always or (zero_temperature and temperature == 0):
             return logits.argmax(dim=-1)
         if use_temperature and temperature_first:
-            logits = logits / temperature
-        if top_k is not None and use_top_k:
-            logits = top_k_filter(logits, top_k)
-        if top_p is not None and use_top_p:
-            logits = top_p_filter(logits, top_p)
+            logits = apply_temperature(logits, temperature)
+        given = (lambda value: bool(value)) if truthy else (lambda value: value is not None)
+        filters = [(top_k, top_k_filter, use_top_k), (top_p, top_p_filter, use_top_p)]
+        for value, apply, used in (filters[::-1] if top_p_first else filters):
+            if given(value) and used:
+                logits = apply(logits, value)
         if use_temperature and not temperature_first:
-            logits = logits / temperature
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator if seeded else None).squeeze(-1)
+            logits = apply_temperature(logits, temperature)
+        if reseed:
+            torch.manual_seed(0)
+        probs = weights(logits) if weights else F.softmax(logits, dim=-1)
+        out = torch.multinomial(probs, 1, generator=generator if use_generator else None)
+        out = out.squeeze(-1) if squeeze else out
+        return out.to(dtype) if dtype else out
     return sample
 
 
+def probabilities_tempered_after_softmax(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    if not temperature > 0:
+        raise ValueError("temperature must be > 0")
+    probs = F.softmax(logits, -1) / temperature
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
 SAMPLE_BUGS = {
-    "most likely token: sample with torch.multinomial": sampler(greedy_always=True),
+    "always returns the most likely token": sampler(greedy_always=True),
     "temperature=0 means greedy": sampler(zero_temperature=False),
-    "temperature is ignored": sampler(use_temperature=False),
+    "temperature has no effect": sampler(use_temperature=False),
     "top_k is ignored": sampler(use_top_k=False),
     "top_p is ignored": sampler(use_top_p=False),
-    "before the temperature": sampler(temperature_first=False),
-    "pass generator to torch.multinomial": sampler(seeded=False),
+    "applied before the temperature": sampler(temperature_first=False),
+    "the generator is ignored": sampler(use_generator=False),
+    "generators seeded differently gave the same": sampler(use_generator=False, reseed=True),
+    "top-p was applied before top-k": sampler(top_p_first=True),
+    "clamped at 0, not their softmax": sampler(weights=lambda x: x.clamp(min=0)),
+    "needs finite, non-negative weights": sampler(weights=lambda x: x.exp()),  # overflows at logits ~100
+    "torch.long \\(int64\\) tensor, got torch.int32": sampler(dtype=torch.int32),
+    "\\.squeeze\\(-1\\)": sampler(squeeze=False),
+    "not `if top_k:`": sampler(truthy=True),
+    "dividing the probabilities changes nothing": probabilities_tempered_after_softmax,
+    "multiplied by the temperature": lambda x, temperature=1.0, **kw: sample_next_token(
+        x * temperature if temperature else x, 1.0 if temperature else 0, **kw),
+    "the frequencies of the 8 tokens were": sampler(weights=lambda x: F.softmax(F.softmax(x, -1), -1)),
+    "NaN or negative|temperature=nan": lambda x, temperature=1.0, **kw: (
+        sample_next_token(x, 1.0, **kw) if math.isnan(temperature) else sample_next_token(x, temperature, **kw)),
 }
 
-
-@pytest.mark.parametrize("mistake", SAMPLE_BUGS)
-def test_sample_names_the_mistake(mistake):
-    with pytest.raises(AssertionError, match=mistake):
-        checks.check_sample(SAMPLE_BUGS[mistake])
+BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 
 
-def test_top_p_never_samples_outside_the_nucleus_even_when_the_frequencies_are_close():
-    """A sampler that leaks a sliver of probability outside the nucleus is named, however rarely it leaks."""
-    def leaky(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-        probs = sample_next_token(logits, temperature, top_k, None, generator)  # ignore top_p ...
-        if top_p is None:
-            return probs
-        nucleus = sample_next_token(logits, temperature, top_k, top_p, generator)
-        return torch.where(torch.arange(len(probs)) % 200 == 0, probs, nucleus)  # ... for 1 draw in 200
-    outcomes = checks.check_sample.judge(checks.check_sample.probe_all((leaky,)))
-    nucleus = next(o for o in outcomes if o.test.startswith("top_p=0.6"))
-    assert not nucleus.passed and "probability 0 after filtering" in nucleus.message
+(test_each_mistake_is_named, test_every_mistake_fails_under_a_secret_seed_too,
+ test_buggy_sets_are_broad) = mistake_tests(CHECKS, BUGS)
+
+
+def test_top_k_ties_accept_both_readings_of_the_notebook():
+    """Ties at the k-th value: keeping every tied token (the notebook's `logits < kth`) and keeping exactly k both
+    pass; dropping every tied token does not."""
+    for function in (top_k_filter, top_k_by_scatter, top_k_by_rows):
+        for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+            assert not [o for o in outcomes(checks.check_top_k, function, seed) if "ties" in o.test and not o.passed]
+
+
+def test_exact_boundary_inputs_are_exact():
+    """The boundary probe only separates `>= p` from `> p` if the probabilities are exact in float32."""
+    probs = checks.BOUNDARY.softmax(-1)
+    assert torch.equal(probs, checks.BOUNDARY.exp())
+    assert float(probs[0].sort(descending=True).values[:2].sum()) == 0.75
+
+
+# ---------------------------------------------------------------- points, secrets, messages
+
+
+def wrong_everywhere_fraction(functions):
+    total = sum(POINTS.values())
+    earned = sum(POINTS[e] * CHECKS[e].fraction(outcomes(CHECKS[e], f, seed=3)) for e, f in functions.items())
+    return earned / total
+
+
+@pytest.mark.parametrize("notebook", [
+    {"temperature": validating(lambda x, t: x.clone()), "top_k": validating(lambda x, k: x.clone()),
+     "top_p": validating_p(lambda x, p: x.clone()), "sample": sampler(greedy_always=True)},
+    {"temperature": lambda x, t: x * 2, "top_k": lambda x, k: x.softmax(-1), "top_p": lambda x, p: x.clamp(min=0),
+     "sample": lambda x, **kw: torch.zeros(x.size(0), dtype=torch.long)},
+    {"temperature": validating(lambda x, t: x * t), "top_k": validating(lambda x, k: x.masked_fill(x < 0, -math.inf)),
+     "top_p": validating_p(lambda x, p: x.masked_fill(x < x.max(-1, keepdim=True).values, -math.inf)),
+     "sample": sampler(weights=lambda x: torch.ones_like(x))},
+], ids=["identity-and-greedy", "garbage", "plausible-but-wrong"])
+def test_a_wrong_everywhere_notebook_scores_at_most_5_percent(notebook):
+    assert wrong_everywhere_fraction(notebook) <= 0.05
+
+
+@pytest.mark.parametrize("exercise", ["temperature", "top_k", "top_p", "sample"])
+def test_one_typical_bug_loses_the_core_points(exercise):
+    typical = {"temperature": TEMPERATURE_BUGS["multiplied by the temperature"],
+               "top_k": TOP_K_BUGS["k \\+ 1 tokens were kept"], "top_p": TOP_P_BUGS["crosses top_p was dropped"],
+               "sample": SAMPLE_BUGS["applied before the temperature"]}[exercise]
+    check = CHECKS[exercise]
+    assert check.fraction(outcomes(check, typical, seed=2)) <= 0.75
+
+
+def replaying(function, exercise):
+    """A fake that records the public probes' outputs of the right answer and returns them for the same inputs."""
+    table = {}
+
+    def recorder(*args, **kwargs):
+        key = repr(args[0].tolist()), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
+        try:
+            table[key] = function(*args, **kwargs)
+        except ValueError as error:
+            table[key] = error
+        return recorder.__wrapped__(*args, **kwargs)
+    recorder.__wrapped__ = function
+    CHECKS[exercise].probe_all((recorder,), PUBLIC_SEED)
+
+    def fake(*args, **kwargs):
+        key = repr(args[0].tolist()), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
+        if isinstance(table.get(key), ValueError):
+            raise table[key]
+        if key in table:
+            return table[key].clone()
+        if len(args) > 1 and not (isinstance(args[1], (int, float)) and args[1] > 0):
+            raise ValueError("temperature / k / p out of range")
+        return args[0].clone() if exercise != "sample" else args[0].argmax(-1)
+    return fake
+
+
+@pytest.mark.parametrize("exercise", ["temperature", "top_k", "top_p"])
+def test_replaying_the_public_outputs_passes_in_the_notebook_but_not_in_grading(exercise):
+    fake = replaying(VALID[exercise][0], exercise)
+    check = CHECKS[exercise]
+    assert check.fraction(outcomes(check, fake, PUBLIC_SEED)) == 1.0
+    assert max(check.fraction(outcomes(check, fake, seed)) for seed in SECRET_SEEDS) <= 0.1
+
+
+def test_the_sample_probes_differ_in_grading():
+    """Under a secret seed the sampled distribution is another permutation (a fixed lookup of ids cannot pass)."""
+    from coursekit.checks.core import seeded
+
+    secret_argmaxes = set()
+    for seed in SECRET_SEEDS:
+        with seeded(seed, "sample", "x"):
+            secret_argmaxes.add(int(checks._sample_logits().argmax()))
+    assert len(secret_argmaxes) > 1
+
+
+def test_check_modules_import_no_reference_at_top_level():
+    """Sandbox-safe: module-level imports are the standard library, numpy, torch and coursekit.checks only."""
+    allowed = ("__future__", "math", "numpy", "torch", "coursekit.checks.")
+    for name in ("sampling", "gpt2"):
+        tree = ast.parse((Path(checks.__file__).parent / f"{name}.py").read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert all(m.startswith(allowed) for m in modules), (name, modules)
+
+
+@pytest.mark.parametrize("exercise", VALID)
+def test_probes_need_no_reference(exercise):
+    """The probes run where coursekit.sampling (the answers) cannot be imported; the judges then pass them."""
+    assert_probes_need_none_of(["coursekit.sampling"], CHECKS[exercise], VALID[exercise][0])
 
 
 def test_verdicts_survive_the_graders_wire():
     """The grader carries probe results across a process boundary (coursekit.grading.wire) before judging."""
     from coursekit.grading import wire
 
-    for check, function in [(checks.check_temperature, apply_temperature), (checks.check_top_k, top_k_filter),
-                            (checks.check_top_p, top_p_filter), (checks.check_sample, sample_next_token)]:
-        results = [(name, wire.decode_value(wire.encode_value(data))) for name, data in check.probe_all((function,))]
-        assert all(outcome.passed for outcome in check.judge(results)), check.exercise
+    for exercise, functions in VALID.items():
+        check = CHECKS[exercise]
+        for seed in (PUBLIC_SEED, 4):
+            results = [(name, wire.decode_value(wire.encode_value(data)))
+                       for name, data in check.probe_all((functions[0],), seed)]
+            assert all(outcome.passed for outcome in check.judge(results, seed)), exercise
+
+
+def test_probes_restore_nothing_they_should_not_touch():
+    """The check never changes the logits it hands out (the framework's copies aside): the constants stay put."""
+    before = checks.SAMPLE_LOGITS.clone(), checks.LOGITS.clone(), checks.NUCLEUS.clone()
+    for exercise, functions in BUGS.items():
+        for function in list(functions.values())[:3]:
+            outcomes(CHECKS[exercise], function, PUBLIC_SEED)
+    after = checks.SAMPLE_LOGITS, checks.LOGITS, checks.NUCLEUS
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert np.isfinite(checks.SAMPLE_LOGITS.numpy()).all()
