@@ -13,6 +13,10 @@ The student version keeps everything outside the markers (signature, docstring) 
 indentation, `# YOUR CODE HERE` and `raise NotImplementedError()`. The cell after an exercise calls its
 check, e.g. `check_encode(encode)`. Answers to questions live in markdown `<details>` blocks and are kept.
 
+A written question gets an answer cell for the student right after the question: a markdown cell whose metadata
+holds `{"coursekit": {"written": "<question id>"}}` (ids unique in the notebook). In solutions/ it may hold a model
+answer; the student version always says `*Write your answer here.*`, and the grader collects these cells by id.
+
 `python -m coursekit build` writes notebooks/ (outputs cleared, deterministic bytes);
 `python -m coursekit build --check` exits non-zero and names every notebook that is stale.
 
@@ -33,6 +37,8 @@ CHECK_OUTPUT_MARKER = "# NBVAL_CHECK_OUTPUT"
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 STUDENT_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+WRITTEN_PLACEHOLDER = "*Write your answer here.*"
+WRITTEN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 REPOSITORY = "coursekit/coursekit"  # where the course is published on GitHub (Colab and Binder open it from there)
@@ -84,8 +90,20 @@ def strip_solution(source: str) -> str:
 
 
 def exercise_of(cell) -> dict | None:
-    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for an ordinary cell."""
-    return cell.get("metadata", {}).get("coursekit")
+    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for any other cell."""
+    meta = cell.get("metadata", {}).get("coursekit")
+    return None if meta is None or "written" in meta else meta
+
+
+def written_of(cell) -> str | None:
+    """The question id of a written-answer cell ({"coursekit": {"written": id}}), or None for any other cell.
+
+    >>> cell = nbformat.v4.new_markdown_cell("*Write your answer here.*", metadata={"coursekit": {"written": "why"}})
+    >>> written_of(cell), written_of(nbformat.v4.new_markdown_cell("text"))
+    ('why', None)
+    """
+    meta = cell.get("metadata", {}).get("coursekit")
+    return meta.get("written") if isinstance(meta, dict) and "written" in meta else None
 
 
 def check_call_of(cell) -> tuple[str, list[str]] | None:
@@ -151,6 +169,22 @@ def validate(notebook, name: str) -> None:
             strip_solution(cell.source)
         except BuildError as error:
             raise BuildError(f"{where}: {error}") from None
+    for index, cell in enumerate(notebook.cells):
+        question = written_of(cell)
+        if question is None:
+            continue
+        where = f"{name}, cell {index} ({cell.get('id')})"
+        if cell.cell_type != "markdown":
+            raise BuildError(f"{where}: a written-answer cell must be a markdown cell, not {cell.cell_type}.")
+        if not isinstance(question, str) or not WRITTEN_ID.match(question):
+            raise BuildError(f"{where}: metadata coursekit.written must be an id like 'bpe_compression_prediction' "
+                             f"(lowercase letters, digits, _), got {question!r}.")
+        if question in seen:
+            raise BuildError(f"{where}: id {question!r} is used twice (written ids and exercise ids share one space).")
+        seen.add(question)
+        if index == 0 or notebook.cells[index - 1].cell_type != "markdown":
+            raise BuildError(f"{where}: written-answer cell {question!r} must come right after the markdown cell "
+                             f"that asks the question.")
     for item in exercises(notebook):
         if item["check"] is None:
             raise BuildError(f"{name}: exercise {item['exercise']!r} must be followed by a cell calling its check.")
@@ -174,10 +208,13 @@ def with_header(notebook, folder: str, name: str) -> nbformat.NotebookNode:
 
 
 def student_version(solution, name: str) -> nbformat.NotebookNode:
-    """The student notebook for a solution notebook: answers stripped, outputs cleared, its own Colab badge."""
+    """The student notebook for a solution notebook: answers stripped (code and written), outputs cleared, its own
+    Colab badge."""
     notebook = with_header(solution, "notebooks", name)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+        if written_of(cell) is not None:
+            cell.source = WRITTEN_PLACEHOLDER
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
