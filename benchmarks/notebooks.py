@@ -6,8 +6,9 @@ Runs each notebook of solutions/ (or the ones named) top to bottom in a fresh `p
 and records the wall time (kernel start included) and the peak resident memory: the larger of the kernel's own peak,
 read inside the kernel by an extra last cell (`resource.getrusage(...).ru_maxrss`), and the peak of the kernel and
 every process it started added up, sampled from /proc five times a second (Linux).
-Budgets: each notebook at most 3 minutes and 1.5 GB (mybinder.org gives 2 GB in all, and JupyterLab needs some),
-the whole course at most 10 minutes on 2 CPU cores. Prints a table; exits 1 when anything is over budget.
+Budgets: each notebook at most 3 minutes and 1.0 GB (mybinder.org gives 2 GB in all, and the JupyterLab server and
+the browser's kernel traffic need the rest), the whole course at most 10 minutes on 2 CPU cores. Prints a table;
+exits 1 when anything is over budget.
 
 --fresh-cache measures a student's first run: the first cache directory (where downloads and checkpoints go) is
 replaced by an empty temporary one, so nothing trained or downloaded by an earlier run is reused.
@@ -34,7 +35,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_LIMIT_S = 180
-NOTEBOOK_LIMIT_MB = 1536
+NOTEBOOK_LIMIT_MB = 1024
 COURSE_LIMIT_S = 600
 CELL_TIMEOUT_S = 600  # a cell stuck longer than this is reported, not waited on forever
 MARKER = "COURSEKIT_PEAK_RSS"

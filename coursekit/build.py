@@ -145,46 +145,49 @@ def exercises(notebook) -> list[dict]:
     return found
 
 
+def _validate_exercise(cell, meta: dict, where: str, seen: set) -> None:
+    if cell.cell_type != "code":
+        raise BuildError(f"{where}: exercise metadata on a {cell.cell_type} cell; put it on the code cell.")
+    exercise, points = meta.get("exercise"), meta.get("points")
+    if not isinstance(exercise, str) or not exercise:
+        raise BuildError(f"{where}: metadata coursekit.exercise must be a non-empty string, got {exercise!r}.")
+    if exercise in seen:
+        raise BuildError(f"{where}: exercise id {exercise!r} is used twice.")
+    seen.add(exercise)
+    if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+        raise BuildError(f"{where}: metadata coursekit.points must be a positive integer, got {points!r}.")
+    if BEGIN_SOLUTION not in cell.source:
+        raise BuildError(f"{where}: exercise {exercise!r} has no {BEGIN_SOLUTION} ... {END_SOLUTION} block.")
+    try:
+        strip_solution(cell.source)
+    except BuildError as error:
+        raise BuildError(f"{where}: {error}") from None
+
+
+def _validate_written(cell, question, previous, where: str, seen: set) -> None:
+    if cell.cell_type != "markdown":
+        raise BuildError(f"{where}: a written-answer cell must be a markdown cell, not {cell.cell_type}.")
+    if not isinstance(question, str) or not WRITTEN_ID.match(question):
+        raise BuildError(f"{where}: metadata coursekit.written must be an id like 'bpe_compression_prediction' "
+                         f"(lowercase letters, digits, _), got {question!r}.")
+    if question in seen:
+        raise BuildError(f"{where}: id {question!r} is used twice (written ids and exercise ids share one space).")
+    seen.add(question)
+    if previous is None or previous.cell_type != "markdown":
+        raise BuildError(f"{where}: written-answer cell {question!r} must come right after the markdown cell "
+                         f"that asks the question.")
+
+
 def validate(notebook, name: str) -> None:
-    """Raise BuildError when a solution notebook breaks the exercise conventions."""
+    """Raise BuildError when a solution notebook breaks the exercise or written-answer conventions."""
     seen = set()
     for index, cell in enumerate(notebook.cells):
-        meta = exercise_of(cell)
-        if meta is None:
-            continue
         where = f"{name}, cell {index} ({cell.get('id')})"
-        if cell.cell_type != "code":
-            raise BuildError(f"{where}: exercise metadata on a {cell.cell_type} cell; put it on the code cell.")
-        exercise, points = meta.get("exercise"), meta.get("points")
-        if not isinstance(exercise, str) or not exercise:
-            raise BuildError(f"{where}: metadata coursekit.exercise must be a non-empty string, got {exercise!r}.")
-        if exercise in seen:
-            raise BuildError(f"{where}: exercise id {exercise!r} is used twice.")
-        seen.add(exercise)
-        if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
-            raise BuildError(f"{where}: metadata coursekit.points must be a positive integer, got {points!r}.")
-        if BEGIN_SOLUTION not in cell.source:
-            raise BuildError(f"{where}: exercise {exercise!r} has no {BEGIN_SOLUTION} ... {END_SOLUTION} block.")
-        try:
-            strip_solution(cell.source)
-        except BuildError as error:
-            raise BuildError(f"{where}: {error}") from None
-    for index, cell in enumerate(notebook.cells):
-        question = written_of(cell)
-        if question is None:
-            continue
-        where = f"{name}, cell {index} ({cell.get('id')})"
-        if cell.cell_type != "markdown":
-            raise BuildError(f"{where}: a written-answer cell must be a markdown cell, not {cell.cell_type}.")
-        if not isinstance(question, str) or not WRITTEN_ID.match(question):
-            raise BuildError(f"{where}: metadata coursekit.written must be an id like 'bpe_compression_prediction' "
-                             f"(lowercase letters, digits, _), got {question!r}.")
-        if question in seen:
-            raise BuildError(f"{where}: id {question!r} is used twice (written ids and exercise ids share one space).")
-        seen.add(question)
-        if index == 0 or notebook.cells[index - 1].cell_type != "markdown":
-            raise BuildError(f"{where}: written-answer cell {question!r} must come right after the markdown cell "
-                             f"that asks the question.")
+        meta, question = exercise_of(cell), written_of(cell)
+        if meta is not None:
+            _validate_exercise(cell, meta, where, seen)
+        elif question is not None:
+            _validate_written(cell, question, notebook.cells[index - 1] if index else None, where, seen)
     for item in exercises(notebook):
         if item["check"] is None:
             raise BuildError(f"{name}: exercise {item['exercise']!r} must be followed by a cell calling its check.")

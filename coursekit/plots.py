@@ -25,6 +25,15 @@ def _as_array(value, name: str, expected: str) -> np.ndarray:
     return array
 
 
+def _figure_and_axis(ax, figsize: tuple[float, float]):
+    """(figure, axis) to draw on: the given axis and its figure, or a new figure of this size."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     """Mean of each value and the window - 1 before it (fewer at the start), so curves keep their length.
 
@@ -53,10 +62,7 @@ def plot_losses(curves: Mapping[str, Sequence[float]], baselines: Mapping[str, f
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves should be a non-empty dict {name: per-step losses}, e.g. {'one-hot MLP': losses}; "
                          f"got {type(curves).__name__}")
-    if ax is None:
-        figure, ax = plt.subplots(figsize=(8, 4))
-    else:
-        figure = ax.figure
+    figure, ax = _figure_and_axis(ax, figsize=(8, 4))
     for name, losses in curves.items():
         values = _as_array(losses, f"curves[{name!r}]", "a 1-D sequence of losses, one per step")
         if values.ndim != 1 or len(values) == 0:
@@ -144,10 +150,7 @@ def plot_sweep(settings: Sequence[float], curves: Mapping[str, Sequence[float]],
         raise ValueError(f"settings should be a non-empty 1-D sequence of the values tried, got shape {x.shape}")
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError(f"curves should be a non-empty dict {{name: one value per setting}}, got {type(curves).__name__}")
-    if ax is None:
-        figure, ax = plt.subplots(figsize=(7, 3.8))
-    else:
-        figure = ax.figure
+    figure, ax = _figure_and_axis(ax, figsize=(7, 3.8))
     for name, values in curves.items():
         y = _as_array(values, f"curves[{name!r}]", "one value per setting")
         if y.shape != x.shape:

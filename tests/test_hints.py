@@ -179,24 +179,21 @@ def test_questions_have_answer_cells_and_there_is_an_experiment(path):
 
 # ---------------------------------------------------------------- the detectors themselves
 
-SOLVED = '''def merge(ids, pair, new_id):
+SOLVED = '''def running_total(values):
     ### BEGIN SOLUTION
-    merged, i = [], 0
-    while i < len(ids):  # one position at a time
-        if ids[i : i + 2] == list(pair):
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(ids[i])
-            i += 1
-    return merged
+    totals, total = [], 0
+    for value in values:  # left to right
+        total = total + value
+        totals.append(total)
+    return totals
     ### END SOLUTION'''
 
 
-def notebook_with(hints: str, source: str = SOLVED, heading: str = "### Exercise 1.1 · `merge` (2 points, ⏱ 5 min)"):
-    exercise = nbformat.v4.new_code_cell(source, metadata={"coursekit": {"exercise": "merge", "points": 2}})
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"## 1 · Merging\n\n{heading}\n\n{hints}"),
-                                           exercise, nbformat.v4.new_code_cell("check_merge(merge)")])
+def notebook_with(hints: str, source: str = SOLVED,
+                  heading: str = "### Exercise 1.1 · `running_total` (2 points, ⏱ 5 min)"):
+    exercise = nbformat.v4.new_code_cell(source, metadata={"coursekit": {"exercise": "running_total", "points": 2}})
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"## 1 · Sums\n\n{heading}\n\n{hints}"),
+                                           exercise, nbformat.v4.new_code_cell("check_running_total(running_total)")])
 
 
 def folds(first: str, second: str) -> str:
@@ -205,28 +202,28 @@ def folds(first: str, second: str) -> str:
 
 
 def test_good_hints_pass():
-    hints = folds("Read the list with an index in a `while` loop; emit the new id where the pair starts.",
-                  "`if ids[i : i + 2] == list(pair):` tests for the pair; then append and jump by 2.")
+    hints = folds("Keep the sum so far in a variable and record it after each value.",
+                  "`totals.append(total)` after adding each value to `total`.")
     assert hint_problems(notebook_with(hints)) == []
 
 
 @pytest.mark.parametrize("first", [
-    "Test with `if ids[i:i+2] == list(pair):` and skip ahead.",  # other spacing
-    "```python\nwhile i < len(ids):\n```",  # a line whose comment the solution has and the hint has not
+    "Add each value with `total = total+value`.",  # other spacing
+    "```python\nfor value in values:\n```",  # a line whose comment the solution has and the hint has not
 ])
 def test_a_solution_line_in_hint_1_is_caught(first):
-    [problem] = hint_problems(notebook_with(folds(first, "Append `new_id`.")))
-    assert problem.startswith("merge: Hint 1 contains a line of the solution")
+    [problem] = hint_problems(notebook_with(folds(first, "Append the total.")))
+    assert problem.startswith("running_total: Hint 1 contains a line of the solution")
 
 
 def test_trivial_lines_in_hint_1_are_allowed():
-    assert hint_problems(notebook_with(folds("At the end, `return merged`; step with `i += 1`.", "..."))) == []
+    assert hint_problems(notebook_with(folds("At the end, `return totals`; start from `total = 0`.", "..."))) == []
 
 
 def test_the_whole_solution_in_hint_2_is_caught():
     body = SOLVED.split("### BEGIN SOLUTION\n")[1].split("    ### END SOLUTION")[0]
-    assert hint_problems(notebook_with(folds("Use a while loop.", f"```python\n{textwrap.dedent(body)}```"))) == [
-        "merge: Hint 2 contains the whole solution"]
+    assert hint_problems(notebook_with(folds("Use a loop.", f"```python\n{textwrap.dedent(body)}```"))) == [
+        "running_total: Hint 2 contains the whole solution"]
 
 
 def test_a_whole_solution_block_in_hint_2_is_caught():
@@ -235,12 +232,13 @@ def test_a_whole_solution_block_in_hint_2_is_caught():
               "        ### BEGIN SOLUTION\n        return self.second_layer(self.first_layer(x))\n"
               "        ### END SOLUTION")
     hints = folds("Two layers, applied in order.", "`self.first_layer = make(1)` and `self.second_layer = make(2)`")
-    assert hint_problems(notebook_with(hints, source)) == ["merge: Hint 2 contains all of solution block 1"]
+    assert hint_problems(notebook_with(hints, source)) == [
+        "running_total: Hint 2 contains all of solution block 1"]
 
 
 @pytest.mark.parametrize("hints", [
-    "<details><summary>Hint</summary>\n\nUse a while loop.\n</details>",
-    folds("Use a while loop.", "x")[: folds("a", "b").index("<details><summary>Hint 2")],
+    "<details><summary>Hint</summary>\n\nUse a loop.\n</details>",
+    folds("Use a loop.", "x")[: folds("Use a loop.", "x").index("<details><summary>Hint 2")],
 ])
 def test_a_missing_level_is_caught(hints):
     [problem] = hint_problems(notebook_with(hints))
@@ -248,9 +246,9 @@ def test_a_missing_level_is_caught(hints):
 
 
 @pytest.mark.parametrize("heading, complaint", [
-    ("### Exercise `merge` (2 points)", "wants one heading"),
-    ("### Exercise 2.1 · `merge` — pairs (2 points, ⏱ 5 min)", "numbered 2.1, but it is exercise 1 of section 1"),
-    ("### Exercise 1.1 · `merge` (3 points, ⏱ 5 min)", "heading says 3 points, its metadata 2"),
+    ("### Exercise `running_total` (2 points)", "wants one heading"),
+    ("### Exercise 2.1 · `running_total` — sums (2 points, ⏱ 5 min)", "numbered 2.1, but it is exercise 1 of section 1"),
+    ("### Exercise 1.1 · `running_total` (3 points, ⏱ 5 min)", "heading says 3 points, its metadata 2"),
 ])
 def test_numbering_mistakes_are_named(heading, complaint):
     [problem] = numbering_problems(notebook_with(folds("a", "b"), heading=heading))
