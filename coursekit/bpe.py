@@ -29,9 +29,8 @@ from pathlib import Path
 import regex  # the stdlib `re` has no \p{L} (any letter) or \p{N} (any number)
 from tqdm.auto import tqdm
 
-# GPT-2's split: contractions, letters, numbers, anything else, then whitespace. `\s+(?!\S)` takes a run of
-# whitespace but leaves its last space to start the next word, so "a   b" splits as "a", "  ", " b".
-GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+from coursekit.gpt2_tables import GPT2_SPLIT_PATTERN
+
 _gpt2_split = regex.compile(GPT2_SPLIT_PATTERN)
 
 Pair = tuple[int, int]

@@ -13,6 +13,10 @@ The student version keeps everything outside the markers (signature, docstring) 
 indentation, `# YOUR CODE HERE` and `raise NotImplementedError()`. The cell after an exercise calls its
 check, e.g. `check_encode(encode)`. Answers to questions live in markdown `<details>` blocks and are kept.
 
+A written question gets an answer cell for the student right after the question: a markdown cell whose metadata
+holds `{"coursekit": {"written": "<question id>"}}` (ids unique in the notebook). In solutions/ it may hold a model
+answer; the student version always says `*Write your answer here.*`, and the grader collects these cells by id.
+
 `python -m coursekit build` writes notebooks/ (outputs cleared, deterministic bytes);
 `python -m coursekit build --check` exits non-zero and names every notebook that is stale.
 
@@ -33,6 +37,8 @@ CHECK_OUTPUT_MARKER = "# NBVAL_CHECK_OUTPUT"
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 STUDENT_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+WRITTEN_PLACEHOLDER = "*Write your answer here.*"
+WRITTEN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 
 REPOSITORY = "coursekit/coursekit"  # where the course is published on GitHub (Colab and Binder open it from there)
@@ -84,8 +90,20 @@ def strip_solution(source: str) -> str:
 
 
 def exercise_of(cell) -> dict | None:
-    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for an ordinary cell."""
-    return cell.get("metadata", {}).get("coursekit")
+    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for any other cell."""
+    meta = cell.get("metadata", {}).get("coursekit")
+    return None if meta is None or "written" in meta else meta
+
+
+def written_of(cell) -> str | None:
+    """The question id of a written-answer cell ({"coursekit": {"written": id}}), or None for any other cell.
+
+    >>> cell = nbformat.v4.new_markdown_cell("*Write your answer here.*", metadata={"coursekit": {"written": "why"}})
+    >>> written_of(cell), written_of(nbformat.v4.new_markdown_cell("text"))
+    ('why', None)
+    """
+    meta = cell.get("metadata", {}).get("coursekit")
+    return meta.get("written") if isinstance(meta, dict) and "written" in meta else None
 
 
 def check_call_of(cell) -> tuple[str, list[str]] | None:
@@ -127,30 +145,49 @@ def exercises(notebook) -> list[dict]:
     return found
 
 
+def _validate_exercise(cell, meta: dict, where: str, seen: set) -> None:
+    if cell.cell_type != "code":
+        raise BuildError(f"{where}: exercise metadata on a {cell.cell_type} cell; put it on the code cell.")
+    exercise, points = meta.get("exercise"), meta.get("points")
+    if not isinstance(exercise, str) or not exercise:
+        raise BuildError(f"{where}: metadata coursekit.exercise must be a non-empty string, got {exercise!r}.")
+    if exercise in seen:
+        raise BuildError(f"{where}: exercise id {exercise!r} is used twice.")
+    seen.add(exercise)
+    if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+        raise BuildError(f"{where}: metadata coursekit.points must be a positive integer, got {points!r}.")
+    if BEGIN_SOLUTION not in cell.source:
+        raise BuildError(f"{where}: exercise {exercise!r} has no {BEGIN_SOLUTION} ... {END_SOLUTION} block.")
+    try:
+        strip_solution(cell.source)
+    except BuildError as error:
+        raise BuildError(f"{where}: {error}") from None
+
+
+def _validate_written(cell, question, previous, where: str, seen: set) -> None:
+    if cell.cell_type != "markdown":
+        raise BuildError(f"{where}: a written-answer cell must be a markdown cell, not {cell.cell_type}.")
+    if not isinstance(question, str) or not WRITTEN_ID.match(question):
+        raise BuildError(f"{where}: metadata coursekit.written must be an id like 'bpe_compression_prediction' "
+                         f"(lowercase letters, digits, _), got {question!r}.")
+    if question in seen:
+        raise BuildError(f"{where}: id {question!r} is used twice (written ids and exercise ids share one space).")
+    seen.add(question)
+    if previous is None or previous.cell_type != "markdown":
+        raise BuildError(f"{where}: written-answer cell {question!r} must come right after the markdown cell "
+                         f"that asks the question.")
+
+
 def validate(notebook, name: str) -> None:
-    """Raise BuildError when a solution notebook breaks the exercise conventions."""
+    """Raise BuildError when a solution notebook breaks the exercise or written-answer conventions."""
     seen = set()
     for index, cell in enumerate(notebook.cells):
-        meta = exercise_of(cell)
-        if meta is None:
-            continue
         where = f"{name}, cell {index} ({cell.get('id')})"
-        if cell.cell_type != "code":
-            raise BuildError(f"{where}: exercise metadata on a {cell.cell_type} cell; put it on the code cell.")
-        exercise, points = meta.get("exercise"), meta.get("points")
-        if not isinstance(exercise, str) or not exercise:
-            raise BuildError(f"{where}: metadata coursekit.exercise must be a non-empty string, got {exercise!r}.")
-        if exercise in seen:
-            raise BuildError(f"{where}: exercise id {exercise!r} is used twice.")
-        seen.add(exercise)
-        if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
-            raise BuildError(f"{where}: metadata coursekit.points must be a positive integer, got {points!r}.")
-        if BEGIN_SOLUTION not in cell.source:
-            raise BuildError(f"{where}: exercise {exercise!r} has no {BEGIN_SOLUTION} ... {END_SOLUTION} block.")
-        try:
-            strip_solution(cell.source)
-        except BuildError as error:
-            raise BuildError(f"{where}: {error}") from None
+        meta, question = exercise_of(cell), written_of(cell)
+        if meta is not None:
+            _validate_exercise(cell, meta, where, seen)
+        elif question is not None:
+            _validate_written(cell, question, notebook.cells[index - 1] if index else None, where, seen)
     for item in exercises(notebook):
         if item["check"] is None:
             raise BuildError(f"{name}: exercise {item['exercise']!r} must be followed by a cell calling its check.")
@@ -174,10 +211,13 @@ def with_header(notebook, folder: str, name: str) -> nbformat.NotebookNode:
 
 
 def student_version(solution, name: str) -> nbformat.NotebookNode:
-    """The student notebook for a solution notebook: answers stripped, outputs cleared, its own Colab badge."""
+    """The student notebook for a solution notebook: answers stripped (code and written), outputs cleared, its own
+    Colab badge."""
     notebook = with_header(solution, "notebooks", name)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+        if written_of(cell) is not None:
+            cell.source = WRITTEN_PLACEHOLDER
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None

@@ -20,28 +20,7 @@ from pathlib import Path
 
 from coursekit import data
 from coursekit.bpe import apply_merges, pretokenize
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's table from each of the 256 bytes to a printable, non-space character.
-
-    Why: `vocab.bpe` is a text file with one merge per line, two tokens separated by a space, e.g. "Ġ t". A token
-    that contained a real space, a newline or a control byte would break that format and be hard to read. So
-    each byte that already is a visible character (letters, digits, punctuation, most of Latin-1) stands for
-    itself, and each remaining byte (controls, space, ...) is given an unused visible character, 256 onwards, in
-    byte order: the space (byte 32) gets chr(256 + 32) = "Ġ", the newline (byte 10) gets "Ċ".
-
-    >>> table = bytes_to_unicode()
-    >>> table[ord("a")], table[ord(" ")], table[ord("\\n")], len(set(table.values()))
-    ('a', 'Ġ', 'Ċ', 256)
-    """
-    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {byte: chr(byte) for byte in visible}
-    stand_ins = (chr(256 + offset) for offset in range(256))
-    for byte in range(256):
-        if byte not in table:
-            table[byte] = next(stand_ins)
-    return table
+from coursekit.gpt2_tables import bytes_to_unicode
 
 
 def read_merges(file: str | Path) -> list[tuple[str, str]]:

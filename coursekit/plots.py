@@ -25,6 +25,15 @@ def _as_array(value, name: str, expected: str) -> np.ndarray:
     return array
 
 
+def _figure_and_axis(ax, figsize: tuple[float, float]):
+    """(figure, axis) to draw on: the given axis and its figure, or a new figure of this size."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     """Mean of each value and the window - 1 before it (fewer at the start), so curves keep their length.
 
@@ -53,10 +62,7 @@ def plot_losses(curves: Mapping[str, Sequence[float]], baselines: Mapping[str, f
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves should be a non-empty dict {name: per-step losses}, e.g. {'one-hot MLP': losses}; "
                          f"got {type(curves).__name__}")
-    if ax is None:
-        figure, ax = plt.subplots(figsize=(8, 4))
-    else:
-        figure = ax.figure
+    figure, ax = _figure_and_axis(ax, figsize=(8, 4))
     for name, losses in curves.items():
         values = _as_array(losses, f"curves[{name!r}]", "a 1-D sequence of losses, one per step")
         if values.ndim != 1 or len(values) == 0:
@@ -122,5 +128,41 @@ def attention_heatmap(weights, tokens: Sequence[str], title: str | None = None, 
             axis.set_title(head_titles[index])
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_sweep(settings: Sequence[float], curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str,
+               baselines: Mapping[str, float] | None = None, title: str | None = None, log_x: bool = True, ax=None):
+    """An experiment's result: one marked line per measured quantity against the setting that was varied.
+
+    settings: the values tried, e.g. hidden sizes [1, 2, 4, 8]; each curve has one measurement per setting.
+    baselines: horizontal dashed lines, e.g. {"count table (best bigram)": 2.45}. Returns the Figure.
+
+    >>> figure = plot_sweep([1, 2, 4], {"loss": [3.0, 2.6, 2.5]}, xlabel="hidden size", ylabel="nats")
+    >>> [line.get_label() for line in figure.axes[0].get_lines()]
+    ['loss']
+    """
+    import matplotlib.pyplot as plt
+
+    x = _as_array(settings, "settings", "a 1-D sequence of the values tried")
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"settings should be a non-empty 1-D sequence of the values tried, got shape {x.shape}")
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError(f"curves should be a non-empty dict {{name: one value per setting}}, got {type(curves).__name__}")
+    figure, ax = _figure_and_axis(ax, figsize=(7, 3.8))
+    for name, values in curves.items():
+        y = _as_array(values, f"curves[{name!r}]", "one value per setting")
+        if y.shape != x.shape:
+            raise ValueError(f"curves[{name!r}] should have one value per setting ({len(x)}), got shape {y.shape}")
+        ax.plot(x, y, marker="o", label=name)
+    for name, value in (baselines or {}).items():
+        ax.axhline(value, linestyle="--", color="dimgray", linewidth=1.2, label=f"{name}: {value:.3f}")
+    if log_x:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [f"{value:g}" for value in x])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
     figure.tight_layout()
     return figure

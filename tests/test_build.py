@@ -118,3 +118,37 @@ def test_build_gives_the_solution_its_colab_header_once(tmp_path):
     assert "blob/main/solutions/01_tiny.ipynb" in solution.cells[0].source
     student = nbformat.read(root / "notebooks" / "01_tiny.ipynb", as_version=4)
     assert "blob/main/notebooks/01_tiny.ipynb" in student.cells[0].source
+
+
+def written_cell(source, question="why_double"):
+    return nbformat.v4.new_markdown_cell(source, metadata={"coursekit": {"written": question}})
+
+
+def test_a_written_answer_becomes_the_placeholder_for_the_student(tmp_path):
+    question = nbformat.v4.new_markdown_cell("**Question.** Why double?")
+    model_answer = written_cell("Because twice is what the tests expect.")
+    root = tiny_course(tmp_path, [question, model_answer, exercise_cell(SOLVED),
+                                  nbformat.v4.new_code_cell("check_double(double)")])
+    build.build(root)
+    student = nbformat.read(root / "notebooks" / "01_tiny.ipynb", as_version=4)
+    [answer] = [cell for cell in student.cells if build.written_of(cell)]
+    assert answer.source == "*Write your answer here.*"
+    assert answer.metadata["coursekit"] == {"written": "why_double"}, "the grader finds the cell by its id"
+    assert student.cells[student.cells.index(answer) - 1].source == question.source
+    solution = nbformat.read(root / "solutions" / "01_tiny.ipynb", as_version=4)
+    assert any(cell.source == model_answer.source for cell in solution.cells), "the model answer stays in solutions/"
+    assert [item["exercise"] for item in build.exercises(solution)] == ["double"], "a written cell is no exercise"
+
+
+@pytest.mark.parametrize("cells, complaint", [
+    ([nbformat.v4.new_markdown_cell("Q?"), written_cell("a"), nbformat.v4.new_markdown_cell("Q2?"),
+      written_cell("b")], "used twice"),
+    ([nbformat.v4.new_code_cell("x = 1"), written_cell("a")], "right after the markdown cell"),
+    ([nbformat.v4.new_markdown_cell("Q?"), written_cell("a", question="Why Double?")], "must be an id"),
+    ([nbformat.v4.new_markdown_cell("Q?"),
+      nbformat.v4.new_code_cell("x = 1", metadata={"coursekit": {"written": "why"}})], "must be a markdown cell"),
+])
+def test_broken_written_cells_are_named(tmp_path, cells, complaint):
+    root = tiny_course(tmp_path, cells)
+    with pytest.raises(build.BuildError, match=complaint):
+        build.build(root)

@@ -46,3 +46,13 @@ def test_every_exercise_calls_a_check_for_that_exercise(path):
         assert isinstance(check, checks.Check), f"{item['check']} is not a check in coursekit.checks"
         assert check.exercise == item["exercise"], f"{item['check']} checks {check.exercise!r}, not {item['exercise']!r}"
         assert len(item["arguments"]) == len(check.expects)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=names(SOLUTIONS))
+def test_student_notebooks_ask_the_written_questions_without_their_model_answers(path):
+    solution = nbformat.read(path, as_version=4)
+    student = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    asked = [build.written_of(cell) for cell in solution.cells if build.written_of(cell)]
+    written = [cell for cell in student.cells if build.written_of(cell)]
+    assert [build.written_of(cell) for cell in written] == asked, "same questions, same ids, same order"
+    assert all(cell.source == build.WRITTEN_PLACEHOLDER for cell in written)

@@ -57,3 +57,22 @@ def test_attention_heatmap_names_the_expected_shape(weights, message):
 
 def test_moving_average_keeps_the_length():
     assert plots.moving_average([1.0, 3.0, 5.0, 7.0], 3).tolist() == [1.0, 2.0, 3.0, 5.0]
+
+
+def test_plot_sweep_draws_each_curve_at_its_settings():
+    figure = plots.plot_sweep([1, 2, 4], {"train": [3.0, 2.6, 2.5], "held out": torch.tensor([3.1, 2.8, 2.7])},
+                              xlabel="hidden size", ylabel="nats", baselines={"floor": 2.45})
+    axis = figure.axes[0]
+    assert axis.get_legend_handles_labels()[1] == ["train", "held out", "floor: 2.450"]
+    assert np.allclose(axis.get_lines()[1].get_xydata(), [[1, 3.1], [2, 2.8], [4, 2.7]])
+    assert axis.get_xscale() == "log"
+
+
+@pytest.mark.parametrize("settings, curves, message", [
+    ([1, 2], {"loss": [1.0]}, r"one value per setting \(2\), got shape \(1,\)"),
+    ([], {"loss": []}, "non-empty 1-D"),
+    ([1, 2], {}, "non-empty dict"),
+])
+def test_plot_sweep_names_what_is_wrong(settings, curves, message):
+    with pytest.raises(ValueError, match=message):
+        plots.plot_sweep(settings, curves, xlabel="x", ylabel="y")
