@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, array_mistake, describe
-from coursekit.gpt2 import cosine_similarity_matrix, top_k_table
+from coursekit.gpt2_inspection import cosine_similarity_matrix, top_k_table
 
 # ---------------------------------------------------------------- cosine similarity matrix
 
