@@ -84,8 +84,10 @@ def strip_solution(source: str) -> str:
 
 
 def exercise_of(cell) -> dict | None:
-    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for an ordinary cell."""
-    return cell.get("metadata", {}).get("coursekit")
+    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for an ordinary cell (and for a
+    written-answer cell, whose metadata is {"written": question id})."""
+    meta = cell.get("metadata", {}).get("coursekit")
+    return None if meta is None or set(meta) == {"written"} else meta
 
 
 def check_call_of(cell) -> tuple[str, list[str]] | None:

@@ -140,7 +140,7 @@ def open_notebook(page, lab, relative: str):
     cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
     expect(cells).to_have_count(len(nbformat.read(lab[2] / relative, as_version=4).cells), timeout=PAGE_TIMEOUT)
     page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-    page.wait_for_function(KERNEL_READY)
+    page.wait_for_function(KERNEL_READY, timeout=FIRST_OUTPUT_TIMEOUT)  # a busy machine starts kernels slowly
     return cells
 
 
