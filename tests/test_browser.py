@@ -305,7 +305,9 @@ def test_sampling_explorer_redraws_when_a_slider_moves(page, lab, screenshots):
     """Notebook 05's explorer in JupyterLab: dragging the temperature slider changes the summary and the chart."""
     from playwright.sync_api import expect
 
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in EXPLORER_NOTEBOOK])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in EXPLORER_NOTEBOOK],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})  # no kernel dialog
     nbformat.write(notebook, lab[2] / "solutions" / "explorer_demo.ipynb")
     cells = open_notebook(page, lab, "solutions/explorer_demo.ipynb")
     page.evaluate(RUN_CELLS, [0])
