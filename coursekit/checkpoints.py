@@ -14,10 +14,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file
 
 from coursekit.data import cache_dir, cache_dirs
-from coursekit.gpt import GPT, GPTConfig
+from coursekit.gpt_config import GPTConfig
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "checkpoint.json"
@@ -34,15 +34,20 @@ def checkpoint_dir(name: str) -> Path:
     return cache_dir() / "checkpoints" / name
 
 
-def save_checkpoint(model: GPT, name: str, tokenizer: str | dict, metadata: dict | None = None) -> Path:
-    """Save model's weights and config under checkpoint_dir(name); returns that folder.
+def save_checkpoint(model, name: str, tokenizer: str | dict, metadata: dict | None = None) -> Path:
+    """Save model's parameters and config under checkpoint_dir(name); returns that folder.
+
+    model is any module with GPT-2's parameter names and a `config` GPTConfig: coursekit.gpt.GPT, or the GPT you
+    wrote in notebook 04. Only parameters are saved (a tied matrix once, under its first name); buffers such as
+    attention masks are rebuilt by the model that loads the checkpoint.
 
     tokenizer identifies how text becomes token ids, e.g. "char" or {"name": "bpe-512", "sha256": "..."};
     metadata is any JSON-serialisable training information (steps, losses, preset name, ...).
     """
     directory = checkpoint_dir(name)
     directory.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(directory / WEIGHTS_FILE))
+    parameters = {name: parameter.detach().cpu().contiguous() for name, parameter in model.named_parameters()}
+    save_file(parameters, str(directory / WEIGHTS_FILE))
     description = {"config": dataclasses.asdict(model.config), "tokenizer": tokenizer, "training": metadata or {}}
     (directory / METADATA_FILE).write_text(json.dumps(description, indent=2), encoding="utf-8")
     return directory
@@ -83,12 +88,14 @@ def config_differences(saved: GPTConfig, wanted: GPTConfig) -> list[str]:
     ]
 
 
-def load_checkpoint(name: str, config: GPTConfig | None = None, device="cpu") -> tuple[GPT, dict]:
+def load_checkpoint(name: str, config: GPTConfig | None = None, device="cpu"):
     """Rebuild the GPT saved as `name`; returns (model in eval mode, the checkpoint's JSON description).
 
     Pass config to build the model from your own config: if its architecture differs from the checkpoint's,
     CheckpointError lists every mismatched field.
     """
+    from coursekit.gpt import GPT  # here, not at the top: saving must not need the reference model (notebook 04)
+
     directory = find_checkpoint(name)
     info = read_checkpoint_info(name)
     saved = GPTConfig(**info["config"])

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from coursekit.gpt import GPTConfig
+from coursekit.gpt_config import GPTConfig
 
 
 class CharTokenizer:

@@ -140,7 +140,7 @@ def open_notebook(page, lab, relative: str):
     cells = page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
     expect(cells).to_have_count(len(nbformat.read(lab[2] / relative, as_version=4).cells), timeout=PAGE_TIMEOUT)
     page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-    page.wait_for_function(KERNEL_READY)
+    page.wait_for_function(KERNEL_READY, timeout=FIRST_OUTPUT_TIMEOUT)  # a busy machine starts kernels slowly
     return cells
 
 
@@ -289,3 +289,49 @@ def fail_without_view(page, cells, run, index, path):
     pytest.fail(f"no bertviz SVG in cell {index} of {path.name}; outputs of the cells run: {outputs}; requests "
                 f"leaving the machine: {sorted(set(page.context.outside_requests))}; "
                 f"console: {page.context.console[-15:]}")
+
+
+EXPLORER_NOTEBOOK = [
+    "import torch\n"
+    "from coursekit import explorer\n"
+    "\n"
+    "logits = torch.linspace(4.0, -4.0, 40)  # a made-up model: 40 tokens, the first the most likely\n"
+    "demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f'tok{token}', explorer.COURSEKIT_FUNCTIONS)\n"
+    "demo",
+]
+
+
+def test_sampling_explorer_redraws_when_a_slider_moves(page, lab, screenshots):
+    """Notebook 05's explorer in JupyterLab: dragging the temperature slider changes the summary and the chart."""
+    from playwright.sync_api import expect
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in EXPLORER_NOTEBOOK],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                 "language": "python"}})  # no kernel dialog
+    nbformat.write(notebook, lab[2] / "solutions" / "explorer_demo.ipynb")
+    cells = open_notebook(page, lab, "solutions/explorer_demo.ipynb")
+    page.evaluate(RUN_CELLS, [0])
+    output = output_of(cells, 0)
+    summary = output.locator(".widget-html-content", has_text="entropy")
+    summary.wait_for(timeout=FIRST_OUTPUT_TIMEOUT)
+    chart = output.locator(".widget-output img")
+    chart.wait_for()
+    before_text, before_chart = summary.inner_text(), chart.get_attribute("src")
+    assert "40 of 40 tokens kept" in before_text
+    shoot(cells.nth(0), screenshots, "05-explorer-before")
+
+    slider = output.locator(".widget-slider", has=page.locator("label", has_text="temperature"))
+    handle = slider.locator(".noUi-handle")
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] - 150, box["y"] + box["height"] / 2, steps=5)  # towards low temperatures: sharper
+    page.mouse.up()
+    expect(slider.locator(".widget-readout")).not_to_have_text("1.00")
+    expect(summary).not_to_have_text(before_text, timeout=PAGE_TIMEOUT)
+    page.wait_for_function("(before) => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                           ".widget-output img')?.src !== before", arg=before_chart)
+    after_text = summary.inner_text()
+    entropy = lambda text: float(re.search(r"entropy of the sampled distribution ([\d.]+)", text).group(1))  # noqa: E731
+    assert entropy(after_text) < entropy(before_text), (before_text, after_text)
+    shoot(cells.nth(0), screenshots, "05-explorer-after")

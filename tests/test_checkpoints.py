@@ -67,3 +67,29 @@ def test_missing_checkpoint_names_the_path_and_how_to_create_it(tmp_path):
 def test_checkpoint_names_are_plain_folder_names(name):
     with pytest.raises(ValueError, match="plain folder name"):
         checkpoint_dir(name)
+
+
+def test_a_students_own_gpt_saves_and_loads_into_the_reference_model():
+    """Notebook 04 saves the student's GPT (same parameter names, plus attention-mask buffers) without the
+    reference class; notebook 05 loads it into coursekit.gpt.GPT, which must compute the same function."""
+    torch.manual_seed(1)
+    reference = GPT(CONFIG).eval()
+
+    class StudentGPT(torch.nn.Module):  # GPT-2's names, an extra buffer per block, a config attribute
+        def __init__(self):
+            super().__init__()
+            self.config = CONFIG
+            self.inner = GPT(CONFIG)
+            self.transformer, self.lm_head = self.inner.transformer, self.inner.lm_head
+            del self.inner
+            for block in self.transformer.h:
+                block.attn.register_buffer("mask", torch.ones(8, 8, dtype=torch.bool))
+
+    student = StudentGPT()
+    student.load_state_dict({**reference.state_dict(), **{f"transformer.h.{i}.attn.mask": torch.ones(8, 8, dtype=torch.bool)
+                                                         for i in range(CONFIG.n_layer)}})
+    save_checkpoint(student, "student", tokenizer="char")
+    loaded, _ = load_checkpoint("student")
+    idx = torch.tensor([[4, 1, 7, 2]])
+    assert torch.equal(loaded(idx)[0], reference(idx)[0])
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight

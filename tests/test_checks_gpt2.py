@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes
-from coursekit import gpt2
+from coursekit import gpt2_inspection as gpt2  # the reference answers of notebook 06
 from coursekit.checks import gpt2 as checks
 from coursekit.checks.core import PUBLIC_SEED
 

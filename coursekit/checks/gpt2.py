@@ -17,8 +17,8 @@ from coursekit.checks.sampling import large_magnitudes, with_global_rng_perturbe
 
 def _reference():
     """The answers to notebook 06's exercises: judge-side only (the grader keeps this module out of the sandbox)."""
-    from coursekit import gpt2
-    return gpt2
+    from coursekit import gpt2_inspection
+    return gpt2_inspection
 
 
 def _rounded(values, digits: int = 3) -> list[float]:

@@ -18,9 +18,13 @@ ANSWERS: dict[str, tuple[str, ...]] = {
                         "coursekit.training"),
     "02_bigram_mlp": ("coursekit.bigram", "coursekit.training"),
     "03_attention": ("coursekit.attention", "coursekit.gpt"),
+    # The reference model (MLP, Block, GPT, forward, generate) and the training plumbing that answers `get_batch`
+    # and `train` (its Trainer is a training loop); notebook 04 trains with the student's own loop instead.
     "04_gpt_training": ("coursekit.gpt", "coursekit.training"),
+    # The sampling API. Its filters are implemented next to GPT.generate in coursekit.gpt: notebook 04 taught them
+    # (its `generate` exercise), so like 03's attention in 04 they are a building block notebook 05 may use.
     "05_prompting": ("coursekit.sampling",),
-    "06_gpt2_inspection": ("coursekit.gpt2",),
+    "06_gpt2_inspection": ("coursekit.gpt2_inspection",),
 }
 
 
@@ -39,8 +43,8 @@ def top_level_imports(file: Path) -> set[str]:
     """What a file imports from coursekit when it is imported (imports inside functions do not count): module
     names, and for `from coursekit.x import y` also `coursekit.x.y` (y may be a module).
 
-    >>> sorted(name for name in top_level_imports(PACKAGE / "checkpoints.py") if name in module_names())
-    ['coursekit.data', 'coursekit.gpt']
+    >>> sorted(name for name in top_level_imports(PACKAGE / "sampling.py") if name in module_names())
+    ['coursekit.gpt']
     """
     tree = ast.parse(file.read_text(encoding="utf-8"))
     found = set()

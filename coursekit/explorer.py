@@ -1,0 +1,160 @@
+"""A live sampling explorer (notebook 05): how temperature, top-k and top-p reshape the next-token distribution.
+
+`SamplingExplorer` shows sliders for temperature, top-k and top-p and a prompt box. Every change redraws a bar chart
+of the most likely next tokens (the tokens the filters keep in colour, the dropped ones grey) and prints the entropy
+of the distribution that is sampled from, and one sampled token. Where no widget frontend runs (nbval, nbconvert,
+GitHub's viewer) the same display carries a static picture of the starting settings instead.
+
+The filters are the student's own once they pass their checks, coursekit's otherwise (`pick_sampling_functions`);
+coursekit's are the ones `GPT.generate` uses (notebook 04), not notebook 05's reference module.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import torch
+
+from coursekit import gpt
+
+BARS = 20  # how many of the most likely tokens the chart shows
+
+
+@dataclass(frozen=True)
+class SamplingFunctions:
+    """The three logit filters the explorer applies, and whose they are (for the explorer to say)."""
+
+    temperature: Callable
+    top_k: Callable
+    top_p: Callable
+    source: str
+
+
+COURSEKIT_FUNCTIONS = SamplingFunctions(gpt.apply_temperature, gpt.top_k_filter, gpt.top_p_filter,
+                                        "coursekit's (the ones GPT.generate uses)")
+
+
+def passes(check, function) -> bool:
+    """Whether function passes every test of check, without printing or raising (a stand-in check never passes)."""
+    try:
+        return all(outcome.passed for outcome in check.judge(check.probe_all((function,))))
+    except Exception:  # noqa: BLE001 - any failure to run the check means: not (yet) yours
+        return False
+
+
+def pick_sampling_functions(temperature, top_k, top_p, checks) -> SamplingFunctions:
+    """The student's three filters if all pass their checks (temperature, top_k, top_p order), else coursekit's.
+
+    >>> pick_sampling_functions(None, None, None, checks=[None, None, None]).source
+    "coursekit's (the ones GPT.generate uses)"
+    """
+    yours = (temperature, top_k, top_p)
+    if all(function is not None and passes(check, function) for function, check in zip(yours, checks)):
+        return SamplingFunctions(*yours, source="yours (all three passed their checks)")
+    return COURSEKIT_FUNCTIONS
+
+
+def filtered_probabilities(logits: torch.Tensor, functions: SamplingFunctions, temperature: float,
+                           top_k: int | None, top_p: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities after temperature, kept mask) for logits (vocab,); the kept tokens are what sampling draws from.
+
+    >>> probs, kept = filtered_probabilities(torch.tensor([2.0, 1.0, 0.0]), COURSEKIT_FUNCTIONS, 1.0, 2, None)
+    >>> kept.tolist(), round(float(probs[:2].sum()), 3)
+    ([True, True, False], 0.91)
+    """
+    tempered = functions.temperature(logits, temperature)
+    filtered = tempered
+    if top_k is not None:
+        filtered = functions.top_k(filtered, top_k)
+    if top_p is not None:
+        filtered = functions.top_p(filtered, top_p)
+    return torch.softmax(tempered, dim=-1), ~torch.isneginf(filtered)
+
+
+def entropy_of_kept(probabilities: torch.Tensor, kept: torch.Tensor) -> float:
+    """Entropy in nats of the distribution renormalised over the kept tokens.
+
+    >>> round(entropy_of_kept(torch.tensor([0.25, 0.25, 0.5]), torch.tensor([True, True, False])), 4)
+    0.6931
+    """
+    renormalised = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+    renormalised = renormalised / renormalised.sum()
+    return float(torch.special.xlogy(renormalised, renormalised.reciprocal()).sum())
+
+
+class SamplingExplorer:
+    """Sliders and a prompt box over a model's next-token distribution; display it as the last line of a cell.
+
+    next_token_logits(prompt) -> logits (vocab,); token_text(id) -> a readable string for one token.
+    """
+
+    def __init__(self, next_token_logits: Callable[[str], torch.Tensor], token_text: Callable[[int], str],
+                 functions: SamplingFunctions, prompt: str = "KING RICHARD", seed: int = 0):
+        import ipywidgets as widgets
+
+        self.next_token_logits, self.token_text, self.functions = next_token_logits, token_text, functions
+        self.generator = torch.Generator().manual_seed(seed)
+        style = {"description_width": "110px"}
+        self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False, style=style)
+        self.temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature",
+                                               style=style)
+        self.top_k = widgets.IntSlider(value=0, min=0, max=50, description="top-k (0: off)", style=style)
+        self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1: off)",
+                                         style=style)
+        self.summary = widgets.HTML()
+        self.chart = widgets.Output()
+        for control in (self.prompt, self.temperature, self.top_k, self.top_p):
+            control.observe(lambda _change: self.update(), names="value")
+        self.box = widgets.VBox([widgets.HTML(f"Filters: <b>{functions.source}</b>"), self.prompt, self.temperature,
+                                 self.top_k, self.top_p, self.summary, self.chart])
+        self.update()
+
+    def settings(self) -> tuple[float, int | None, float | None]:
+        """(temperature, top_k or None, top_p or None) from the sliders."""
+        top_k = self.top_k.value or None
+        top_p = self.top_p.value if self.top_p.value < 1.0 else None
+        return self.temperature.value, top_k, top_p
+
+    def figure(self):
+        """The bar chart for the current prompt and settings, and the summary line; (figure, text)."""
+        temperature, top_k, top_p = self.settings()
+        logits = self.next_token_logits(self.prompt.value)
+        probabilities, kept = filtered_probabilities(logits, self.functions, temperature, top_k, top_p)
+        top = torch.topk(probabilities, min(BARS, probabilities.numel()))
+        renormalised = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+        token = int(torch.multinomial(renormalised / renormalised.sum(), 1, generator=self.generator))
+        text = (f"{int(kept.sum())} of {kept.numel()} tokens kept · entropy of the sampled distribution "
+                f"{entropy_of_kept(probabilities, kept):.2f} nats · a sample: {self.token_text(token)!r}")
+        figure, axes = plt.subplots(figsize=(9, 3.2))
+        colours = ["tab:blue" if kept[i] else "lightgray" for i in top.indices.tolist()]
+        axes.bar(range(len(top.values)), top.values.tolist(), color=colours)
+        axes.set_xticks(range(len(top.values)), [self.token_text(i) for i in top.indices.tolist()], rotation=60)
+        axes.set(ylabel="probability", ylim=(0, 1),
+                 title=f"after {self.prompt.value!r}: temperature {temperature}, top-k {top_k}, top-p {top_p}")
+        figure.tight_layout()
+        return figure, text
+
+    def update(self) -> None:
+        """Redraw the chart and the summary for the current settings."""
+        from IPython.display import display
+
+        figure, text = self.figure()
+        self.summary.value = text
+        with self.chart:
+            self.chart.clear_output(wait=True)
+            display(figure)
+        plt.close(figure)
+
+    def _repr_mimebundle_(self, **kwargs):
+        # The widget for frontends that run widgets; a picture of the starting settings for every other viewer.
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        figure, text = self.figure()
+        picture = io.BytesIO()
+        figure.savefig(picture, format="png")
+        plt.close(figure)
+        bundle["image/png"] = picture.getvalue()
+        bundle["text/plain"] = f"Sampling explorer (static: no widget frontend here). {text}"
+        return bundle
