@@ -84,8 +84,9 @@ def strip_solution(source: str) -> str:
 
 
 def exercise_of(cell) -> dict | None:
-    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for an ordinary cell."""
-    return cell.get("metadata", {}).get("coursekit")
+    """The exercise metadata of a cell ({"exercise": id, "points": n}), or None for any other cell."""
+    meta = cell.get("metadata", {}).get("coursekit")
+    return None if meta is None or "written" in meta else meta
 
 
 def check_call_of(cell) -> tuple[str, list[str]] | None:

@@ -30,7 +30,7 @@ PATTERNS = {
     "canvas": re.compile(r"^(?P<name>[^/]+?)_(?:late_)?(?P<id>\d+)_\d+_(?P<file>[^/]+)$"),
     "moodle": re.compile(r"^(?P<name>[^/_][^/]*?)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_(?:/|)(?P<file>.+)$"),
     "blackboard": re.compile(r"^(?P<assignment>[^/]+)_(?P<id>[^_/]+)_attempt_"
-                             r"(?P<attempt>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:_(?P<file>[^/]+))?$"),
+                             r"(?P<attempt>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:\.txt|_(?P<file>[^/]+))$"),
 }
 EXAMPLES = {"canvas": "name_[late_]userid_submissionid_file.ipynb",
             "moodle": "Full Name_12345_assignsubmission_file_/file.ipynb",
