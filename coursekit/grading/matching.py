@@ -2,9 +2,10 @@
 
 Each (submitted notebook, solution notebook) pair gets a fit: 2 per exercise cell the two share, 1 per check the
 student calls that the solution calls, 3 when the file name points to the solution ("04…" or "…gpt_training…").
-The assignment with the best total fit wins (exact, over every solution notebook of the course, not only the
-rubric's), so a 04 notebook is graded as 04 even though it shares `chars`, `encode` and `decode` with 02, and a
-02 uploaded for an assignment about 04 is recognised as 02 rather than graded as a very poor 04.
+A notebook is only graded as a solution it fits best (ties allowed), and among those choices the assignment
+with the best total fit wins (exact, over every solution notebook of the course, not only the rubric's): a 04
+notebook is graded as 04 even though it shares `chars`, `encode` and `decode` with 02, a second copy of 02 is
+not graded as a poor 04, and a 02 uploaded for an assignment about 04 is recognised as 02.
 """
 
 from __future__ import annotations
@@ -88,9 +89,8 @@ def match(notebooks: list[StudentNotebook], wanted: list[str], solutions: list[S
     columns = [by_stem.get(stem, Solution(stem, frozenset(), frozenset())) for stem in wanted]
     columns += [s for s in solutions if s.stem not in wanted]
     scores = [[fit(notebook, solution) for solution in columns] for notebook in notebooks]
-    for row in scores:  # another notebook of the course only when it fits better than anything assigned
-        best_wanted = max(row[: len(wanted)], default=0)
-        row[len(wanted):] = [value if value > best_wanted else 0 for value in row[len(wanted):]]
+    for row in scores:  # a notebook is only ever graded as (one of) the solution(s) it fits best
+        row[:] = [value if value == max(row) else 0 for value in row]
     choices = best_assignment(scores)
     matched, notes = {}, []
     for notebook, choice, row in zip(notebooks, choices, scores):
