@@ -111,3 +111,10 @@ def test_an_empty_notebook_gets_one_line_per_exercise(graded):
     section = page.split("## 04\\_gpt\\_training.block")[1].split("##")[0]
     assert section.strip() == "*not attempted*"
     assert page.count("NameError") == 0 and page.count("not attempted") >= 9
+
+
+def test_a_name_error_gets_no_hint_about_unknown_characters():
+    from coursekit.checks.characters import _raises_naming
+
+    message = _raises_naming({"raised": "NameError", "message": "name 'stoi' is not defined"})
+    assert "stoi" in message and "unknown character" not in message
