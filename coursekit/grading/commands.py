@@ -9,8 +9,6 @@ from coursekit.grading import feedback, gradescope, lms, matching, rubric as rub
 from coursekit.grading import written
 
 COURSE_ROOT = Path(sandbox.PACKAGE_ROOT)
-
-
 SOLUTIONS_HELP = ("the solution notebooks' folder (default: ./solutions if the current directory has one, "
                   "else the solutions of the coursekit checkout being run)")
 

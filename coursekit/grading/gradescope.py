@@ -22,6 +22,7 @@ SETUP = """#!/usr/bin/env bash
 # Debian/Ubuntu's "externally managed" system Python is never touched.
 set -euo pipefail
 ROOT="${COURSEKIT_AUTOGRADER_ROOT:-/autograder}"
+cd "$ROOT"
 if ! python3 -c 'import sys, ensurepip; assert sys.version_info >= (3, 10)' 2>/dev/null; then
     apt-get update -qq && apt-get install -y -qq python3 python3-venv > /dev/null
 fi
