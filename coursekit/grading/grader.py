@@ -66,10 +66,13 @@ def plan(notebook: StudentNotebook, items: list[rubrics.Resolved]) -> list[dict]
     return planned
 
 
-def needed_cells(notebook: StudentNotebook, planned: list[dict]) -> list[CodeCell]:
-    """The cells a grade can depend on: up to the last probe point, or the last cell that (re)binds a name a
-    probe uses, whichever is later. The long training runs that close a notebook (after its last check) are not
-    run while grading: they change no grade. An exercise probed only at the end keeps every cell.
+def needed_cells(notebook: StudentNotebook, planned: list[dict], given: set[str]) -> list[CodeCell]:
+    """The cells to run while grading: all but the handed-out cells after the last one a grade can depend on.
+
+    A grade depends on the cells up to the last probe point, or up to the last cell that (re)binds a name a probe
+    uses, whichever is later. After that, cells exactly as handed out (the long demonstration training runs that
+    close notebook 04) change no grade and are skipped; cells the student wrote or changed still run (and are
+    still watched). An exercise probed only at the end keeps every cell.
     """
     if any(item["after_cell"] is None for item in planned):
         return notebook.cells
@@ -78,7 +81,8 @@ def needed_cells(notebook: StudentNotebook, planned: list[dict]) -> list[CodeCel
     for cell in notebook.cells:
         if names & explain.defined_names(cell.source):
             last = max(last, cell.index)
-    return [cell for cell in notebook.cells if cell.index <= last]
+    untouched = explain.untouched_cells(notebook, given)
+    return [cell for cell in notebook.cells if cell.index <= last or cell.index not in untouched]
 
 
 def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
@@ -137,6 +141,7 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
     allowed = {stem: sorted(rubrics.plumbing_modules(solutions / f"{stem}.ipynb")) for stem in wanted}
+    given = {stem: rubrics.given_code(solutions / f"{stem}.ipynb") for stem in wanted}
     tests = {item.exercise: [t.name for t in CHECKS[item.check].tests] for item in items}
     tasks, grades = [], {}
     course = matching.catalogue(solutions)
@@ -150,7 +155,7 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     def work(task):
         student, stem, notebook = task
         planned = plan(notebook, wanted[stem])
-        run_cells = notebook.cells if every_cell else needed_cells(notebook, planned)
+        run_cells = notebook.cells if every_cell else needed_cells(notebook, planned, given[stem])
         cells = [{"index": c.index, "source": c.source} for c in run_cells]
         if not cells:
             return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
@@ -232,6 +237,6 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         for item in items:
             judged = judge(item, run)
             if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
-                judged.reason, judged.attempted = "not attempted", False
+                judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
             grade.exercises.append(judged)
     return grade
