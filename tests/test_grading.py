@@ -28,7 +28,7 @@ LIMITS = ["--cell-seconds", "3", "--exercise-seconds", "3", "--notebook-seconds"
 # student: (double points, square points, text the feedback must contain)
 EXPECTED = {
     "solution": (2, 3, ""),
-    "unsolved": (0, 0, "not implemented"),
+    "unsolved": (0, 0, "not attempted"),
     "infinite_loop_cell": (2, 3, "stopped after 3 s"),
     "infinite_loop_in_function": (2, 0, "timed out"),
     "swallows_timeouts": (2, 0, "time limit"),

@@ -97,8 +97,9 @@ def test_feedback_escapes_student_text():
 def test_gradescope_results_follow_the_contract(tmp_path):
     results = json.loads(gradescope.write_results(a_grade(), tmp_path).read_text())
     assert results["score"] == 1.0
-    [test] = results["tests"]
+    test, review = results["tests"]  # the exercise, then the flags (instructors only)
     assert set(test) == {"name", "score", "max_score", "output", "visibility"}
+    assert review["visibility"] == "hidden" and review["max_score"] == 0
 
 
 def test_gradescope_zip_has_the_scripts_and_the_course(tmp_path):

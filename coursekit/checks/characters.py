@@ -120,6 +120,8 @@ def _raises_naming(result) -> str | None:
     if result.get("raised") is None:
         return (f"encode({'hi' + UNKNOWN_CHARACTER!r}) should raise an error because {UNKNOWN_CHARACTER!r} is "
                 f"not in the vocabulary; it returned {result.get('returned')}")
+    if result["raised"] == "NameError":  # a bug of its own, not an error about the character
+        return f"encode raised NameError: {result['message']}: define that name in an earlier cell and run it"
     if UNKNOWN_CHARACTER not in result["message"]:
         return (f"the error for an unknown character should name it ({UNKNOWN_CHARACTER!r}) so the user knows "
                 f"what to fix; your message was: {result['raised']}: {result['message']}")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from coursekit.grading import feedback, gradescope, rubric as rubrics, sandbox, submissions
+from coursekit.grading import feedback, gradescope, lms, matching, rubric as rubrics, sandbox, submissions
+from coursekit.grading import written
 
 COURSE_ROOT = Path(sandbox.PACKAGE_ROOT)
+SOLUTIONS_HELP = ("the solution notebooks' folder (default: ./solutions if the current directory has one, "
+                  "else the solutions of the coursekit checkout being run)")
 
 
 def _solutions(arguments) -> Path:
@@ -15,6 +18,29 @@ def _solutions(arguments) -> Path:
         return Path(arguments.solutions).resolve()
     local = Path("solutions")
     return (local if local.is_dir() else COURSE_ROOT / "solutions").resolve()
+
+
+def _collect(paths: list[Path]) -> tuple[list[submissions.Submission], dict[str, str], set[str]]:
+    """The class: LMS downloads split by student (with their ids), everything else as `submissions.collect`."""
+    found, ids, kinds, plain = [], {}, set(), []
+    for path in paths:
+        kind = lms.detect(path)
+        if kind is None:
+            plain.append(path)
+            notebooks = [p for p in path.iterdir() if p.suffix == ".ipynb"] if path.is_dir() else []
+            if len(notebooks) > 1:
+                print(f"note: {path} holds {len(notebooks)} notebooks whose names follow no LMS layout: graded as "
+                      "ONE student's submission (for a class, use one folder or zip per student, or the LMS's "
+                      "download as it is)", file=sys.stderr)
+            continue
+        kinds.add(kind)
+        students = lms.split(path, kind)
+        for student in students:
+            found.append(student.submission)
+            ids[student.submission.student] = student.student_id
+        print(f"{path}: a {lms.NAMES[kind]} download, {len(students)} student(s)", file=sys.stderr)
+    found += submissions.collect(plain) if plain else []
+    return sorted(found, key=lambda s: s.student), ids, kinds
 
 
 def _limits(arguments) -> sandbox.Limits:
@@ -52,14 +78,16 @@ def grade_command(arguments) -> int:
         return 2
     if arguments.show_rubric:
         for item in items:
-            print(f"{item.label:32} {item.points:3}  {item.notebook} / {item.check}({', '.join(item.arguments)})")
+            how = "written, graded by hand" if item.written else f"{item.check}({', '.join(item.arguments)})"
+            print(f"{item.label:32} {item.points:3}  {item.notebook} / {how}")
         print(f"{'total':32} {sum(i.points for i in items):3}")
         return 0
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"
-        [grade] = grader.grade([found], items, solutions, _limits(arguments), jobs=arguments.jobs,
-                               check_modules=arguments.check_module)
+        [grade] = grader.grade([found], [i for i in items if not i.written], solutions, _limits(arguments),
+                               jobs=arguments.jobs, check_modules=arguments.check_module)
+        _hand_graded([found], [grade], items, solutions, arguments)
         print(f"wrote {gradescope.write_results(grade, root)}: {feedback.number(grade.earned)} / {grade.possible}")
         return 0
     if not arguments.out:
@@ -69,17 +97,50 @@ def grade_command(arguments) -> int:
     if missing:
         print(f"✗ not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    found = submissions.collect(paths)
+    try:
+        found, ids, kinds = _collect(paths)
+    except lms.LayoutError as error:
+        print(f"✗ {error}", file=sys.stderr)
+        return 2
     from tqdm.auto import tqdm
 
     with tqdm(total=len(found), desc="grading", unit="student", file=sys.stderr) as bar:
-        grades = grader.grade(found, items, solutions, _limits(arguments), jobs=arguments.jobs,
-                              check_modules=arguments.check_module, on_done=lambda student: bar.update())
+        grades = grader.grade(found, [i for i in items if not i.written], solutions, _limits(arguments),
+                              jobs=arguments.jobs, check_modules=arguments.check_module,
+                              on_done=lambda student: bar.update())
+    for grade in grades:
+        grade.student_id = ids.get(grade.student, "")
+    try:
+        _hand_graded(found, grades, items, solutions, arguments)
+    except written.ScoresError as error:
+        print(f"✗ the written scores cannot be merged (nothing was written):\n{error}", file=sys.stderr)
+        return 2
     out = Path(arguments.out)
     feedback.write_all(grades, out, name)
     print(feedback.summary(grades))
     print(f"wrote {out / 'grades.csv'}, {out / 'review.csv'} and {len(grades)} feedback page(s) in {out / 'feedback'}")
+    rows = [(g.student, g.student_id, g.earned) for g in sorted(grades, key=lambda g: g.student) if g.student_id]
+    for kind in sorted(kinds):
+        target = lms.write_export(kind, rows, arguments.assignment_name or name, sum(i.points for i in items), out)
+        print(f"wrote {target}: import it into {lms.NAMES[kind]}" if target else
+              f"{lms.NAMES[kind]}: no gradebook file is written; upload student_id and total from grades.csv")
     return 0
+
+
+def _hand_graded(found, grades, items, solutions: Path, arguments) -> None:
+    """Written questions: export the class's answers (--export-written), add the TA's points (--written-scores)."""
+    hand = [item for item in items if item.written]
+    if not hand:
+        return
+    stems = list(dict.fromkeys(item.notebook for item in items))
+    course = matching.catalogue(solutions)
+    matched = {s.student: matching.match(s.notebooks, stems, course).notebooks for s in found}
+    if getattr(arguments, "export_written", None):
+        target = written.export([(g, matched[g.student]) for g in grades], hand, Path(arguments.export_written))
+        print(f"wrote the written answers to {arguments.export_written}: fill in {target} and grade again with "
+              f"--written-scores {target}")
+    scores = written.read_scores(Path(arguments.written_scores), hand) if arguments.written_scores else {}
+    written.add_to_grades(grades, hand, scores)
 
 
 def gradescope_zip_command(arguments) -> int:
@@ -91,14 +152,19 @@ def gradescope_zip_command(arguments) -> int:
             print(f"✗ no solution notebook {name!r} in {solutions}", file=sys.stderr)
             return 2
         notebooks.append(path.resolve())
+    if not notebooks and not arguments.rubric:
+        print("✗ say what the autograder grades: solution notebooks (02_bigram_mlp.ipynb …) or --rubric NAME",
+              file=sys.stderr)
+        return 2
     name = arguments.rubric or ",".join(p.stem for p in notebooks)
+    folder = notebooks[0].parent if notebooks else solutions
     try:
-        items = rubrics.resolve(rubrics.load(name, notebooks[0].parent), notebooks[0].parent)
+        items = rubrics.resolve(rubrics.load(name, folder), folder)
     except rubrics.RubricError as error:
         print(f"✗ the rubric cannot be used:\n{error}", file=sys.stderr)
         return 2
     needed = sorted({item.notebook for item in items})
-    notebooks = sorted({*notebooks, *(notebooks[0].parent / f"{stem}.ipynb" for stem in needed)})
+    notebooks = sorted({*notebooks, *(folder / f"{stem}.ipynb" for stem in needed)})
     out = gradescope.build_zip(COURSE_ROOT, notebooks, name, Path(arguments.out))
     print(f"wrote {out}: rubric {name} ({sum(i.points for i in items)} points, {len(items)} exercises); "
           "upload it as a Gradescope autograder (Ubuntu base image)")
@@ -114,7 +180,9 @@ def add_parsers(commands) -> None:
     grade.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
     grade.add_argument("--rubric", help=f"a named rubric ({', '.join(rubrics.NAMED)}), solution notebooks "
                        "(03 or 02,03) or a rubric .json file (default: the notebooks the file names point to)")
-    grade.add_argument("--solutions", help="the solution notebooks' folder (default: ./solutions)")
+    grade.add_argument("--solutions", help=SOLUTIONS_HELP)
+    grade.add_argument("--assignment-name", help="the assignment's column in an LMS gradebook file (default: the "
+                       "rubric's name)")
     grade.add_argument("--show-rubric", action="store_true", help="check the rubric, print it and stop")
     grade.add_argument("--cell-seconds", type=float, default=120, help="time limit per cell (default 120)")
     grade.add_argument("--exercise-seconds", type=float, default=60, help="time limit per exercise's tests (60)")
@@ -122,13 +190,18 @@ def add_parsers(commands) -> None:
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
     grade.add_argument("--check-module", action="append", default=[], help="import extra checks from this module")
+    grade.add_argument("--export-written", metavar="DIR", help="write every student's written answers to DIR: one "
+                       "HTML page per question and written_scores.csv to fill in")
+    grade.add_argument("--written-scores", metavar="FILE", help="the filled-in written_scores.csv: merge the TA's "
+                       "points into grades.csv, the feedback and Gradescope's results")
     grade.add_argument("--gradescope", action="store_true", help="run as a Gradescope autograder")
     grade.add_argument("--gradescope-root", default="/autograder", help="Gradescope's root (default /autograder)")
     grade.set_defaults(run=grade_command)
 
     zip_parser = commands.add_parser("gradescope-zip", help="build a Gradescope autograder zip")
-    zip_parser.add_argument("notebooks", nargs="+", help="solution notebooks to grade (e.g. 02_bigram_mlp.ipynb)")
-    zip_parser.add_argument("--rubric", help="a named rubric (default: all exercises of the notebooks)")
-    zip_parser.add_argument("--solutions", help="the solution notebooks' folder (default: ./solutions)")
+    zip_parser.add_argument("notebooks", nargs="*", help="solution notebooks to grade (e.g. 02_bigram_mlp.ipynb or "
+                            "02); with --rubric, the rubric's notebooks are added by themselves")
+    zip_parser.add_argument("--rubric", help="a named rubric or rubric .json (default: all exercises of the notebooks)")
+    zip_parser.add_argument("--solutions", help=SOLUTIONS_HELP)
     zip_parser.add_argument("--out", default="autograder.zip", help="the zip to write (default autograder.zip)")
     zip_parser.set_defaults(run=gradescope_zip_command)

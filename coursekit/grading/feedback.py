@@ -14,7 +14,8 @@ import re
 import statistics
 from pathlib import Path
 
-from coursekit.grading.grader import Grade
+from coursekit.checks import Outcome
+from coursekit.grading.grader import ExerciseGrade, Grade
 
 
 def number(value: float) -> str:
@@ -44,20 +45,31 @@ def file_name(student: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", student) or "student"
 
 
+def _shown(exercise: ExerciseGrade) -> list[Outcome]:
+    """The test lines worth showing: none for an exercise not attempted or missing (its reason says it all)."""
+    return exercise.outcomes if exercise.attempted else []
+
+
+def _status(exercise: ExerciseGrade) -> str:
+    """The summary table's last column: tests passed, or why there are none to count."""
+    if not exercise.attempted:
+        return exercise.reason.split(":")[0]
+    return f"{sum(o.passed for o in exercise.outcomes)}/{len(exercise.outcomes)} tests passed"
+
+
 def markdown(grade: Grade, rubric: str) -> str:
     lines = [f"# Feedback for {_md(grade.student)}", "",
              f"**Total: {number(grade.earned)} / {grade.possible}** (rubric: {_md(rubric)})", "",
              "| Exercise | Points | |", "|---|---|---|"]
     for exercise in grade.exercises:
-        passed = sum(o.passed for o in exercise.outcomes)
         lines.append(f"| {_md(exercise.label)} | {number(exercise.earned)} / {exercise.possible} | "
-                     f"{passed}/{len(exercise.outcomes)} tests passed |")
+                     f"{_md(_status(exercise))} |")
     for exercise in grade.exercises:
         lines += ["", f"## {_md(exercise.label)}: {number(exercise.earned)} / {exercise.possible}"]
         if exercise.reason:
             lines += ["", f"*{_md(exercise.reason)}*"]
         lines.append("")
-        for outcome in exercise.outcomes:
+        for outcome in _shown(exercise):
             mark = "✓" if outcome.passed else "✗"
             lines.append(f"- {mark} {_md(outcome.test)}" + (f": {_md(outcome.message)}" if outcome.message else ""))
     if grade.notes:
@@ -71,7 +83,7 @@ def markdown(grade: Grade, rubric: str) -> str:
 def to_html(grade: Grade, rubric: str) -> str:
     e = lambda text: html.escape(_plain(text))  # noqa: E731
     rows = "".join(f"<tr><td>{e(x.label)}</td><td>{number(x.earned)} / {x.possible}</td>"
-                   f"<td>{sum(o.passed for o in x.outcomes)}/{len(x.outcomes)} tests passed</td></tr>"
+                   f"<td>{e(_status(x))}</td></tr>"
                    for x in grade.exercises)
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback for {e(grade.student)}</title>"
              "<style>body{font-family:sans-serif;max-width:50em;margin:auto} .pass{color:#060} .fail{color:#a00}"
@@ -85,7 +97,7 @@ def to_html(grade: Grade, rubric: str) -> str:
             parts.append(f"<p><em>{e(x.reason)}</em></p>")
         parts.append("<ul>" + "".join(
             f"<li class='{'pass' if o.passed else 'fail'}'>{'✓' if o.passed else '✗'} {e(o.test)}"
-            + (f": {e(o.message)}" if o.message else "") + "</li>" for o in x.outcomes) + "</ul>")
+            + (f": {e(o.message)}" if o.message else "") + "</li>" for o in _shown(x)) + "</ul>")
     if grade.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in grade.notes) + "</ul>")
     if grade.flags:
@@ -101,18 +113,19 @@ def grades_csv(grades: list[Grade]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     labels = [x.label for x in grades[0].exercises] if grades else []
-    writer.writerow(["student", *labels, "total"])
-    for grade in sorted(grades, key=lambda g: g.student):
-        writer.writerow([_cell(grade.student), *(number(x.earned) for x in grade.exercises), number(grade.earned)])
+    writer.writerow(["student", "student_id", *labels, "total"])
+    for grade in sorted(grades, key=lambda g: (g.student, g.student_id)):
+        writer.writerow([_cell(grade.student), _cell(grade.student_id), *(number(x.earned) for x in grade.exercises),
+                         number(grade.earned)])
     return out.getvalue()
 
 
 def review_csv(grades: list[Grade]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["student", "flag"])
-    for grade in sorted(grades, key=lambda g: g.student):
-        writer.writerows([_cell(grade.student), _cell(_plain(flag))] for flag in grade.flags)
+    writer.writerow(["student", "student_id", "flag"])
+    for grade in sorted(grades, key=lambda g: (g.student, g.student_id)):
+        writer.writerows([_cell(grade.student), _cell(grade.student_id), _cell(_plain(flag))] for flag in grade.flags)
     return out.getvalue()
 
 
@@ -122,7 +135,7 @@ def write_all(grades: list[Grade], out: Path, rubric: str) -> None:
     (out / "feedback").mkdir(exist_ok=True)
     used = set()
     for grade in grades:
-        name = file_name(grade.student)
+        name = file_name(f"{grade.student}_{grade.student_id}" if grade.student_id else grade.student)
         while name in used:
             name += "_"
         used.add(name)

@@ -12,11 +12,13 @@ import concurrent.futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from coursekit import data
 from coursekit.checks import CHECKS, Check, Outcome
 from coursekit.grading import rubric as rubrics
-from coursekit.grading import sandbox, scan
-from coursekit.grading.submissions import StudentNotebook, Submission
+from coursekit.grading import explain, matching, sandbox, scan
+from coursekit.grading.submissions import CodeCell, StudentNotebook, Submission
 
 
 @dataclass
@@ -28,6 +30,7 @@ class ExerciseGrade:
     earned: float
     outcomes: list[Outcome]
     reason: str = ""  # why some or all tests did not run, or why no credit
+    attempted: bool = True  # False: the exercise's cell is as handed out, or its notebook is missing (one line)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Grade:
     exercises: list[ExerciseGrade]
     notes: list[str] = field(default_factory=list)  # what happened to the files and cells
     flags: list[str] = field(default_factory=list)  # for the instructor to review
+    student_id: str = ""  # the LMS's id when the submissions came from an LMS download
 
     @property
     def earned(self) -> float:
@@ -44,25 +48,6 @@ class Grade:
     @property
     def possible(self) -> int:
         return sum(e.possible for e in self.exercises)
-
-
-def match_notebooks(submission: Submission, wanted: dict[str, list[rubrics.Resolved]]) -> dict[str, StudentNotebook]:
-    """Which submitted notebook answers which solution notebook: by exercise ids, check calls and file name."""
-    def score(notebook: StudentNotebook, stem: str) -> int:
-        items = wanted[stem]
-        points = 2 * len(notebook.exercise_ids() & {i.exercise for i in items})
-        points += len(notebook.checks_called() & {i.check for i in items})
-        name = Path(notebook.filename).name
-        return points + (3 if name.startswith(stem.split("_")[0]) or stem in name else 0)
-
-    matched, used = {}, set()
-    for stem in wanted:
-        ranked = sorted(((score(nb, stem), -i) for i, nb in enumerate(submission.notebooks) if i not in used),
-                        reverse=True)
-        if ranked and (ranked[0][0] > 0 or (len(wanted) == 1 and len(submission.notebooks) == 1)):
-            used.add(-ranked[0][1])
-            matched[stem] = submission.notebooks[-ranked[0][1]]
-    return matched
 
 
 def plan(notebook: StudentNotebook, items: list[rubrics.Resolved]) -> list[dict]:
@@ -79,6 +64,25 @@ def plan(notebook: StudentNotebook, items: list[rubrics.Resolved]) -> list[dict]
         planned.append({"exercise": item.exercise, "check": item.check, "arguments": list(item.arguments),
                         "fallback_arguments": fallback, "after_cell": after})
     return planned
+
+
+def needed_cells(notebook: StudentNotebook, planned: list[dict], given: set[str]) -> list[CodeCell]:
+    """The cells to run while grading: all but the handed-out cells after the last one a grade can depend on.
+
+    A grade depends on the cells up to the last probe point, or up to the last cell that (re)binds a name a probe
+    uses, whichever is later. After that, cells exactly as handed out (the long demonstration training runs that
+    close notebook 04) change no grade and are skipped; cells the student wrote or changed still run (and are
+    still watched). An exercise probed only at the end keeps every cell.
+    """
+    if any(item["after_cell"] is None for item in planned):
+        return notebook.cells
+    names = {name for item in planned for name in item["arguments"] + item["fallback_arguments"]}
+    last = max(item["after_cell"] for item in planned)
+    for cell in notebook.cells:
+        if names & explain.defined_names(cell.source):
+            last = max(last, cell.index)
+    untouched = explain.untouched_cells(notebook, given)
+    return [cell for cell in notebook.cells if cell.index <= last or cell.index not in untouched]
 
 
 def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
@@ -125,8 +129,11 @@ def _protected(solutions: Path, extra: list[Path]) -> list[str]:
 
 def grade(submissions: list[Submission], items: list[rubrics.Resolved], solutions: Path,
           limits: sandbox.Limits | None = None, jobs: int = 1, protected: list[Path] = (),
-          on_done=None, check_modules: list[str] = ()) -> list[Grade]:
-    """Grade every submission against the resolved rubric items; `on_done(student)` reports progress."""
+          on_done=None, check_modules: list[str] = (), every_cell: bool = False) -> list[Grade]:
+    """Grade every submission against the resolved rubric items; `on_done(student)` reports progress.
+
+    `every_cell` runs the cells after the last probe too (slower; the same grades: see `needed_cells`).
+    """
     limits = limits or sandbox.Limits()
     register_check_modules(list(check_modules))
     data_dirs = [str(p) for p in data.cache_dirs()]
@@ -134,22 +141,26 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
     allowed = {stem: sorted(rubrics.plumbing_modules(solutions / f"{stem}.ipynb")) for stem in wanted}
+    given = {stem: rubrics.given_code(solutions / f"{stem}.ipynb") for stem in wanted}
     tests = {item.exercise: [t.name for t in CHECKS[item.check].tests] for item in items}
     tasks, grades = [], {}
+    course = matching.catalogue(solutions)
     for submission in submissions:
-        matched = match_notebooks(submission, wanted)
+        matched = matching.match(submission.notebooks, list(wanted), course)
         grades[submission.student] = (submission, matched, {})
-        for stem, notebook in matched.items():
+        for stem, notebook in matched.notebooks.items():
             tasks.append((submission.student, stem, notebook))
     remaining = {s.student: sum(1 for t in tasks if t[0] == s.student) for s in submissions}
 
     def work(task):
         student, stem, notebook = task
-        cells = [{"index": c.index, "source": c.source} for c in notebook.cells]
+        planned = plan(notebook, wanted[stem])
+        run_cells = notebook.cells if every_cell else needed_cells(notebook, planned, given[stem])
+        cells = [{"index": c.index, "source": c.source} for c in run_cells]
         if not cells:
             return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
         stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
-        return sandbox.run_notebook(cells, plan(notebook, wanted[stem]), stem_tests, allowed[stem], limits,
+        return sandbox.run_notebook(cells, planned, stem_tests, allowed[stem], limits,
                                     data_dirs, _protected(solutions, list(protected)), list(check_modules), server)
 
     server = sandbox.start_server(list(check_modules), limits.threads) if limits.fork_server and tasks else None
@@ -176,30 +187,56 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None
                 on_done(student)
 
 
-def _assemble(submission: Submission, matched, runs, wanted, allowed, solutions: Path, check_modules=()) -> Grade:
+def _assemble(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
+              check_modules=()) -> Grade:
+    """One student's grade from their runs; the judges' small tensors are many times faster on one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _assemble_grade(submission, matched, runs, wanted, allowed, solutions, check_modules)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
+                    check_modules=()) -> Grade:
     grade = Grade(submission.student, [], list(submission.notes))
     for notebook in submission.notebooks:
         grade.notes.extend(notebook.notes)
+    grade.notes.extend(matched.notes)
     for stem, items in wanted.items():
-        notebook, run = matched.get(stem), runs.get(stem)
+        notebook, run = matched.notebooks.get(stem), runs.get(stem)
         if notebook is None:
-            grade.notes.append(f"no submitted notebook matches {stem}.ipynb: its exercises score 0")
+            grade.notes.append(f"missing: no submitted notebook is {stem}.ipynb, so its exercises score 0")
             grade.exercises.extend(ExerciseGrade(i.label, i.exercise, stem, i.points, 0.0, [
                 Outcome(t.name, False, "notebook not submitted") for t in CHECKS[i.check].tests],
-                f"no notebook for {stem} was found in the submission") for i in items)
+                f"missing: no notebook {stem} in the submission", attempted=False) for i in items)
             continue
+        given = rubrics.given_code(solutions / f"{stem}.ipynb")
+        untouched = explain.untouched_cells(notebook, given)
         grade.notes.extend(f"{notebook.filename}: {note}" for note in run.notes)
+        hidden = [cell for cell, error in run.cell_errors.items() if cell in untouched and explain.is_consequence(error)]
         for cell, error in sorted(run.cell_errors.items()):
-            grade.notes.append(f"{notebook.filename}, cell {cell}: {error}")
+            if cell not in hidden:
+                grade.notes.append(f"{notebook.filename}, cell {cell}: {error}")
+        if hidden:
+            grade.notes.append(f"{notebook.filename}: {len(hidden)} handed-out cell(s) (cells "
+                               f"{', '.join(map(str, sorted(hidden)))}) also stopped, because work they use is "
+                               "missing or failed (see the exercises)")
         present = notebook.exercise_ids()
         for item in items:
             if item.exercise not in present:
                 grade.notes.append(f"{notebook.filename}: the cell of exercise {item.exercise!r} was not found "
                                    "(deleted or its metadata lost); graded whatever your notebook defines")
         grade.flags.extend(f"{notebook.filename}, {flag}" for flag in run.flags)
-        given = rubrics.given_code(solutions / f"{stem}.ipynb")
         grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scan.scan_cells(
             [(c.index, c.source) for c in notebook.cells if c.source.strip() not in given], set(allowed[stem]),
             {name.split(".")[0] for name in check_modules}))
-        grade.exercises.extend(judge(item, run) for item in items)
+        run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
+                       for exercise, reason in run.missing.items()}
+        for item in items:
+            judged = judge(item, run)
+            if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
+                judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
+            grade.exercises.append(judged)
     return grade

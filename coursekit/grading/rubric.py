@@ -25,6 +25,7 @@ class Item:
     exercise: str
     points: int | None = None  # None: the points in the solution notebook's metadata
     section: str = ""  # e.g. "part1": prefixes the column name
+    written: bool = False  # a written question graded by hand (`exercise` is its id); needs points
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Resolved:
     points: int
     check: str  # the name in coursekit.checks.CHECKS
     arguments: tuple[str, ...]  # the names the solution's check cell passes
+    written: bool = False  # graded by hand: no check, no sandbox (see coursekit.grading.written)
 
 
 def _part(number: str, section: str, entries: list[tuple[str, int]]) -> list[Item]:
@@ -97,16 +99,17 @@ def load(name: str, solutions: Path) -> Rubric:
     if name.endswith(".json"):
         try:
             data = json.loads(Path(name).read_text())
-            return Rubric(data["name"], tuple(Item(str(i["notebook"]), i["exercise"], i.get("points"),
-                                                   i.get("section", "")) for i in data["items"]))
+            return Rubric(data["name"], tuple(Item(str(i["notebook"]), i["written"] if "written" in i else i["exercise"],
+                                                   i.get("points"), i.get("section", ""), "written" in i)
+                                              for i in data["items"]))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise RubricError(f"{name} is not a rubric file ({error})") from None
     return from_notebooks(name.split(","), solutions)
 
 
 def to_json(rubric: Rubric) -> str:
-    items = [{"notebook": i.notebook, "exercise": i.exercise, "points": i.points, "section": i.section}
-             for i in rubric.items]
+    items = [{"notebook": i.notebook, "written" if i.written else "exercise": i.exercise, "points": i.points,
+              "section": i.section} for i in rubric.items]
     return json.dumps({"name": rubric.name, "items": items}, indent=1) + "\n"
 
 
@@ -123,8 +126,16 @@ def resolve(rubric: Rubric, solutions: Path) -> list[Resolved]:
             continue
         if path not in cache:
             cache[path] = {found["exercise"]: found for found in build.exercises(nbformat.read(path, as_version=4))}
-        found = cache[path].get(item.exercise)
         where = f"{rubric.name}: {path.name}"
+        if item.written:
+            problem = _written_problem(item, path)
+            if problem:
+                problems.append(f"{where}: {problem}")
+            else:
+                label = ".".join(filter(None, [item.section, "written", item.exercise]))
+                resolved.append(Resolved(label, path.stem, item.exercise, item.points, "", (), written=True))
+            continue
+        found = cache[path].get(item.exercise)
         if found is None:
             problems.append(f"{where} has no exercise {item.exercise!r} (it has: {', '.join(cache[path]) or 'none'})")
             continue
@@ -149,6 +160,23 @@ def resolve(rubric: Rubric, solutions: Path) -> list[Resolved]:
     if problems:
         raise RubricError("\n".join(problems))
     return resolved
+
+
+def written_questions(solution: Path) -> list[str]:
+    """The ids of a solution notebook's written questions (markdown cells marked {"coursekit": {"written": id}})."""
+    cells = nbformat.read(solution, as_version=4).cells
+    return [c.metadata["coursekit"]["written"] for c in cells
+            if c.cell_type == "markdown" and isinstance(c.metadata.get("coursekit"), dict)
+            and isinstance(c.metadata["coursekit"].get("written"), str)]
+
+
+def _written_problem(item: Item, solution: Path) -> str:
+    if not isinstance(item.points, int) or item.points <= 0:
+        return f"written question {item.exercise!r} needs its points (\"points\": 3)"
+    questions = written_questions(solution)
+    if item.exercise not in questions:
+        return f"has no written question {item.exercise!r} (it has: {', '.join(questions) or 'none'})"
+    return ""
 
 
 def given_code(solution: Path) -> set[str]:

@@ -33,6 +33,7 @@ class StudentNotebook:
     filename: str
     cells: list[CodeCell]
     notes: list[str] = field(default_factory=list)  # what was repaired or could not be read
+    written: dict[str, str] = field(default_factory=dict)  # written-answer id -> the student's text
 
     def exercise_ids(self) -> set[str]:
         return {cell.exercise for cell in self.cells if cell.exercise}
@@ -84,6 +85,18 @@ def _code_cells(raw_cells: list) -> list[CodeCell]:
     return cells
 
 
+def _written_answers(raw_cells: list) -> dict[str, str]:
+    """The text of each markdown cell marked {"coursekit": {"written": id}}: a student's written answers."""
+    answers = {}
+    for cell in raw_cells:
+        meta = cell.get("metadata") if isinstance(cell, dict) else None
+        meta = meta.get("coursekit") if isinstance(meta, dict) else None
+        question = meta.get("written") if isinstance(meta, dict) else None
+        if isinstance(question, str) and cell.get("cell_type") == "markdown":
+            answers.setdefault(question, _text(cell.get("source"))[:MAX_CELL_CHARS])
+    return answers
+
+
 def _salvage_cells(text: str) -> list:
     """The complete cell objects at the start of a truncated or damaged notebook's "cells" list."""
     start = re.search(r'"cells"\s*:\s*\[', text)
@@ -119,7 +132,7 @@ def read_notebook(data: bytes, filename: str) -> StudentNotebook:
         if salvaged:
             notes.append(f"{filename} is damaged JSON ({str(error)[:80]}); graded the {len(salvaged)} cell(s) "
                          "that could be read")
-            return StudentNotebook(filename, _code_cells(salvaged), notes)
+            return StudentNotebook(filename, _code_cells(salvaged), notes, _written_answers(salvaged))
         try:
             ast.parse(text)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -131,7 +144,7 @@ def read_notebook(data: bytes, filename: str) -> StudentNotebook:
     if not isinstance(raw_cells, list):
         notes.append(f"{filename} is JSON but has no list of cells: nothing to grade")
         return StudentNotebook(filename, [], notes)
-    return StudentNotebook(filename, _code_cells(raw_cells), notes)
+    return StudentNotebook(filename, _code_cells(raw_cells), notes, _written_answers(raw_cells))
 
 
 def _is_notebook_name(name: str) -> bool:

@@ -1,0 +1,202 @@
+"""Bulk downloads from Canvas, Moodle and Blackboard in, gradebook files out.
+
+An LMS's "download all submissions" puts every student's files in one folder (or zip), with the student in each
+file name. `split` recognises the layout from the names, makes one submission per student and keeps the LMS's
+student id, so grades go back with `canvas_csv` / `moodle_csv`. Examples of the names (GRADING.md has more):
+
+- Canvas: `smithjohn_12345_67890_02_bigram_mlp.ipynb`, `smithjohn_late_12345_67890_02_bigram_mlp-1.ipynb`
+  (name, "late" when late, Canvas user id, attachment id, the student's file name; "-1" on a resubmission)
+- Moodle: `John Smith_12345_assignsubmission_file_/02_bigram_mlp.ipynb` (a folder per student) or
+  `John Smith_12345_assignsubmission_file_02_bigram_mlp.ipynb` (flat); 12345 is the participant id
+- Blackboard: `Week 4_jsmith_attempt_2024-03-01-14-05-09_02_bigram_mlp.ipynb` (assignment, user name,
+  attempt time, the file name) next to `Week 4_jsmith_attempt_2024-03-01-14-05-09.txt`
+
+A folder where some names follow a layout and others do not is an error naming the odd ones: nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from coursekit.grading import submissions
+from coursekit.grading.feedback import _cell, number
+
+PATTERNS = {
+    "canvas": re.compile(r"^(?P<name>[^/]+?)_(?:late_)?(?P<id>\d+)_\d+_(?P<file>[^/]+)$"),
+    "moodle": re.compile(r"^(?P<name>[^/_][^/]*?)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_(?:/|)(?P<file>.+)$"),
+    "blackboard": re.compile(r"^(?P<assignment>[^/]+)_(?P<id>[^_/]+)_attempt_"
+                             r"(?P<attempt>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:\.txt|_(?P<file>[^/]+))$"),
+}
+EXAMPLES = {"canvas": "name_[late_]userid_submissionid_file.ipynb",
+            "moodle": "Full Name_12345_assignsubmission_file_/file.ipynb",
+            "blackboard": "Assignment_username_attempt_YYYY-MM-DD-HH-MM-SS_file.ipynb"}
+NAMES = {"canvas": "Canvas", "moodle": "Moodle", "blackboard": "Blackboard"}
+
+
+class LayoutError(ValueError):
+    """A download whose file names do not (all) follow one LMS's layout; the message names the odd files."""
+
+
+@dataclass
+class Student:
+    submission: submissions.Submission
+    student_id: str
+
+
+def _names(path: Path) -> list[str]:
+    """Every file in a download folder or zip, relative to it, without hidden and macOS files."""
+    if path.is_dir():
+        names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        except (zipfile.BadZipFile, OSError):
+            return []
+    return sorted(name for name in names if _visible(name))
+
+
+def _read(path: Path, name: str) -> bytes:
+    if path.is_dir():
+        return (path / name).read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(name)
+
+
+def _visible(name: str) -> bool:
+    return not any(part.startswith((".", "__MACOSX")) for part in Path(name).parts)
+
+
+def _parse(name: str) -> tuple[str, dict] | None:
+    for lms, pattern in PATTERNS.items():
+        found = pattern.match(name)
+        if found:
+            return lms, found.groupdict()
+    return None
+
+
+def detect(path: Path) -> str | None:
+    """Which LMS a download folder or zip comes from; None when no name follows any layout.
+
+    Raises LayoutError when some names follow a layout and others do not, or names follow different LMSs.
+    """
+    if not (path.is_dir() or path.suffix.lower() == ".zip"):
+        return None
+    names = _names(path)
+    parsed = {name: _parse(name) for name in names}
+    kinds = {found[0] for found in parsed.values() if found}
+    if not kinds:
+        return None
+    if len(kinds) > 1:
+        raise LayoutError(f"{path} mixes the file names of {' and '.join(NAMES[k] for k in sorted(kinds))} "
+                          "downloads; grade each download separately")
+    [kind] = kinds
+    odd = [name for name, found in parsed.items() if not found]
+    if odd:
+        raise LayoutError(f"{path} looks like a {NAMES[kind]} download, but these names do not follow its layout "
+                          f"({EXAMPLES[kind]}): {', '.join(odd[:10])}{' …' if len(odd) > 10 else ''}; move them out "
+                          "or rename them")
+    return kind
+
+
+def split(path: Path, kind: str) -> list[Student]:
+    """One submission per student of an LMS download, named by the LMS's student name, with its student id."""
+    by_id: dict[str, dict] = {}
+    for name in _names(path):
+        _, fields = _parse(name)
+        entry = by_id.setdefault(fields["id"], {"name": fields.get("name") or fields["id"], "files": [],
+                                                "attempts": set()})
+        if fields.get("attempt"):
+            entry["attempts"].add(fields["attempt"])
+        if fields.get("file"):
+            entry["files"].append((fields.get("attempt") or "", _original_name(fields["file"], kind), name))
+    students = []
+    for student_id, entry in sorted(by_id.items(), key=lambda item: (item[1]["name"], item[0])):
+        notes, files = [], entry["files"]
+        if len(entry["attempts"]) > 1:  # Blackboard keeps every attempt: grade the latest
+            latest = max(entry["attempts"])
+            notes.append(f"{len(entry['attempts'])} attempts were downloaded; graded the latest ({latest})")
+            files = [f for f in files if f[0] == latest]
+        notebooks = []
+        for _, filename, name in files:
+            notebooks.extend(_notebooks(filename, _read(path, name), notes))
+        if not notebooks:
+            notes.append(f"no .ipynb file was submitted ({NAMES[kind]} id {student_id})")
+        students.append(Student(submissions.Submission(entry["name"], notebooks, notes), student_id))
+    names = [s.submission.student for s in students]
+    for student in students:  # two students with the same name: tell them apart by id
+        if names.count(student.submission.student) > 1:
+            student.submission.student += f" ({student.student_id})"
+    return students
+
+
+def _original_name(filename: str, kind: str) -> str:
+    """The student's own file name: Canvas adds "-1", "-2" … before the extension on resubmissions."""
+    return re.sub(r"-\d+(\.ipynb)$", r"\1", filename) if kind == "canvas" else filename
+
+
+def _notebooks(filename: str, data: bytes, notes: list[str]) -> list[submissions.StudentNotebook]:
+    if filename.lower().endswith(".zip"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return [submissions.read_notebook(archive.read(info), info.filename) for info in archive.infolist()
+                        if not info.is_dir() and _visible(info.filename) and info.filename.endswith(".ipynb")]
+        except zipfile.BadZipFile:
+            notes.append(f"{filename} is not a readable zip file")
+            return []
+    if filename.endswith((".ipynb", ".py")):
+        return [submissions.read_notebook(data, filename)]
+    return []  # e.g. Blackboard's attempt .txt, a PDF export: nothing to run
+
+
+def canvas_csv(rows: list[tuple[str, str, float]], assignment: str, possible: float) -> str:
+    """Canvas's gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then the assignment's column.
+
+    Canvas matches rows by ID (the Canvas user id of the download's file names) and creates the assignment column
+    if no assignment has that name. `rows` are (name, Canvas user id, points).
+
+    >>> print(canvas_csv([("smithjohn", "12345", 31.5)], "Notebook 02", 35), end="")
+    Student,ID,SIS User ID,SIS Login ID,Section,Notebook 02
+    Points Possible,,,,,35
+    smithjohn,12345,,,,31.5
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", assignment])
+    writer.writerow(["Points Possible", "", "", "", "", number(possible)])
+    writer.writerows([_cell(name), student_id, "", "", "", number(points)] for name, student_id, points in rows)
+    return out.getvalue()
+
+
+def moodle_csv(rows: list[tuple[str, str, float]], possible: float) -> str:
+    """Moodle's grading worksheet ("Upload grading worksheet"): rows matched by Identifier "Participant <id>".
+
+    >>> print(moodle_csv([("John Smith", "12345", 31.5)], 35), end="")
+    Identifier,Full name,Grade,Maximum Grade,Feedback comments
+    Participant 12345,John Smith,31.5,35,
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Identifier", "Full name", "Grade", "Maximum Grade", "Feedback comments"])
+    writer.writerows([f"Participant {student_id}", _cell(name), number(points), number(possible), ""]
+                     for name, student_id, points in rows)
+    return out.getvalue()
+
+
+EXPORTS = {"canvas": "canvas_import.csv", "moodle": "moodle_grading_worksheet.csv"}
+
+
+def write_export(kind: str, rows: list[tuple[str, str, float]], assignment: str, possible: float,
+                 out: Path) -> Path | None:
+    """The gradebook file for the LMS the submissions came from (None for an LMS without one here)."""
+    if kind not in EXPORTS:
+        return None
+    text = canvas_csv(rows, assignment, possible) if kind == "canvas" else moodle_csv(rows, possible)
+    target = out / EXPORTS[kind]
+    target.write_text(text, encoding="utf-8")
+    return target

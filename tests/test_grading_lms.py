@@ -1,0 +1,140 @@
+"""LMS bulk downloads: each layout split into students with their ids, odd names reported, grades sent back.
+
+The command-line tests use a rubric of written questions only, so nothing runs in a sandbox: they are about
+who is who, not about points.
+"""
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from coursekit.cli import main
+from coursekit.grading import lms
+
+EMPTY = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def notebook(answer: str = "") -> str:
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": "Why?"},
+             {"cell_type": "markdown", "metadata": {"coursekit": {"written": "why"}}, "source": answer}]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def make(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def who(students):
+    return [(s.submission.student, s.student_id, sorted(n.filename for n in s.submission.notebooks))
+            for s in students]
+
+
+def test_a_flat_canvas_download_is_one_submission_per_student(tmp_path):
+    folder = make(tmp_path / "canvas", {
+        "smith_john_12345_67890_02_bigram_mlp.ipynb": EMPTY,
+        "smith_john_12345_67891_04_gpt_training.ipynb": EMPTY,
+        "leeann_late_777_888_02_bigram_mlp-1.ipynb": EMPTY,  # late, and a resubmission ("-1")
+    })
+    assert lms.detect(folder) == "canvas"
+    assert who(lms.split(folder, "canvas")) == [
+        ("leeann", "777", ["02_bigram_mlp.ipynb"]),
+        ("smith_john", "12345", ["02_bigram_mlp.ipynb", "04_gpt_training.ipynb"])]
+
+
+def test_a_moodle_download_in_folders_or_flat_keeps_the_participant_id(tmp_path):
+    folders = make(tmp_path / "moodle", {
+        "John Smith_12345_assignsubmission_file_/02_bigram_mlp.ipynb": EMPTY,
+        "John Smith_12345_assignsubmission_file_/notes/extra.ipynb": EMPTY,
+        "Ann Lee_678_assignsubmission_file_/hw.ipynb": EMPTY,
+        "Ann Lee_678_assignsubmission_onlinetext_/onlinetext.html": "<p>hi</p>",
+    })
+    assert lms.detect(folders) == "moodle"
+    assert who(lms.split(folders, "moodle")) == [("Ann Lee", "678", ["hw.ipynb"]),
+                                                 ("John Smith", "12345", ["02_bigram_mlp.ipynb", "notes/extra.ipynb"])]
+    flat = tmp_path / "moodle.zip"
+    with zipfile.ZipFile(flat, "w") as archive:
+        archive.writestr("John Smith_12345_assignsubmission_file_02_bigram_mlp.ipynb", EMPTY)
+        archive.writestr("__MACOSX/._John Smith_12345_assignsubmission_file_02_bigram_mlp.ipynb", "junk")
+    assert lms.detect(flat) == "moodle"
+    assert who(lms.split(flat, "moodle")) == [("John Smith", "12345", ["02_bigram_mlp.ipynb"])]
+
+
+def test_a_blackboard_download_grades_the_latest_attempt(tmp_path):
+    folder = make(tmp_path / "bb", {
+        "Week 4_jsmith_attempt_2024-03-01-14-05-09.txt": "Name: John Smith",
+        "Week 4_jsmith_attempt_2024-03-01-14-05-09_old.ipynb": EMPTY,
+        "Week 4_jsmith_attempt_2024-03-02-09-00-00.txt": "Name: John Smith",
+        "Week 4_jsmith_attempt_2024-03-02-09-00-00_04_gpt_training.ipynb": EMPTY,
+        "Week 4_alee_attempt_2024-03-01-10-00-00.txt": "Name: Ann Lee",
+    })
+    assert lms.detect(folder) == "blackboard"
+    [ann, john] = lms.split(folder, "blackboard")
+    assert who([john]) == [("jsmith", "jsmith", ["04_gpt_training.ipynb"])]
+    assert "graded the latest (2024-03-02-09-00-00)" in john.submission.notes[0]
+    assert ann.submission.notebooks == [] and "no .ipynb" in ann.submission.notes[0]
+
+
+def test_names_that_do_not_follow_the_layout_are_reported_not_guessed(tmp_path):
+    folder = make(tmp_path / "mixed", {"smith_john_12345_67890_02.ipynb": EMPTY, "alice.ipynb": EMPTY})
+    with pytest.raises(lms.LayoutError, match="Canvas download.*alice.ipynb"):
+        lms.detect(folder)
+    assert lms.detect(make(tmp_path / "plain", {"alice.ipynb": EMPTY, "bob.ipynb": EMPTY})) is None
+    assert lms.detect(make(tmp_path / "class", {"alice/02.ipynb": EMPTY, "bob/02.ipynb": EMPTY})) is None
+
+
+def test_the_canvas_import_has_its_columns_and_no_formulas():
+    rows = list(csv.reader(io.StringIO(lms.canvas_csv([("=SUM(A1)", "1", 2.5)], "HW 4", 10))))
+    assert rows == [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "HW 4"],
+                    ["Points Possible", "", "", "", "", "10"], ["'=SUM(A1)", "1", "", "", "", "2.5"]]
+
+
+def test_same_names_get_their_ids(tmp_path):
+    folder = make(tmp_path / "canvas", {"lee_1_10_a.ipynb": EMPTY, "lee_2_20_a.ipynb": EMPTY})
+    assert [s.submission.student for s in lms.split(folder, "canvas")] == ["lee (1)", "lee (2)"]
+
+
+@pytest.fixture
+def course(tmp_path):
+    solutions = make(tmp_path / "solutions", {"02_bigram_mlp.ipynb": notebook("*Write your answer here.*")})
+    rubric = tmp_path / "rubric.json"
+    rubric.write_text(json.dumps({"name": "essay", "items": [{"notebook": "02", "written": "why", "points": 4}]}))
+    return solutions, rubric
+
+
+def grade(download: Path, course, out: Path, *extra) -> int:
+    solutions, rubric = course
+    return main(["grade", str(download), "--rubric", str(rubric), "--solutions", str(solutions), "--out", str(out),
+                 *extra])
+
+
+def test_canvas_grades_go_back_with_the_canvas_ids(tmp_path, course):
+    folder = make(tmp_path / "canvas", {"smithjohn_12345_67890_02_bigram_mlp.ipynb": notebook("Because."),
+                                        "leeann_777_888_hw.ipynb": notebook("")})
+    assert grade(folder, course, tmp_path / "out", "--assignment-name", "Notebook 02") == 0
+    rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
+    assert [(r["student"], r["student_id"], r["total"]) for r in rows] == [("leeann", "777", "0"),
+                                                                           ("smithjohn", "12345", "0")]
+    upload = list(csv.reader(open(tmp_path / "out" / "canvas_import.csv")))
+    assert upload[0][-1] == "Notebook 02" and upload[1][-1] == "4"
+    assert [(r[0], r[1]) for r in upload[2:]] == [("leeann", "777"), ("smithjohn", "12345")]
+
+
+def test_moodle_grades_go_back_in_the_grading_worksheet(tmp_path, course):
+    folder = make(tmp_path / "moodle", {"John Smith_12345_assignsubmission_file_/02.ipynb": notebook("Yes.")})
+    assert grade(folder, course, tmp_path / "out") == 0
+    [row] = csv.DictReader(open(tmp_path / "out" / "moodle_grading_worksheet.csv"))
+    assert (row["Identifier"], row["Full name"], row["Maximum Grade"]) == ("Participant 12345", "John Smith", "4")
+
+
+def test_a_mixed_folder_stops_with_the_odd_names(tmp_path, course, capsys):
+    folder = make(tmp_path / "mixed", {"smithjohn_12345_67890_02.ipynb": EMPTY, "stray copy.ipynb": EMPTY})
+    assert grade(folder, course, tmp_path / "out") == 2
+    assert "stray copy.ipynb" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
