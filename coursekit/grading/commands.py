@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from coursekit.grading import feedback, gradescope, rubric as rubrics, sandbox, submissions
+import coursekit
+from coursekit.grading import feedback, gradescope, publish, rubric as rubrics, sandbox, submissions
 
-COURSE_ROOT = Path(sandbox.PACKAGE_ROOT)
+COURSE_ROOT = Path(coursekit.__file__).resolve().parent.parent
+SECRET_FILE = "grading-secret.txt"
 
 
 def _solutions(arguments) -> Path:
@@ -55,11 +58,15 @@ def grade_command(arguments) -> int:
             print(f"{item.label:32} {item.points:3}  {item.notebook} / {item.check}({', '.join(item.arguments)})")
         print(f"{'total':32} {sum(i.points for i in items):3}")
         return 0
+    secret = arguments.secret or os.environ.get("COURSEKIT_GRADING_SECRET") or grader.new_secret()
+    from coursekit.grading import containment
+
+    print(f"containment: {containment.LEVELS[containment.level()]}", file=sys.stderr)
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"
         [grade] = grader.grade([found], items, solutions, _limits(arguments), jobs=arguments.jobs,
-                               check_modules=arguments.check_module)
+                               check_modules=arguments.check_module, secret=secret)
         print(f"wrote {gradescope.write_results(grade, root)}: {feedback.number(grade.earned)} / {grade.possible}")
         return 0
     if not arguments.out:
@@ -74,9 +81,13 @@ def grade_command(arguments) -> int:
 
     with tqdm(total=len(found), desc="grading", unit="student", file=sys.stderr) as bar:
         grades = grader.grade(found, items, solutions, _limits(arguments), jobs=arguments.jobs,
-                              check_modules=arguments.check_module, on_done=lambda student: bar.update())
+                              check_modules=arguments.check_module, on_done=lambda student: bar.update(),
+                              secret=secret)
     out = Path(arguments.out)
-    feedback.write_all(grades, out, name)
+    with publish.staging(out) as fresh:
+        feedback.write_all(grades, fresh, name)
+        (fresh / SECRET_FILE).write_text(secret + "\n")
+        (fresh / SECRET_FILE).chmod(0o600)
     print(feedback.summary(grades))
     print(f"wrote {out / 'grades.csv'}, {out / 'review.csv'} and {len(grades)} feedback page(s) in {out / 'feedback'}")
     return 0
@@ -121,6 +132,9 @@ def add_parsers(commands) -> None:
     grade.add_argument("--notebook-seconds", type=float, default=900, help="time limit per notebook (900)")
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
+    grade.add_argument("--secret", help="the secret the probes' inputs are drawn from (default: "
+                       "$COURSEKIT_GRADING_SECRET, else a fresh one); it is saved as OUT/grading-secret.txt, and "
+                       "the same secret regrades to the same grades.csv")
     grade.add_argument("--check-module", action="append", default=[], help="import extra checks from this module")
     grade.add_argument("--gradescope", action="store_true", help="run as a Gradescope autograder")
     grade.add_argument("--gradescope-root", default="/autograder", help="Gradescope's root (default /autograder)")

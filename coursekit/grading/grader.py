@@ -1,21 +1,27 @@
 """Grading a class: match each submitted notebook to its solution, run it in the sandbox, judge here.
 
-Student code runs only in sandbox children; this process only ever sees plain data, and computes every verdict
-with the checks' judges: points = the exercise's points × tests passed / tests. An exercise whose tests did not
-run (crash, time limit, missing function) scores 0 with the reason; one whose tests caught the student reaching
-for the reference implementation or the grader's internals scores 0 and is flagged.
+Student code runs only in sandbox children (containment.py); this process only ever sees plain data, and computes
+every verdict with the checks' judges: points = the exercise's points × the weights of the tests passed. Each run
+draws a run seed from a secret (`--secret`, recorded with the grades), the probes in the sandbox draw their
+inputs from it and the judges here recompute the expected values for those same inputs from the reference, which
+the sandbox never holds. An exercise whose tests did not run (crash, time limit, missing function) scores 0 for
+them, with the reason.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coursekit import data
 from coursekit.checks import CHECKS, Check, Outcome
 from coursekit.grading import rubric as rubrics
-from coursekit.grading import sandbox, scan
+from coursekit.grading import containment, sandbox, scan
 from coursekit.grading.submissions import StudentNotebook, Submission
 
 
@@ -81,18 +87,31 @@ def plan(notebook: StudentNotebook, items: list[rubrics.Resolved]) -> list[dict]
     return planned
 
 
-def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
-    """Verdicts for one exercise from the plain data its probes returned (trusted: runs here, never there)."""
+def run_seed(secret: str) -> int:
+    """The run seed of a grading run: a hash of its secret (the same secret, the same probe inputs).
+
+    >>> run_seed("a") == run_seed("a") != run_seed("b")
+    True
+    """
+    return int.from_bytes(hashlib.sha256(f"coursekit grading {secret}".encode()).digest()[:8], "big") | 1
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int) -> ExerciseGrade:
+    """Verdicts for one exercise from the plain data its probes returned under `seed` (runs here, never there)."""
     check = CHECKS[item.check]
     results = run.results.get(item.exercise, [])
     try:
-        outcomes = check.judge(results)
+        outcomes = check.judge(results, seed)
     except Exception:  # a judge that chokes on odd data: isolate the test that did
         outcomes = []
         for test in check.tests:
             single = Check(check.exercise, check.expects, [test], check.accepts)
             try:
-                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name]))
+                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name], seed))
             except Exception as error:
                 outcomes.append(Outcome(test.name, False, f"the result could not be judged ({type(error).__name__})"))
     reason = run.missing.get(item.exercise, "")
@@ -100,9 +119,6 @@ def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
         ran = {name for name, _ in results}
         outcomes = [o if o.test in ran else Outcome(o.test, False, reason) for o in outcomes]
     earned = round(item.points * check.fraction(outcomes), 2)
-    cheating = run.cheating.get(item.exercise, []) + run.cheating.get("*", [])
-    if cheating:
-        earned, reason = 0.0, "no credit: while being tested, your code " + "; ".join(dict.fromkeys(cheating))
     names = run.names_used.get(item.exercise)
     if names and list(names) != list(item.arguments) and not reason:
         reason = f"graded {', '.join(names)} (the names your check cell passes) instead of {', '.join(item.arguments)}"
@@ -119,17 +135,26 @@ def register_check_modules(names: list[str]) -> None:
                 CHECKS[attribute] = value
 
 
-def _protected(solutions: Path, extra: list[Path]) -> list[str]:
-    return [str(p) for p in [solutions, solutions.parent / "tests", *extra]]
+def check_module(name: str) -> str:
+    """The module that defines the check `name` (the sandbox imports only that one)."""
+    import sys
+
+    check = CHECKS[name]
+    found = sorted(module_name for module_name, module in list(sys.modules.items())
+                   if getattr(module, name, None) is check and module_name != "coursekit.checks"
+                   and getattr(module, "__file__", None))
+    return found[0] if found else "coursekit.checks"
 
 
 def grade(submissions: list[Submission], items: list[rubrics.Resolved], solutions: Path,
-          limits: sandbox.Limits | None = None, jobs: int = 1, protected: list[Path] = (),
-          on_done=None, check_modules: list[str] = ()) -> list[Grade]:
-    """Grade every submission against the resolved rubric items; `on_done(student)` reports progress."""
+          limits: sandbox.Limits | None = None, jobs: int = 1, on_done=None, check_modules: list[str] = (),
+          secret: str | None = None) -> list[Grade]:
+    """Grade every submission against the resolved rubric items; `on_done(student)` reports progress.
+    `secret` fixes the probes' inputs (a regrade with the same secret gives the same grades)."""
     limits = limits or sandbox.Limits()
+    seed = run_seed(secret if secret is not None else new_secret())
     register_check_modules(list(check_modules))
-    data_dirs = [str(p) for p in data.cache_dirs()]
+    data_dirs = [str(p) for p in data.cache_dirs() if p.is_dir()]
     wanted: dict[str, list[rubrics.Resolved]] = {}
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
@@ -142,22 +167,27 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
         for stem, notebook in matched.items():
             tasks.append((submission.student, stem, notebook))
     remaining = {s.student: sum(1 for t in tasks if t[0] == s.student) for s in submissions}
-
-    def work(task):
-        student, stem, notebook = task
-        cells = [{"index": c.index, "source": c.source} for c in notebook.cells]
-        if not cells:
-            return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
-        stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
-        return sandbox.run_notebook(cells, plan(notebook, wanted[stem]), stem_tests, allowed[stem], limits,
-                                    data_dirs, _protected(solutions, list(protected)), list(check_modules), server)
-
-    server = sandbox.start_server(list(check_modules), limits.threads) if limits.fork_server and tasks else None
+    staging = Path(tempfile.mkdtemp(prefix="coursekit-staged-"))
+    staging.chmod(0o711)  # the fallback's uid 65534 must reach the staged copies, never list them
     try:
+        staged = {stem: str(containment.stage(stem, list(check_modules), staging / stem)) for stem in wanted}
+        unavailable = {stem: containment.unavailable(stem) for stem in wanted}
+
+        def work(task):
+            student, stem, notebook = task
+            cells = [{"index": c.index, "source": c.source} for c in notebook.cells]
+            if not cells:
+                return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
+            stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
+            planned = [{**entry, "module": check_module(entry["check"])} for entry in plan(notebook, wanted[stem])]
+            return sandbox.run_notebook(cells, planned, stem_tests, limits, staged[stem], data_dirs,
+                                        unavailable[stem], seed)
+
         _run_all(tasks, work, jobs, grades, remaining, submissions, on_done)
     finally:
-        server and server.close()
-    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules) for s in submissions]
+        shutil.rmtree(staging, ignore_errors=True)
+    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules, seed)
+            for s in submissions]
 
 
 def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None:
@@ -176,7 +206,8 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None
                 on_done(student)
 
 
-def _assemble(submission: Submission, matched, runs, wanted, allowed, solutions: Path, check_modules=()) -> Grade:
+def _assemble(submission: Submission, matched, runs, wanted, allowed, solutions: Path, check_modules=(),
+              seed: int = 0) -> Grade:
     grade = Grade(submission.student, [], list(submission.notes))
     for notebook in submission.notebooks:
         grade.notes.extend(notebook.notes)
@@ -201,5 +232,5 @@ def _assemble(submission: Submission, matched, runs, wanted, allowed, solutions:
         grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scan.scan_cells(
             [(c.index, c.source) for c in notebook.cells if c.source.strip() not in given], set(allowed[stem]),
             {name.split(".")[0] for name in check_modules}))
-        grade.exercises.extend(judge(item, run) for item in items)
+        grade.exercises.extend(judge(item, run, seed) for item in items)
     return grade
