@@ -192,7 +192,7 @@ def test_nothing_escaped_the_sandbox(course, graded):
 
 def test_regrading_with_the_same_secret_gives_identical_grades_csv(course, graded):
     _, out = graded
-    rows = grade(course, course / "again", jobs="1")
+    rows = grade(course, course / "again")
     assert (course / "again" / "grades.csv").read_bytes() == (out / "grades.csv").read_bytes()
     assert (course / "again" / "grading-secret.txt").read_text() == "the same secret\n"
     assert rows == graded[0]

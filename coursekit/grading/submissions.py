@@ -173,8 +173,8 @@ def _read_zip(path: Path, student: str) -> Submission:
             budget = MAX_ZIP_BYTES
             for info in members:
                 if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
-                    notes.append(f"{info.filename} in {path.name} is too large (or the zip's total of "
-                                 f"{MAX_ZIP_BYTES // 2**20} MB is used up): not graded")
+                    notes.append(f"{info.filename} in {path.name} is too large for what is left of the zip's "
+                                 f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
                     continue
                 with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
                     data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
