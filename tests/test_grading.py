@@ -27,7 +27,7 @@ CORPUS = HERE / "grading_submissions"
 sys.path.insert(0, str(CORPUS))
 import build_corpus  # noqa: E402
 
-LIMITS = ["--cell-seconds", "3", "--exercise-seconds", "3", "--notebook-seconds", "40", "--memory-mb", "3072",
+LIMITS = ["--cell-seconds", "3", "--exercise-seconds", "3", "--notebook-seconds", "120", "--memory-mb", "3072",
           "--exercise-memory-mb", "1024"]
 
 # student: (double points, square points, text the feedback must contain): what each attack deserves

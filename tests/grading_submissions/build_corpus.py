@@ -64,7 +64,7 @@ ROUTES = {
         "def square(x):\n    return found[0](x)")),
     "file_tricks": course(before_square=[  # torch.from_file, torch.save, sqlite3, mkfifo outside the sandbox
         "import torch, sqlite3, os, glob\n"
-        "for attempt in [lambda: torch.from_file(glob.glob('/**/solutions/*.ipynb', recursive=True)[0], size=10),\n"
+        "for attempt in [lambda: torch.from_file((glob.glob('/*/*/solutions/*.ipynb') + ['/work/wt-sandbox/solutions/02_bigram_mlp.ipynb'])[0], size=10),\n"
         "                lambda: torch.save(torch.zeros(1), '/work/pwned-by-student.pt'),\n"
         "                lambda: sqlite3.connect('/work/pwned-by-student.db').execute('create table t(x)'),\n"
         "                lambda: os.mkfifo('/work/pwned-by-student.fifo')]:\n"
@@ -155,7 +155,7 @@ CORPUS = {
     "reads_solutions": course(square=(
         "import coursekit, pathlib, os, glob\nstolen = []\n"
         "for guess in [pathlib.Path(coursekit.__file__).parent / 'grading' / 'grader.py',\n"
-        "              *map(pathlib.Path, glob.glob('/work/*/solutions') + glob.glob('/**/solutions', recursive=True)),\n"
+        "              *map(pathlib.Path, glob.glob('/*/solutions') + glob.glob('/*/*/solutions')),\n"
         "              *map(pathlib.Path, glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline')),\n"
         "              pathlib.Path(f'/proc/{os.getppid()}/cwd'), pathlib.Path('/etc/passwd')]:\n"
         "    try:\n        stolen.append(guess.read_text() if guess.is_file() else os.listdir(guess))\n"
