@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -159,6 +158,7 @@ def feedback_name(student):
     return student.replace("/", "_")
 
 
+@pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_attack_is_graded_as_expected(graded, student):
     rows, out = graded
     double, square, says = EXPECTED[student]
@@ -182,7 +182,6 @@ def test_nothing_escaped_the_sandbox(course, graded):
     assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv", "grading-secret.txt", "review.csv"]
     assert (out / "grades.csv").is_file() and "999" not in (out / "grades.csv").read_text()
     assert not [p for p in course.iterdir() if p.name.startswith(".out.")]  # the staging folders are gone
-    assert not list(Path(tempfile.gettempdir()).glob("coursekit-staged-*"))
     for page in (out / "feedback").glob("*.md"):
         text = page.read_text()
         assert CANARY not in text and str(out) not in text and "BEGIN SOLUTION" not in text, page.name
