@@ -17,7 +17,7 @@ from coursekit.grading.grader import Grade
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, when the autograder image is built (it has internet then).
 set -euo pipefail
-apt-get update -qq && apt-get install -y -qq python3 python3-pip > /dev/null
+apt-get update -qq && apt-get install -y -qq python3 python3-pip bubblewrap > /dev/null
 python3 -m pip install -q --extra-index-url https://download.pytorch.org/whl/cpu /autograder/source/course
 COURSEKIT_DATA_DIR=/autograder/source/data python3 -m coursekit data fetch
 chmod -R go-rwx /autograder/source   # the sandbox's audit hook protects these too
