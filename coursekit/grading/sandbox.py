@@ -64,6 +64,8 @@ def _describe_exit(code: int | None, killed_by_us: str | None) -> str:
         return killed_by_us
     if code is None:
         return "the kernel stopped answering"
+    if code > 128 and code - 128 in signal.Signals._value2member_map_:  # bwrap reports a signal as 128 + n
+        code = 128 - code
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         why = {"SIGSEGV": "crashed (segmentation fault)", "SIGKILL": "was killed (out of memory?)",
@@ -116,7 +118,11 @@ class _Child:
                 if not ready:
                     continue
                 chunk = os.read(self.read, 1 << 20)
-                if not chunk:
+                if not chunk:  # the worker is gone: let bwrap report how it ended before killing the rest
+                    try:
+                        self.returncode = self.process.wait(timeout=2)
+                    except subprocess.TimeoutExpired:
+                        pass
                     return
                 total += len(chunk)
                 if total > 4 * wire.MAX_FRAME:
@@ -134,7 +140,8 @@ class _Child:
         except (ProcessLookupError, PermissionError):
             pass
         try:
-            self.returncode = self.process.wait(timeout=30)
+            code = self.process.wait(timeout=30)
+            self.returncode = code if self.returncode is None else self.returncode
         except subprocess.TimeoutExpired:
             pass
         os.close(self.read)
