@@ -234,6 +234,16 @@ def check_network(reachable: dict[str, bool], data_cached: bool) -> list[Result]
                    needed=not data_cached)]
 
 
+def check_containment() -> list[Result]:
+    """Which containment `coursekit grade` gives student code here (instructors only: never fails the doctor)."""
+    from coursekit.grading import containment
+
+    kind = containment.level()
+    return [Result(kind == "bubblewrap", f"grading containment: {containment.LEVELS[kind]}",
+                   "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces",
+                   needed=False)]
+
+
 def run_checks(kernel: bool = True) -> list[Result]:
     requires_python, requirements = project_requirements()
     results = check_python(requires_python) + check_packages(requirements) + check_torch()
@@ -242,7 +252,7 @@ def run_checks(kernel: bool = True) -> list[Result]:
     data_cached = all(copies(item)[0] is not None for item in data.ASSETS.values())
     if kernel:
         results += check_kernel()
-    return results + check_network(reachable, data_cached)
+    return results + check_network(reachable, data_cached) + check_containment()
 
 
 def main(kernel: bool = True) -> int:

@@ -1,6 +1,7 @@
 """The grader's pieces that need no sandbox: the wire format, reading broken files, rubrics, outputs."""
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -8,16 +9,15 @@ import numpy as np
 import pytest
 
 from coursekit.checks.core import Outcome, ProbeError
-from coursekit.grading import feedback, gradescope, rubric, submissions, wire
+from coursekit.grading import containment, feedback, gradescope, publish, rubric, submissions, wire
 from coursekit.grading.grader import ExerciseGrade, Grade
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = b"k" * 32
 
 
 def test_plain_data_crosses_the_wire_unchanged():
     value = [None, True, 3, 2.5, "é", {"a": [np.arange(6, dtype=np.int64).reshape(2, 3)]}, ProbeError("boom")]
-    [message] = wire.FrameReader(KEY).feed(wire.frame({"type": "x", "data": wire.encode_value(value)}, KEY))
+    [message] = wire.FrameReader().feed(wire.frame({"type": "x", "data": wire.encode_value(value)}))
     back = wire.decode_value(message["data"])
     assert back[:5] == value[:5] and back[6] == value[6]
     assert back[5]["a"][0].dtype == np.int64 and (back[5]["a"][0] == value[5]["a"][0]).all()
@@ -26,21 +26,89 @@ def test_plain_data_crosses_the_wire_unchanged():
 @pytest.mark.parametrize("data", [
     {"array": {"dtype": "|O", "shape": [1], "data": ""}},  # object arrays could hold anything
     {"array": {"dtype": "<f8", "shape": [3], "data": "AAAA"}},  # size does not match
+    {"array": {"dtype": [("a", "<i8")], "shape": [1], "data": "AAAAAAAAAAA="}},  # structured: not numbers
     {"pickle": "gASV"},
     {"dict": {"a": 1}, "extra": 2},
 ])
-def test_odd_data_is_refused(data):
+def test_odd_data_fails_its_test_as_not_plain_data(data):
+    result = wire.decode_value(data)
+    assert isinstance(result, ProbeError) and "not plain data" in result.message
+
+
+def nested(depth):
+    value = [1.0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_deeply_nested_result_fails_its_test_not_the_notebook():
+    result = wire.decode_value(wire.encode_value(nested(100)))
+    assert isinstance(result, ProbeError) and "nested deeper than 64" in result.message
+    assert wire.decode_value(wire.encode_value(nested(60))) == nested(60)
+
+
+def test_junk_on_the_channel_is_a_wire_error():
     with pytest.raises(wire.WireError):
-        wire.decode_value(data)
-
-
-def test_frames_without_the_key_are_refused():
-    with pytest.raises(wire.WireError, match="key"):
-        wire.FrameReader(KEY).feed(wire.frame({"type": "done"}, b"guessed" * 5))
+        wire.FrameReader().feed(b"\x00" * 7 + b"\x04" + b"junk")
+    with pytest.raises(wire.WireError, match="larger than the limit"):
+        wire.FrameReader().feed(b"\xff" * 16)
 
 
 def test_a_student_dict_cannot_pose_as_an_array():
     assert wire.decode_value(wire.encode_value({"array": 1})) == {"array": 1}
+
+
+def test_the_staged_coursekit_holds_no_answers_and_no_tooling(tmp_path):
+    staged = containment.stage("05_prompting", [], tmp_path / "05")
+    names = {p.relative_to(staged).as_posix() for p in staged.rglob("*.py")}
+    assert "coursekit/sampling.py" not in names and "coursekit/data.py" in names
+    assert not {"coursekit/build.py", "coursekit/cli.py", "coursekit/grading/grader.py"} & names
+    assert {"coursekit/grading/worker.py", "coursekit/checks/core.py", "coursekit/checks/sampling.py"} <= names
+    note = containment.unavailable("05_prompting")["coursekit.sampling"]
+    assert note == ("coursekit.sampling holds the answers to this notebook's exercises and is not available "
+                    "while grading")
+
+
+def test_symlinks_and_pipes_are_refused_without_being_opened(tmp_path):
+    (tmp_path / "real.ipynb").write_text('{"cells": []}')
+    (tmp_path / "link.ipynb").symlink_to(tmp_path / "real.ipynb")
+    (tmp_path / "linked").symlink_to(tmp_path)
+    os.mkfifo(tmp_path / "pipe.ipynb")  # opening it would block forever
+    assert "symbolic link" in submissions.read_submission(tmp_path / "link.ipynb").notes[0]
+    assert "symbolic link" in submissions.read_submission(tmp_path / "linked").notes[0]
+    assert "not a regular file" in submissions.read_submission(tmp_path / "pipe.ipynb").notes[0]
+    folder = submissions.read_submission(tmp_path)
+    assert [n.filename for n in folder.notebooks] == ["real.ipynb"]
+    assert any("pipe.ipynb" in note for note in folder.notes) and any("link.ipynb" in n for n in folder.notes)
+
+
+def test_a_zip_bomb_stops_at_the_budget(tmp_path):
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for index in range(3):
+            archive.writestr(f"n{index}.ipynb", b" " * (30 * 2**20))
+    found = submissions.read_submission(tmp_path / "bomb.zip")
+    assert len(found.notebooks) == 2 and any("budget" in note for note in found.notes)
+
+
+def test_three_students_of_the_same_name_get_unique_names(tmp_path):
+    for folder in ("a", "b", "c", "d"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / ("alice-2.ipynb" if folder == "d" else "alice.ipynb")).write_text('{"cells": []}')
+    found = submissions.collect(sorted(tmp_path.glob("*/*.ipynb")))
+    assert sorted(s.student for s in found) == ["alice", "alice-2", "alice-3", "alice-4"]
+
+
+def test_outputs_replace_a_directory_or_symlink_in_their_place(tmp_path):
+    out = tmp_path / "out"
+    (out / "grades.csv").mkdir(parents=True)
+    (out / "review.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with publish.staging(out) as fresh:
+        (fresh / "grades.csv").write_text("a\n")
+        (fresh / "review.csv").write_text("b\n")
+    assert (out / "grades.csv").read_text() == "a\n" and not (out / "review.csv").is_symlink()
+    assert not (tmp_path / "elsewhere.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_truncated_notebook_keeps_its_complete_cells():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from coursekit.grading import feedback, gradescope, lms, matching, rubric as rubrics, sandbox, submissions
+import coursekit
+from coursekit.grading import feedback, gradescope, lms, matching, publish, rubric as rubrics, sandbox, submissions
 from coursekit.grading import written
 
-COURSE_ROOT = Path(sandbox.PACKAGE_ROOT)
+COURSE_ROOT = Path(coursekit.__file__).resolve().parent.parent
+SECRET_FILE = "grading-secret.txt"
 SOLUTIONS_HELP = ("the solution notebooks' folder (default: ./solutions if the current directory has one, "
                   "else the solutions of the coursekit checkout being run)")
 
@@ -82,11 +85,16 @@ def grade_command(arguments) -> int:
             print(f"{item.label:32} {item.points:3}  {item.notebook} / {how}")
         print(f"{'total':32} {sum(i.points for i in items):3}")
         return 0
+    secret = arguments.secret or os.environ.get("COURSEKIT_GRADING_SECRET") or grader.new_secret()
+    from coursekit.grading import containment
+
+    print(f"containment: {containment.LEVELS[containment.level()]}", file=sys.stderr)
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"
         [grade] = grader.grade([found], [i for i in items if not i.written], solutions, _limits(arguments),
-                               jobs=arguments.jobs, check_modules=arguments.check_module)
+                               jobs=arguments.jobs, check_modules=arguments.check_module,
+                               secret=secret)
         _hand_graded([found], [grade], items, solutions, arguments)
         print(f"wrote {gradescope.write_results(grade, root)}: {feedback.number(grade.earned)} / {grade.possible}")
         return 0
@@ -107,7 +115,7 @@ def grade_command(arguments) -> int:
     with tqdm(total=len(found), desc="grading", unit="student", file=sys.stderr) as bar:
         grades = grader.grade(found, [i for i in items if not i.written], solutions, _limits(arguments),
                               jobs=arguments.jobs, check_modules=arguments.check_module,
-                              on_done=lambda student: bar.update())
+                              on_done=lambda student: bar.update(), secret=secret)
     for grade in grades:
         grade.student_id = ids.get(grade.student, "")
     try:
@@ -116,13 +124,17 @@ def grade_command(arguments) -> int:
         print(f"✗ the written scores cannot be merged (nothing was written):\n{error}", file=sys.stderr)
         return 2
     out = Path(arguments.out)
-    feedback.write_all(grades, out, name)
+    with publish.staging(out) as fresh:
+        feedback.write_all(grades, fresh, name)
+        (fresh / SECRET_FILE).write_text(secret + "\n")
+        (fresh / SECRET_FILE).chmod(0o600)
+        rows = [(g.student, g.student_id, g.earned) for g in sorted(grades, key=lambda g: g.student) if g.student_id]
+        exports = {kind: lms.write_export(kind, rows, arguments.assignment_name or name,
+                                          sum(i.points for i in items), fresh) for kind in sorted(kinds)}
     print(feedback.summary(grades))
     print(f"wrote {out / 'grades.csv'}, {out / 'review.csv'} and {len(grades)} feedback page(s) in {out / 'feedback'}")
-    rows = [(g.student, g.student_id, g.earned) for g in sorted(grades, key=lambda g: g.student) if g.student_id]
-    for kind in sorted(kinds):
-        target = lms.write_export(kind, rows, arguments.assignment_name or name, sum(i.points for i in items), out)
-        print(f"wrote {target}: import it into {lms.NAMES[kind]}" if target else
+    for kind, target in exports.items():
+        print(f"wrote {out / target.name}: import it into {lms.NAMES[kind]}" if target else
               f"{lms.NAMES[kind]}: no gradebook file is written; upload student_id and total from grades.csv")
     return 0
 
@@ -189,6 +201,9 @@ def add_parsers(commands) -> None:
     grade.add_argument("--notebook-seconds", type=float, default=900, help="time limit per notebook (900)")
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
+    grade.add_argument("--secret", help="the secret the probes' inputs are drawn from (default: "
+                       "$COURSEKIT_GRADING_SECRET, else a fresh one); it is saved as OUT/grading-secret.txt, and "
+                       "the same secret regrades to the same grades.csv")
     grade.add_argument("--check-module", action="append", default=[], help="import extra checks from this module")
     grade.add_argument("--export-written", metavar="DIR", help="write every student's written answers to DIR: one "
                        "HTML page per question and written_scores.csv to fill in")

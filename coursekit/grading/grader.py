@@ -1,14 +1,20 @@
 """Grading a class: match each submitted notebook to its solution, run it in the sandbox, judge here.
 
-Student code runs only in sandbox children; this process only ever sees plain data, and computes every verdict
-with the checks' judges: points = the exercise's points × tests passed / tests. An exercise whose tests did not
-run (crash, time limit, missing function) scores 0 with the reason; one whose tests caught the student reaching
-for the reference implementation or the grader's internals scores 0 and is flagged.
+Student code runs only in sandbox children (containment.py); this process only ever sees plain data, and computes
+every verdict with the checks' judges: points = the exercise's points × the weights of the tests passed. Each run
+draws a run seed from a secret (`--secret`, recorded with the grades), the probes in the sandbox draw their
+inputs from it and the judges here recompute the expected values for those same inputs from the reference, which
+the sandbox never holds. An exercise whose tests did not run (crash, time limit, missing function) scores 0 for
+them, with the reason.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +23,7 @@ import torch
 from coursekit import data
 from coursekit.checks import CHECKS, Check, Outcome
 from coursekit.grading import rubric as rubrics
-from coursekit.grading import explain, matching, sandbox, scan
+from coursekit.grading import containment, explain, matching, sandbox, scan
 from coursekit.grading.submissions import CodeCell, StudentNotebook, Submission
 
 
@@ -85,18 +91,31 @@ def needed_cells(notebook: StudentNotebook, planned: list[dict], given: set[str]
     return [cell for cell in notebook.cells if cell.index <= last or cell.index not in untouched]
 
 
-def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
-    """Verdicts for one exercise from the plain data its probes returned (trusted: runs here, never there)."""
+def run_seed(secret: str) -> int:
+    """The run seed of a grading run: a hash of its secret (the same secret, the same probe inputs).
+
+    >>> run_seed("a") == run_seed("a") != run_seed("b")
+    True
+    """
+    return int.from_bytes(hashlib.sha256(f"coursekit grading {secret}".encode()).digest()[:8], "big") | 1
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int) -> ExerciseGrade:
+    """Verdicts for one exercise from the plain data its probes returned under `seed` (runs here, never there)."""
     check = CHECKS[item.check]
     results = run.results.get(item.exercise, [])
     try:
-        outcomes = check.judge(results)
+        outcomes = check.judge(results, seed)
     except Exception:  # a judge that chokes on odd data: isolate the test that did
         outcomes = []
         for test in check.tests:
             single = Check(check.exercise, check.expects, [test], check.accepts)
             try:
-                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name]))
+                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name], seed))
             except Exception as error:
                 outcomes.append(Outcome(test.name, False, f"the result could not be judged ({type(error).__name__})"))
     reason = run.missing.get(item.exercise, "")
@@ -104,9 +123,6 @@ def judge(item: rubrics.Resolved, run: sandbox.Run) -> ExerciseGrade:
         ran = {name for name, _ in results}
         outcomes = [o if o.test in ran else Outcome(o.test, False, reason) for o in outcomes]
     earned = round(item.points * check.fraction(outcomes), 2)
-    cheating = run.cheating.get(item.exercise, []) + run.cheating.get("*", [])
-    if cheating:
-        earned, reason = 0.0, "no credit: while being tested, your code " + "; ".join(dict.fromkeys(cheating))
     names = run.names_used.get(item.exercise)
     if names and list(names) != list(item.arguments) and not reason:
         reason = f"graded {', '.join(names)} (the names your check cell passes) instead of {', '.join(item.arguments)}"
@@ -123,20 +139,29 @@ def register_check_modules(names: list[str]) -> None:
                 CHECKS[attribute] = value
 
 
-def _protected(solutions: Path, extra: list[Path]) -> list[str]:
-    return [str(p) for p in [solutions, solutions.parent / "tests", *extra]]
+def check_module(name: str) -> str:
+    """The module that defines the check `name` (the sandbox imports only that one)."""
+    import sys
+
+    check = CHECKS[name]
+    found = sorted(module_name for module_name, module in list(sys.modules.items())
+                   if getattr(module, name, None) is check and module_name != "coursekit.checks"
+                   and getattr(module, "__file__", None))
+    return found[0] if found else "coursekit.checks"
 
 
 def grade(submissions: list[Submission], items: list[rubrics.Resolved], solutions: Path,
-          limits: sandbox.Limits | None = None, jobs: int = 1, protected: list[Path] = (),
-          on_done=None, check_modules: list[str] = (), every_cell: bool = False) -> list[Grade]:
+          limits: sandbox.Limits | None = None, jobs: int = 1, on_done=None, check_modules: list[str] = (),
+          secret: str | None = None, every_cell: bool = False) -> list[Grade]:
     """Grade every submission against the resolved rubric items; `on_done(student)` reports progress.
 
-    `every_cell` runs the cells after the last probe too (slower; the same grades: see `needed_cells`).
+    `secret` fixes the probes' inputs (a regrade with the same secret gives the same grades); `every_cell` runs
+    the cells after the last probe too (slower; the same grades: see `needed_cells`).
     """
     limits = limits or sandbox.Limits()
+    seed = run_seed(secret if secret is not None else new_secret())
     register_check_modules(list(check_modules))
-    data_dirs = [str(p) for p in data.cache_dirs()]
+    data_dirs = [str(p) for p in data.cache_dirs() if p.is_dir()]
     wanted: dict[str, list[rubrics.Resolved]] = {}
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
@@ -151,24 +176,29 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
         for stem, notebook in matched.notebooks.items():
             tasks.append((submission.student, stem, notebook))
     remaining = {s.student: sum(1 for t in tasks if t[0] == s.student) for s in submissions}
-
-    def work(task):
-        student, stem, notebook = task
-        planned = plan(notebook, wanted[stem])
-        run_cells = notebook.cells if every_cell else needed_cells(notebook, planned, given[stem])
-        cells = [{"index": c.index, "source": c.source} for c in run_cells]
-        if not cells:
-            return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
-        stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
-        return sandbox.run_notebook(cells, planned, stem_tests, allowed[stem], limits,
-                                    data_dirs, _protected(solutions, list(protected)), list(check_modules), server)
-
-    server = sandbox.start_server(list(check_modules), limits.threads) if limits.fork_server and tasks else None
+    staging = Path(tempfile.mkdtemp(prefix="coursekit-staged-"))
+    staging.chmod(0o711)  # the fallback's uid 65534 must reach the staged copies, never list them
     try:
+        staged = {stem: str(containment.stage(stem, list(check_modules), staging / stem)) for stem in wanted}
+        unavailable = {stem: containment.unavailable(stem) for stem in wanted}
+
+        def work(task):
+            student, stem, notebook = task
+            planned = plan(notebook, wanted[stem])
+            run_cells = notebook.cells if every_cell else needed_cells(notebook, planned, given[stem])
+            cells = [{"index": c.index, "source": c.source} for c in run_cells]
+            if not cells:
+                return sandbox.Run(missing={i.exercise: "the notebook has no code cells to run" for i in wanted[stem]})
+            stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
+            planned = [{**entry, "module": check_module(entry["check"])} for entry in planned]
+            return sandbox.run_notebook(cells, planned, stem_tests, limits, staged[stem], data_dirs,
+                                        unavailable[stem], seed)
+
         _run_all(tasks, work, jobs, grades, remaining, submissions, on_done)
     finally:
-        server and server.close()
-    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules) for s in submissions]
+        shutil.rmtree(staging, ignore_errors=True)
+    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules, seed)
+            for s in submissions]
 
 
 def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None:
@@ -188,18 +218,18 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None
 
 
 def _assemble(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
-              check_modules=()) -> Grade:
+              check_modules=(), seed: int = 0) -> Grade:
     """One student's grade from their runs; the judges' small tensors are many times faster on one torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _assemble_grade(submission, matched, runs, wanted, allowed, solutions, check_modules)
+        return _assemble_grade(submission, matched, runs, wanted, allowed, solutions, check_modules, seed)
     finally:
         torch.set_num_threads(threads)
 
 
 def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
-                    check_modules=()) -> Grade:
+                    check_modules=(), seed: int = 0) -> Grade:
     grade = Grade(submission.student, [], list(submission.notes))
     for notebook in submission.notebooks:
         grade.notes.extend(notebook.notes)
@@ -235,7 +265,7 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
                        for exercise, reason in run.missing.items()}
         for item in items:
-            judged = judge(item, run)
+            judged = judge(item, run, seed)
             if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
                 judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
             grade.exercises.append(judged)

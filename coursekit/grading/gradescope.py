@@ -23,8 +23,9 @@ SETUP = """#!/usr/bin/env bash
 set -euo pipefail
 ROOT="${COURSEKIT_AUTOGRADER_ROOT:-/autograder}"
 cd "$ROOT"
-if ! python3 -c 'import sys, ensurepip; assert sys.version_info >= (3, 10)' 2>/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3 python3-venv > /dev/null
+# bubblewrap is the grader's OS-level sandbox (without it the grader falls back to a separate uid; see GRADING.md).
+if ! python3 -c 'import sys, ensurepip; assert sys.version_info >= (3, 10)' 2>/dev/null || ! command -v bwrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv bubblewrap > /dev/null
 fi
 python3 -m venv "$ROOT/venv"
 PIP="$ROOT/venv/bin/python -m pip install -q ${COURSEKIT_PIP_OPTIONS:-}"

@@ -3,14 +3,18 @@
 Nothing here runs student code. A notebook is reduced to its code cells (source, exercise id, the check it
 calls); outputs are never looked at, so a 100 MB output costs only the time to skip it. Invalid UTF-8 is
 replaced, truncated or malformed JSON is salvaged cell by cell, and a Python script counts as one cell.
-Every repair is noted, so the student learns why their work was graded the way it was.
+Every repair is noted, so the student learns why their work was graded the way it was. Only regular files and
+folders are read: a symlink, a named pipe or a device is refused with a note and never opened (os.lstat, then
+O_NOFOLLOW|O_NONBLOCK), and a zip gets a budget for its members and their total decompressed size.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,8 @@ from pathlib import Path
 MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
 MAX_CELL_CHARS = 1_000_000
 MAX_NOTEBOOKS = 50  # per submission (a zip of thousands of files is not a submission)
+MAX_ZIP_MEMBERS = 1000  # entries of any kind in one zip
+MAX_ZIP_BYTES = 64 * 1024 * 1024  # decompressed notebooks of one zip, in total
 
 
 @dataclass
@@ -152,21 +158,44 @@ def _is_notebook_name(name: str) -> bool:
     return (name.endswith((".ipynb", ".py")) and not any(part.startswith((".", "__MACOSX")) for part in parts))
 
 
+def refusal(path: Path) -> str | None:
+    """Why `path` is not read (a symlink, or neither a regular file nor a folder), else None; never follows it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as error:
+        return f"{path.name} could not be read: {error.strerror}"
+    if stat.S_ISLNK(mode):
+        return f"{path.name} is a symbolic link: not graded (submit the file itself)"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return f"{path.name} is not a regular file or folder (a pipe, socket or device): not graded"
+    return None
+
+
 def _read_zip(path: Path, student: str) -> Submission:
     notebooks, notes = [], []
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = sorted((info for info in archive.infolist()
+        with open(_open_regular(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
+            infos = archive.infolist()
+            if len(infos) > MAX_ZIP_MEMBERS:
+                raise ValueError(f"it has {len(infos)} entries, more than the limit of {MAX_ZIP_MEMBERS}")
+            members = sorted((info for info in infos
                               if not info.is_dir() and _is_notebook_name(info.filename)), key=lambda i: i.filename)
             if len(members) > MAX_NOTEBOOKS:
                 notes.append(f"{path.name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
                 members = members[:MAX_NOTEBOOKS]
+            budget = MAX_ZIP_BYTES
             for info in members:
-                if info.file_size > MAX_NOTEBOOK_BYTES:
-                    notes.append(f"{info.filename} in {path.name} is too large: not graded")
+                if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
+                    notes.append(f"{info.filename} in {path.name} is too large for what is left of the zip's "
+                                 f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
                     continue
-                with archive.open(info) as handle:
-                    data = handle.read(MAX_NOTEBOOK_BYTES + 1)
+                with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
+                    data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
+                budget -= len(data)
+                if budget < 0:
+                    notes.append(f"{info.filename} in {path.name} decompresses to more than its zip's budget: "
+                                 "not graded")
+                    break
                 notebooks.append(read_notebook(data, info.filename))
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:
         notes.append(f"{path.name} is not a readable zip file ({error})")
@@ -175,9 +204,21 @@ def _read_zip(path: Path, student: str) -> Submission:
     return Submission(student, notebooks, notes)
 
 
+def _open_regular(path: Path) -> int:
+    """A descriptor for a regular file, opened without following symlinks or blocking on a pipe."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(0, "not a regular file")
+    return fd
+
+
 def _read_file(path: Path) -> StudentNotebook:
+    why = refusal(path)
+    if why:
+        return StudentNotebook(path.name, [], [why])
     try:
-        with open(path, "rb") as handle:
+        with open(_open_regular(path), "rb") as handle:
             data = handle.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as error:
         return StudentNotebook(path.name, [], [f"{path.name} could not be read: {error.strerror}"])
@@ -187,9 +228,24 @@ def _read_file(path: Path) -> StudentNotebook:
 def read_submission(path: Path) -> Submission:
     """One student's submission: a notebook file, a folder of notebooks, or a zip of them."""
     path = Path(path)
+    why = refusal(path)
+    if why:
+        return Submission(path.stem or "student", [], [why])
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_notebook_name(str(p.relative_to(path))))
-        notes = [] if files else [f"the folder {path.name} holds no .ipynb file"]
+        files, notes = [], []
+        for root, folders, names in os.walk(path):  # os.walk does not enter symlinked folders
+            for name in sorted(folders + names):
+                entry = Path(root, name)
+                if not _is_notebook_name(str(entry.relative_to(path))) and not os.path.islink(entry):
+                    continue
+                problem = refusal(entry)
+                if problem:
+                    notes.append(f"{entry.relative_to(path)}: {problem}")
+                elif entry.is_file():
+                    files.append(entry)
+        files.sort()
+        if not files:
+            notes.append(f"the folder {path.name} holds no .ipynb file")
         if len(files) > MAX_NOTEBOOKS:
             notes.append(f"the folder {path.name} holds {len(files)} notebooks; graded the first {MAX_NOTEBOOKS}")
             files = files[:MAX_NOTEBOOKS]
@@ -207,17 +263,33 @@ def collect(paths: list[Path]) -> list[Submission]:
     """
     entries = []
     for path in map(Path, paths):
-        children = sorted(path.iterdir()) if path.is_dir() else []
-        if children and not any(c.is_file() and _is_notebook_name(c.name) for c in children):
-            entries.extend(c for c in children if c.is_dir() or c.suffix.lower() == ".zip")
+        regular_dir = refusal(path) is None and path.is_dir()
+        children = sorted(path.iterdir()) if regular_dir else []
+        if children and not any(refusal(c) is None and c.is_file() and _is_notebook_name(c.name) for c in children):
+            entries.extend(c for c in children if c.is_symlink() or c.is_dir() or c.suffix.lower() == ".zip")
         else:
             entries.append(path)
-    submissions, seen = [], {}
-    for entry in entries:
-        submission = read_submission(entry)
-        base = submission.student or "student"
-        seen[base] = seen.get(base, 0) + 1
-        if seen[base] > 1:
-            submission.student = f"{base}-{seen[base]}"
-        submissions.append(submission)
+    submissions = [read_submission(entry) for entry in entries]
+    for submission, name in zip(submissions, unique_names([s.student for s in submissions])):
+        submission.student = name
     return sorted(submissions, key=lambda s: s.student)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """The same names, made unique: a repeated name gets -2, -3, …, skipping any name already taken.
+
+    >>> unique_names(["alice", "alice", "alice-2", "alice", ""])
+    ['alice', 'alice-3', 'alice-2', 'alice-4', 'student']
+    """
+    taken, result = set(names), []
+    seen: set[str] = set()
+    for name in names:
+        name = name or "student"
+        if name in seen:
+            number = 2
+            while f"{name}-{number}" in taken or f"{name}-{number}" in seen:
+                number += 1
+            name = f"{name}-{number}"
+        seen.add(name)
+        result.append(name)
+    return result

@@ -1,8 +1,10 @@
 """What crosses the sandbox boundary: length-prefixed JSON frames, with numpy arrays as raw bytes in base64.
 
-Never pickle: unpickling runs code. The parent decodes each frame with `decode`, which accepts only the plain data
-that probes return (None, bool, int, float, str, lists, dicts with string keys, numeric arrays) and refuses
-anything else, so a forged or corrupted frame is an error, never a value.
+Everything that arrives is an untrusted claim made by code the student controls, so the parent decodes it from
+the data alone: plain values (None, bool, int, float, str, lists, dicts with string keys) and numeric arrays
+whose dtype, shape and byte count must agree; never pickle, never a type the sender names. A result nested
+deeper than MAX_DEPTH or larger than MAX_ITEMS fails its own test as "not plain data"; only a frame that is not
+a frame at all (bad length, not JSON) is a WireError, and it ends that one run of that one notebook.
 
 >>> decode_value(encode_value({"ids": [1, 2], "x": np.arange(3, dtype=np.float32)}))["x"]
 array([0., 1., 2.], dtype=float32)
@@ -11,8 +13,6 @@ array([0., 1., 2.], dtype=float32)
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import struct
 
@@ -20,12 +20,17 @@ import numpy as np
 
 MAX_FRAME = 64 * 1024 * 1024  # one message; a probe result larger than this is refused
 MAX_DEPTH = 64
+MAX_ITEMS = 1_000_000  # values (list items, dict entries) in one result
 ARRAY_KINDS = "biuf"  # bool, signed, unsigned, float: never object arrays
-HEADER = struct.Struct(">Q32s")  # payload length, sha256(key + payload)
+HEADER = struct.Struct(">Q")  # payload length
 
 
 class WireError(ValueError):
-    """A frame that is not valid plain data (corrupted, forged or too large)."""
+    """A frame that is not a frame (corrupted or too large)."""
+
+
+class NotPlain(ValueError):
+    """A result that is not plain data the judges can look at (too deep, too big, unknown tags)."""
 
 
 def encode_value(value):
@@ -38,32 +43,46 @@ def encode_value(value):
         return {"dict": {key: encode_value(item) for key, item in value.items() if type(key) is str}}
     if type(value) is np.ndarray and value.dtype.kind in ARRAY_KINDS:
         array = np.ascontiguousarray(value)
-        return {"array": {"dtype": array.dtype.newbyteorder("<").str, "shape": list(array.shape),
-                          "data": base64.b64encode(array.astype(array.dtype.newbyteorder("<")).tobytes()).decode()}}
+        little = array.dtype.newbyteorder("<")
+        return {"array": {"dtype": little.str, "shape": list(array.shape),
+                          "data": base64.b64encode(array.astype(little).tobytes()).decode()}}
     if type(value).__name__ == "ProbeError":
         return {"error": str(value.message)}
-    raise WireError(f"cannot send {type(value).__name__}")
+    raise NotPlain(f"cannot send {type(value).__name__}")
 
 
-def decode_value(data, depth: int = 0):
-    """JSON data from a frame -> plain data; raises WireError on anything unexpected."""
+def decode_value(data):
+    """JSON data from a frame -> plain data, or a ProbeError saying why it is not plain data."""
+    from coursekit.checks.core import ProbeError
+
+    budget = [MAX_ITEMS]
+    try:
+        return _decode(data, 0, budget)
+    except NotPlain as error:
+        return ProbeError(f"your code's result is not plain data the grader can judge ({error})")
+
+
+def _decode(data, depth: int, budget: list[int]):
     if depth > MAX_DEPTH:
-        raise WireError("nested too deeply")
+        raise NotPlain(f"nested deeper than {MAX_DEPTH} levels")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise NotPlain(f"more than {MAX_ITEMS} values")
     if data is None or type(data) in (bool, int, float, str):
         return data
     if type(data) is list:
-        return [decode_value(item, depth + 1) for item in data]
+        return [_decode(item, depth + 1, budget) for item in data]
     if type(data) is not dict or len(data) != 1:
-        raise WireError(f"unexpected {type(data).__name__} in a frame")
+        raise NotPlain(f"unexpected {type(data).__name__}")
     (tag, body), = data.items()
     if tag == "dict" and type(body) is dict:
-        return {key: decode_value(item, depth + 1) for key, item in body.items()}
+        return {key: _decode(item, depth + 1, budget) for key, item in body.items()}
     if tag == "error" and type(body) is str:
         from coursekit.checks.core import ProbeError
-        return ProbeError(body)
+        return ProbeError(body[:500])
     if tag == "array" and type(body) is dict:
         return _decode_array(body)
-    raise WireError(f"unknown tag {tag!r}")
+    raise NotPlain(f"unknown tag {str(tag)[:40]!r}")
 
 
 def _decode_array(body: dict) -> np.ndarray:
@@ -72,47 +91,42 @@ def _decode_array(body: dict) -> np.ndarray:
         shape = tuple(body["shape"])
         raw = base64.b64decode(body["data"], validate=True)
     except (KeyError, TypeError, ValueError) as error:
-        raise WireError(f"malformed array: {error}") from None
-    if dtype.kind not in ARRAY_KINDS or dtype.hasobject or not all(type(n) is int and n >= 0 for n in shape):
-        raise WireError(f"refused array of dtype {dtype} and shape {shape}")
+        raise NotPlain(f"malformed array: {error}") from None
+    if dtype.kind not in ARRAY_KINDS or dtype.hasobject or dtype.fields or dtype.subdtype or not all(
+            type(n) is int and n >= 0 for n in shape) or len(shape) > 32:
+        raise NotPlain(f"refused array of dtype {dtype} and shape {shape}")
     if int(np.prod(shape, dtype=object)) * dtype.itemsize != len(raw):
-        raise WireError("array data does not match its shape")
+        raise NotPlain("array data does not match its shape")
     return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def frame(message: dict, key: bytes, sha256=hashlib.sha256) -> bytes:
-    """One message as bytes: its length and a MAC with the run's secret key, then JSON.
-
-    The key reaches the child in a file it deletes before student code runs; junk or forged frames written to
-    the channel by student code fail the MAC and stop the grading of that notebook.
-    """
+def frame(message: dict) -> bytes:
+    """One message as bytes: its length, then JSON."""
     payload = json.dumps(message, allow_nan=True, separators=(",", ":")).encode()
-    return HEADER.pack(len(payload), sha256(key + payload).digest()) + payload
+    return HEADER.pack(len(payload)) + payload
 
 
 class FrameReader:
     """Reassembles frames from chunks read off a pipe; `feed` returns the complete messages (dicts)."""
 
-    def __init__(self, key: bytes, limit: int = MAX_FRAME):
+    def __init__(self, limit: int = MAX_FRAME):
         self.buffer = b""
-        self.key, self.limit = key, limit
+        self.limit = limit
 
     def feed(self, chunk: bytes) -> list[dict]:
         self.buffer += chunk
         messages = []
         while len(self.buffer) >= HEADER.size:
-            size, mac = HEADER.unpack_from(self.buffer)
+            (size,) = HEADER.unpack_from(self.buffer)
             if size > self.limit:
                 raise WireError(f"a frame of {size} bytes is larger than the limit of {self.limit}")
             if len(self.buffer) < HEADER.size + size:
                 break
             payload, self.buffer = self.buffer[HEADER.size:HEADER.size + size], self.buffer[HEADER.size + size:]
-            if not hmac.compare_digest(mac, hashlib.sha256(self.key + payload).digest()):
-                raise WireError("a frame does not carry the run's key (forged or corrupted)")
             try:
                 message = json.loads(payload.decode("utf-8"))
             except (UnicodeDecodeError, ValueError, RecursionError) as error:
-                raise WireError(f"a frame is not JSON: {error}") from None
+                raise WireError(f"a frame is not JSON: {str(error)[:80]}") from None
             if type(message) is not dict or type(message.get("type")) is not str:
                 raise WireError("a frame is not a message")
             messages.append(message)

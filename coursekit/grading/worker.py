@@ -1,12 +1,14 @@
 """The sandboxed child: runs one student notebook and probes its exercises; never judges anything.
 
-Started by sandbox.py as `python -I -c …` in a fresh directory holding job.json (read, then deleted). It sets
-its own resource limits, imports what the probes need, hides the reference implementations and the real checks
-(students get a stand-in `coursekit.checks` whose checks do nothing), installs the audit hook (guard.py), and only
-then runs the student's cells in an IPython shell, errors or not. Right after the cell that checks an exercise
-(or at the end, for exercises whose cell is gone), it evaluates the check's argument names and runs each probe.
-Every step is announced to the parent first, and every probe result is sent as soon as it exists, as wire
-frames: if the child hangs or dies, the parent knows exactly which cell or test did it.
+Started by sandbox.py inside the containment (containment.py) as `python -I -c …`; the job (cells, exercises,
+limits, the run seed) arrives on an inherited, unnamed file, results leave on this run's own pipe. It sets its
+own resource limits, imports the check modules its probes need from the trimmed coursekit it was handed, gives
+student code a stand-in `coursekit.checks` whose checks do nothing, installs guard.py's notes, and only then runs
+the student's cells in an IPython shell, errors or not. Right after the cell that checks an exercise (or at the
+end, for exercises whose cell is gone) it evaluates the check's argument names and runs each probe under the
+grader's run seed. Every step is announced to the parent first and every probe result is sent as soon as it
+exists: if the child hangs or dies, the parent knows exactly which cell or test did it. Nothing it sends is
+trusted: the parent decodes plain data and judges it against inputs it recomputes itself.
 """
 
 from __future__ import annotations
@@ -36,8 +38,7 @@ def _set_limits(limits: dict) -> None:
     limit(resource.RLIMIT_CPU, limits.get("cpu_seconds"))
     limit(resource.RLIMIT_FSIZE, limits.get("file_bytes"))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if os.geteuid() != 0:  # root ignores RLIMIT_NPROC; the audit hook refuses new processes anyway
-        limit(resource.RLIMIT_NPROC, limits.get("processes"))
+    limit(resource.RLIMIT_NPROC, limits.get("processes"))  # counts the sandbox uid's processes and threads
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails instead of killing the child
 
 
@@ -74,106 +75,61 @@ def _stub_checks() -> types.ModuleType:
     return stub
 
 
-def _coursekit_modules(package_dir: str) -> set[str]:
-    names = set()
-    for root, dirs, files in os.walk(package_dir):
-        dirs[:] = [d for d in dirs if not d.startswith((".", "__"))]
-        prefix = "coursekit" if root == package_dir else "coursekit." + os.path.relpath(root, package_dir).replace(
-            os.sep, ".")
-        names.add(prefix)
-        names.update(f"{prefix}.{f[:-3]}" for f in files if f.endswith(".py") and f != "__init__.py")
-    return names
-
-
-def _not_reference(package_dir: str) -> set[str]:
-    """coursekit modules that hold no answers: the build tools, the command line and the grader itself."""
-    return {name for name in _coursekit_modules(package_dir)
-            if name.split(".")[1:2] in (["grading"], ["build"], ["cli"], ["__main__"])}
-
-
-def main(channel_fd: int | None = None) -> None:
-    """Run the job in ./job.json; results go to channel_fd (default: the job's channel_fd)."""
-    with open("job.json") as handle:
-        job = json.load(handle)
-    os.remove("job.json")
-    key = bytes.fromhex(job["key"])
-    channel_fd = job["channel_fd"] if channel_fd is None else channel_fd
-    channel = os.dup2(channel_fd, 100 + int.from_bytes(os.urandom(2), "big") % 800)  # somewhere unguessable
-    os.close(channel_fd)
-    write = os.write
-    _set_limits(job["limits"])
+def main(job_fd: int, channel_fd: int) -> None:
+    """Run the job read from job_fd (JSON); results go to channel_fd as wire frames."""
+    with os.fdopen(job_fd, "rb") as handle:
+        job = json.loads(handle.read())
+    limits = job["limits"]
+    _set_limits(limits)
     out = _CappedOutput()
     sys.stdout = sys.stderr = out
 
-    import numpy as np  # noqa: F401  (loaded before the hook, as the probes need them)
+    import threading
+
+    import numpy as np  # noqa: F401  (loaded before student code, as the probes need them)
     import torch
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
     import coursekit
-    from coursekit.checks import CHECKS
-    from coursekit.checks.core import Check, ProbeError
+    from coursekit.checks.core import ProbeError
     from coursekit.grading import guard, wire
 
-    torch.set_num_threads(int(job["limits"].get("threads") or 1))
-    extra = []
-    for path in job.get("module_paths", []):
-        sys.path.append(path)
-    for name in job.get("check_modules", []):
-        module = importlib.import_module(name)
-        extra.append(name)
-        CHECKS.update({key: value for key, value in vars(module).items()
-                       if key.startswith("check_") and isinstance(value, Check)})
-    checks = {item["check"]: CHECKS[item["check"]] for item in job["exercises"] if item["check"] in CHECKS}
-    encode_value, make_frame = wire.encode_value, wire.frame
-    import hashlib
-
-    sha256 = hashlib.sha256  # a C function: patching the hashlib module later does not change it
+    torch.set_num_threads(int(limits.get("threads") or 1))
+    lock, write, kernel = threading.Lock(), os.write, os.getpid()
 
     def send(message):
-        data = make_frame(message, key, sha256)
-        while data:
-            try:
-                written = write(channel, data)
-            except OSError:
-                os._exit(3)  # the channel is gone (closed by student code?): the parent will notice
-            data = data[written:]
+        if os.getpid() != kernel:  # a process the student forked: only the kernel itself reports
+            return
+        data = wire.frame(message)
+        with lock:
+            while data:
+                try:
+                    written = write(channel_fd, data)
+                except OSError:
+                    os._exit(3)  # the channel is gone (closed by student code?): the parent will notice
+                data = data[written:]
 
     flags_sent = [0]
 
-    def report(kind, detail, cheating):
+    def report(kind, detail):
         flags_sent[0] += 1
         if flags_sent[0] <= 50:
-            send({"type": "flag", "kind": kind, "detail": detail[:300], "cheating": bool(cheating)})
+            send({"type": "flag", "kind": kind, "detail": detail[:300]})
 
-    # Hide the reference implementations and the real checks from student code.
-    package_dir = os.path.dirname(coursekit.__file__)
-    allowed = set(job["allowed_modules"]) | {"coursekit", "coursekit.data"}
-    protected = sorted((_coursekit_modules(package_dir) | {m for m in sys.modules if m.startswith("coursekit.")})
-                       - allowed - _not_reference(package_dir)) + extra
+    checks, broken = {}, {}
+    for item in job["exercises"]:
+        try:
+            checks[item["check"]] = getattr(importlib.import_module(item["module"]), item["check"])
+        except Exception as error:  # e.g. a check module that imports a reference at its top level
+            broken[item["check"]] = f"the grader could not load this check in the sandbox ({error_text(error)})"
     stub = _stub_checks()
-    hidden = []
-
-    def hide():
-        for name in protected:
-            module = sys.modules.pop(name, None)
-            if module is not None:
-                hidden.append(module)
-                parent, _, child = name.rpartition(".")
-                if getattr(sys.modules.get(parent), child, None) is module:
-                    delattr(sys.modules[parent], child)
-        sys.modules["coursekit.checks"] = stub
-        for name in extra:
-            sys.modules[name] = stub
-        coursekit.checks = stub
-
-    hide()
-    policy = job["policy"]
-    policy = guard.Policy(protected_modules=tuple(protected),
-                          protected_paths=tuple(policy["protected_paths"]) + (os.path.join(package_dir, "checks"),),
-                          read_roots=tuple(policy["read_roots"]) + (package_dir,),
-                          write_roots=tuple(policy["write_roots"]),
-                          trusted_code=tuple(policy["trusted_code"]) + (package_dir,))
+    sys.modules["coursekit.checks"] = coursekit.checks = stub
+    for name in {item["module"] for item in job["exercises"]} - {"coursekit.checks"}:
+        if not name.startswith("coursekit."):
+            sys.modules[name] = stub  # a course's own check module, as student code sees it
+    guard.install(job["unavailable"], report)
+    run_seed = int(job["run_seed"])
 
     config = Config()
     config.HistoryManager.enabled = False
@@ -194,14 +150,6 @@ def main(channel_fd: int | None = None) -> None:
     def cancel():
         signal.setitimer(signal.ITIMER_REAL, 0)
 
-    def error_text(error):
-        try:
-            return f"{type(error).__name__}: {BaseException.__str__(error)}"[:300]
-        except BaseException:
-            return type(error).__name__
-
-    limits = job["limits"]
-    guard.install(policy, report)
     send({"type": "ready"})
 
     skip_cells = set(job["skip_cells"])
@@ -221,6 +169,9 @@ def main(channel_fd: int | None = None) -> None:
                 send({"type": "missing", "exercise": item["exercise"],
                       "reason": f"your notebook never defines {', '.join(missing)}"})
                 return True
+        if item["check"] in broken:
+            send({"type": "missing", "exercise": item["exercise"], "reason": broken[item["check"]]})
+            return True
         check = checks[item["check"]]
         values = tuple(namespace[name] for name in names)
         started = time.monotonic()
@@ -253,7 +204,7 @@ def main(channel_fd: int | None = None) -> None:
             try:
                 alarm(room)
                 try:
-                    result = check.probe(test, values)
+                    result = check.probe(test, values, run_seed)
                 finally:
                     cancel()
             except NotImplementedError:
@@ -274,13 +225,12 @@ def main(channel_fd: int | None = None) -> None:
                     result = ProbeError(f"your code raised {error_text(error)}")
             finally:
                 resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-                hide()
             try:
-                data = encode_value(result)
+                data = wire.encode_value(result)
                 message = {"type": "test", "exercise": item["exercise"], "test": test.name, "data": data}
                 if len(json.dumps(message)) > wire.MAX_FRAME - 1024:
-                    raise wire.WireError("too large")
-            except (wire.WireError, ValueError, RecursionError, MemoryError):
+                    raise wire.NotPlain("too large")
+            except (ValueError, RecursionError, MemoryError):
                 message = {"type": "test", "exercise": item["exercise"], "test": test.name,
                            "data": {"error": "the result was too large or not plain data"}}
             send(message)
@@ -321,10 +271,15 @@ def main(channel_fd: int | None = None) -> None:
     os._exit(0)  # no atexit handlers or finalizers from student code
 
 
+def error_text(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {BaseException.__str__(error)}"[:300]
+    except BaseException:
+        return type(error).__name__
+
+
 def _address_space() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-if __name__ == "__main__":
-    main()
