@@ -335,7 +335,7 @@ class HeadsBeforePositions(attention.CausalSelfAttention):
 
 CAUSAL_BUGS = {
     "queries and keys are swapped": KeysFirstSplit,
-    "without the transposes": HeadsBeforePositions,
+    "view\\(B, T, 4, 6\\).transpose\\(1, 2\\)": HeadsBeforePositions,
     "computes attention with 4 head": FourHeadsAlways,
     "resid_pdrop = 0.4, training mode gives the same output": NoResidualDropout,
     "about 40% of the output entries": DropoutBeforeProjection,

@@ -27,7 +27,8 @@ import torch.nn as nn
 
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng
 from coursekit.checks.probing import (attention_sizes, dropout_summary, eval_mode_problem, large_magnitudes,
-                                      one_thread, probe_sizes, probe_tensor, run_module, train_and_eval_runs)
+                                      one_thread, probe_sizes, probe_tensor, run_module, single_threaded,
+                                      train_and_eval_runs)
 
 B = 2
 HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
@@ -394,7 +395,7 @@ def _values_probe(build, sizes_of):
         return {"names": [name for name, _ in named], "matrices": [matrix for _, matrix in named],
                 "result": run_module(module, x),
                 "large": [run_module(module, big)["output"] for big in large_magnitudes(x)]}
-    return probe
+    return single_threaded(probe)
 
 
 def _future_probe(build, sizes_of):
@@ -409,7 +410,7 @@ def _future_probe(build, sizes_of):
         changed_first[:, 0] = -x[:, 0]
         return {"cut": cut, "before": run_module(module, x), "after": run_module(module, changed_future),
                 "first": run_module(module, changed_first)}
-    return probe
+    return single_threaded(probe)
 
 
 def _future_judge(got):
@@ -439,7 +440,7 @@ def _dropout_probe(build, sizes_of, **probabilities):
         p = dropout_probability()
         module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()})
         return train_and_eval_runs(module, probe_input(sizes))
-    return probe
+    return single_threaded(probe)
 
 
 def _dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
@@ -489,7 +490,7 @@ def _bias_probe(build, sizes_of):
     def probe(module_class):
         module = build(module_class, sizes_of())
         return [name for name, parameter in module.named_parameters() if parameter.dim() == 1]
-    return probe
+    return single_threaded(probe)
 
 
 def _bias_judge(got):
@@ -662,7 +663,7 @@ def _cross_probe(inputs_of):
     def probe(cross_attention):
         inputs = inputs_of()
         return cross_attention(*(inputs[name].clone() for name in NAMES))
-    return probe
+    return single_threaded(probe)
 
 
 def _cross_judge(description, inputs_of):
