@@ -174,7 +174,7 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
                     f"(or underflows to 0 / 0). Use torch.softmax, which subtracts each row's maximum first")
         return f"{what} returned NaN entries"
     if np.isfinite(out).all() and np.allclose(out.sum(-1), 1.0) and (out >= 0).all() \
-            and _same_distribution(np.log(np.clip(out, 1e-300, None)), wanted):
+            and _same_distribution(np.where(out > 0, np.log(np.where(out > 0, out, 1.0)), -np.inf), wanted):
         return f"{what} returns probabilities; return logits (the softmax comes once, when sampling)"
     for message, variant in mistakes:
         if _same_distribution(out, variant(logits, argument)):
