@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, array_mistake, describe, is_public, probe_rng
-from coursekit.checks.sampling import large_magnitudes, with_global_rng_perturbed
+from coursekit.checks.probing import large_magnitudes, with_global_rng_perturbed
 
 
 def _reference():

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng
+from coursekit.checks.probing import large_magnitudes, with_global_rng_perturbed
 
 
 def _reference():
@@ -27,22 +28,6 @@ def _reference():
     return sampling
 
 
-# ---------------------------------------------------------------- shared probe helpers
-# The same names and behaviour as coursekit/checks/probing.py (checks34's branch): replace by its import at merge.
-
-
-def large_magnitudes(x: torch.Tensor, high: float = 100.0, low: float = -120.0) -> list[torch.Tensor]:
-    """x shifted so its maximum is `high`, and so its minimum is `low`: exp without the max subtracted overflows."""
-    return [x - x.max() + high, x - x.min() + low]
-
-
-def with_global_rng_perturbed(call, seeds=(1, 2)) -> list:
-    """[call(), call()] with torch's global RNG seeded differently before each."""
-    results = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        results.append(call())
-    return results
 
 
 # ---------------------------------------------------------------- probes and judges of the filters
