@@ -105,7 +105,7 @@ def _ids_of(value) -> dict:
 ONE_HOT_CASES = [  # (description, ids, weight)
     ("'hello'", [2, 1, 3, 3, 4], 2.0),
     ("'oh!'", [4, 2, 5], 1.0),
-    ("a single character 'h' (no pairs)", [2], 0.25),
+    ("a single character 'h' (no pairs)", [2], 0.1),
 ]
 MANY_IDS = "many ids"
 
@@ -406,7 +406,7 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
         expects=[f"the class {class_name} itself (not an instance), built as {class_name}(vocab_size, hidden_size=8)"],
         accepts=[is_module_class],
         tests=[
-            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.5),
+            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25),
             Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
             Test("generate feeds back the last id", _cycle_probe(kind), _cycle_judge, 1.25),
             Test("generate samples from softmax(logits) with the generator it is given", _sampling_probe(kind),

@@ -83,7 +83,7 @@ check_chars = Check(
 )
 
 ENCODE_SAMPLES = ["hello", "First Citizen:\nBefore we proceed any further, hear me speak.", ""]
-SAMPLE_WEIGHTS = [2.0, 2.0, 0.25]  # the empty text is an edge case
+SAMPLE_WEIGHTS = [2.0, 2.0, 0.1]  # the empty text is an edge case
 UNKNOWN_CHARACTER = "€"
 TENSOR_SAMPLE = "hi there"  # decode must take a 1-D tensor of ids too (later notebooks pass model output)
 

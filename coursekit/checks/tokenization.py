@@ -12,9 +12,9 @@ def _bpe():
     return bpe
 
 
-def _ids_drawn(rng, low: int = 8, high: int = 40) -> list[int]:
+def _ids_drawn(rng, low: int = 30, high: int = 60) -> list[int]:
     """Secret ids with many repeats and overlaps: a few small byte values, some two-digit ones, a merged id."""
-    alphabet = [1, 2, 7, 11, 12, 21, 101, 256]
+    alphabet = [1, 2, 7, 11, 21, 256]
     return [int(i) for i in rng.choice(alphabet, size=int(rng.integers(low, high)), p=None)]
 
 
@@ -59,7 +59,7 @@ def _counts_mistake(got, ids: list[int]) -> str | None:
 
 
 # (ids, weight): the counting itself carries the exercise; a single id and no ids are edge cases.
-PAIR_SAMPLES = [([1, 2, 3, 1, 2], 2.0), ([7, 7, 7], 2.0), ([5], 0.25), ([], 0.25),
+PAIR_SAMPLES = [([1, 2, 3, 1, 2], 2.0), ([7, 7, 7], 2.0), ([5], 0.1), ([], 0.1),
                 ([104, 101, 108, 108, 111, 32, 104, 101, 108, 108, 111], 1.0)]
 PUBLIC_PAIR_IDS = [11, 2, 1, 2, 1, 2, 2, 2, 21, 12, 1, 2]
 
@@ -82,7 +82,7 @@ check_pair_counts = Check(
 
 # (ids, pair, new_id, weight). [11, 2, ...]: merging "1 2" in a string of the ids also hits "11 2" and "2 12".
 MERGE_SAMPLES = [([1, 2, 3, 1, 2], (1, 2), 256, 2.0), ([7, 7, 7], (7, 7), 256, 1.0), ([5, 1, 2], (1, 2), 300, 1.0),
-                 ([4, 5, 6], (1, 2), 256, 0.25), ([11, 2, 1, 2, 12, 1, 2, 1], (1, 2), 256, 1.0)]
+                 ([4, 5, 6], (1, 2), 256, 0.1), ([11, 2, 1, 2, 12, 1, 2, 1], (1, 2), 256, 1.0)]
 
 
 def _merge_case() -> tuple[list[int], tuple[int, int], int]:
@@ -263,8 +263,8 @@ FIXED_MERGES = {(104, 101): 256, (116, 256): 257, (32, 257): 258, (109, 101): 25
                 (108, 108): 274, (169, 274): 275}
 # (text, weight). "he has": the merge (104, 101) "he" must win over the later (32, 104) " h", whatever the order
 # of the pairs; in "hi, he has his hat" " h" is the most frequent pair but "he" was learned first.
-CODEC_SAMPLES = [("the theme", 2.0), ("hello there! he has his hat", 2.0), ("naïve café 🙂", 1.0), ("", 0.25),
-                 ("zzz", 0.25), ("oh hi, he has his hat", 2.0)]
+CODEC_SAMPLES = [("the theme", 1.0), ("hello there! he has his hat", 2.0), ("naïve café 🙂", 0.1), ("", 0.1),
+                 ("zzz", 0.1), ("oh hi, he has his hat", 2.0), ("he", 0.25)]
 CODEC_WORDS = ["the", "theme", "these", "thesis", "he", "has", "his", "hat", "héllo", "café", "🙂", "are", "of", "s"]
 
 
@@ -340,7 +340,7 @@ check_bpe_encode = Check(
         *(Test(f"bpe_encode({text!r})", _encode_probe(text), lambda got, text=text: _encode_mistake(got, text),
                weight) for text, weight in CODEC_SAMPLES),
         Test("bpe_encode of many words", _encode_probe(_codec_text), lambda got: _encode_mistake(got, _codec_text()),
-             4.0),
+             6.0),
     ],
 )
 
@@ -368,18 +368,18 @@ def _decode_bytes_mistake(got, ids: list[int], expected: str) -> str | None:
 
 
 # The ids of CODEC_SAMPLES under FIXED_MERGES, as data (the probe must not encode: that is an exercise).
-DECODE_SAMPLES = [([257, 260], "the theme", 2.0),
+DECODE_SAMPLES = [([257, 260], "the theme", 1.0),
                   ([256, 274, 111, 258, 265, 33, 32, 256, 273, 97, 115, 273, 264, 273, 97, 116],
-                   "hello there! he has his hat", 2.0),
+                   "hello there! he has his hat", 1.0),
                   ([110, 97, 195, 175, 118, 101, 32, 99, 97, 102, 195, 169, 32, 240, 159, 153, 130],
                    "naïve café 🙂", 1.0),
-                  ([], "", 0.25), ([240, 159], "\ufffd", 0.5)]  # half an emoji: invalid UTF-8 must not crash
+                  ([], "", 0.1), ([240, 159], "\ufffd", 0.5)]  # half an emoji: invalid UTF-8 must not crash
 
 
 def _decode_ids() -> list[int]:
     """The "many ids" case: public in a notebook, random ids of the vocabulary (split characters too) when grading."""
     if is_public():
-        return [258, 32, 101, 275, 111, 32, 99, 97, 102, 195, 169, 272, 195, 159, 153, 130, 270]
+        return [258, 32, 101, 275, 111, 32, 99, 97, 102, 195, 169, 272, 195, 159, 153, 130, 270, 255, 0]
     rng = probe_rng()
     return [int(i) for i in rng.integers(0, 256 + len(FIXED_MERGES), size=int(rng.integers(5, 25)))]
 
@@ -411,6 +411,6 @@ check_bpe_decode = Check(
     tests=[
         *(Test(f"bpe_decode of {text!r}", _decode_probe(ids), _decode_judge(ids, text), weight)
           for ids, text, weight in DECODE_SAMPLES),
-        Test("bpe_decode of many ids", _decode_probe(_decode_ids), _decode_judge(_decode_ids), 4.0),
+        Test("bpe_decode of many ids", _decode_probe(_decode_ids), _decode_judge(_decode_ids), 6.0),
     ],
 )
