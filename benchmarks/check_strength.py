@@ -360,7 +360,7 @@ def run_notebook(root: Path, notebook: Path, exercises: list[str], timeout: floa
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
                MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     process = subprocess.run(command, env=env, capture_output=True, text=True)
-    results = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
+    results = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{\"")]
     if process.returncode:
         tail = process.stderr.strip().splitlines()[-3:]
         results.append({"exercise": "(notebook)", "reference": "crashed", "reference_message": " | ".join(tail),
