@@ -5,20 +5,20 @@ of the most likely next tokens (the tokens the filters keep in colour, the dropp
 of the distribution that is sampled from, and one sampled token. Where no widget frontend runs (nbval, nbconvert,
 GitHub's viewer) the same display carries a static picture of the starting settings instead.
 
-The filters are the student's own once they pass their checks, coursekit's otherwise (`pick_sampling_functions`);
-coursekit's are the ones `GPT.generate` uses (notebook 04), not notebook 05's reference module.
+The filters are the student's own once they pass their checks, coursekit's otherwise (`pick_sampling_functions`).
+coursekit's are notebook 05's reference (`coursekit.sampling`), so they are imported only when that fallback is
+taken: notebook 05 imports this module, and its grading sandbox does not contain the reference.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable
 
 import matplotlib.pyplot as plt
 import torch
-
-from coursekit import gpt
 
 BARS = 20  # how many of the most likely tokens the chart shows
 
@@ -33,8 +33,13 @@ class SamplingFunctions:
     source: str
 
 
-COURSEKIT_FUNCTIONS = SamplingFunctions(gpt.apply_temperature, gpt.top_k_filter, gpt.top_p_filter,
-                                        "coursekit's (the ones GPT.generate uses)")
+@cache
+def coursekit_functions() -> SamplingFunctions:
+    """coursekit's own filters (the ones GPT.generate uses), imported on first use."""
+    from coursekit import sampling  # here, not at the top: see the module docstring
+
+    return SamplingFunctions(sampling.apply_temperature, sampling.top_k_filter, sampling.top_p_filter,
+                             "coursekit's (the ones GPT.generate uses)")
 
 
 def passes(check, function) -> bool:
@@ -54,14 +59,14 @@ def pick_sampling_functions(temperature, top_k, top_p, checks) -> SamplingFuncti
     yours = (temperature, top_k, top_p)
     if all(function is not None and passes(check, function) for function, check in zip(yours, checks)):
         return SamplingFunctions(*yours, source="yours (all three passed their checks)")
-    return COURSEKIT_FUNCTIONS
+    return coursekit_functions()
 
 
 def filtered_probabilities(logits: torch.Tensor, functions: SamplingFunctions, temperature: float,
                            top_k: int | None, top_p: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities after temperature, kept mask) for logits (vocab,); the kept tokens are what sampling draws from.
 
-    >>> probs, kept = filtered_probabilities(torch.tensor([2.0, 1.0, 0.0]), COURSEKIT_FUNCTIONS, 1.0, 2, None)
+    >>> probs, kept = filtered_probabilities(torch.tensor([2.0, 1.0, 0.0]), coursekit_functions(), 1.0, 2, None)
     >>> kept.tolist(), round(float(probs[:2].sum()), 3)
     ([True, True, False], 0.91)
     """

@@ -296,7 +296,7 @@ EXPLORER_NOTEBOOK = [
     "from coursekit import explorer\n"
     "\n"
     "logits = torch.linspace(4.0, -4.0, 40)  # a made-up model: 40 tokens, the first the most likely\n"
-    "demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f'tok{token}', explorer.COURSEKIT_FUNCTIONS)\n"
+    "demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f'tok{token}', explorer.coursekit_functions())\n"
     "demo",
 ]
 

@@ -50,17 +50,17 @@ def test_coursekit_filters_are_used_while_one_of_yours_fails_its_check(broken):
     yours = {"temperature": my_temperature, "top_k": my_top_k, "top_p": my_top_p}
     for wrong in (not_done, keeps_everything):
         picked = explorer.pick_sampling_functions(**{**yours, broken: wrong}, checks=CHECKS)
-        assert picked is explorer.COURSEKIT_FUNCTIONS, (broken, wrong.__name__)
+        assert picked is explorer.coursekit_functions(), (broken, wrong.__name__)
 
 
 def test_filtered_distribution_keeps_the_nucleus_and_the_top_k():
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
-    probabilities, kept = explorer.filtered_probabilities(logits, explorer.COURSEKIT_FUNCTIONS, 1.0, None, 0.75)
+    probabilities, kept = explorer.filtered_probabilities(logits, explorer.coursekit_functions(), 1.0, None, 0.75)
     assert kept.tolist() == [True, True, False, False]
     assert torch.allclose(probabilities, torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    _, kept = explorer.filtered_probabilities(logits, explorer.COURSEKIT_FUNCTIONS, 1.0, 3, 0.75)
+    _, kept = explorer.filtered_probabilities(logits, explorer.coursekit_functions(), 1.0, 3, 0.75)
     assert kept.tolist() == [True, True, False, False]  # top-p is the tighter filter here
-    probabilities, kept = explorer.filtered_probabilities(logits, explorer.COURSEKIT_FUNCTIONS, 0.5, 1, None)
+    probabilities, kept = explorer.filtered_probabilities(logits, explorer.coursekit_functions(), 0.5, 1, None)
     assert kept.tolist() == [True, False, False, False]
     assert probabilities[0] > 0.5, "temperature 0.5 sharpens the distribution"
 
@@ -74,7 +74,7 @@ def test_entropy_of_the_kept_tokens_is_that_of_the_renormalised_distribution():
 def test_the_explorer_redraws_and_degrades_to_a_picture():
     matplotlib.use("Agg")
     logits = torch.linspace(3.0, -3.0, 30)
-    demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f"t{token}", explorer.COURSEKIT_FUNCTIONS)
+    demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f"t{token}", explorer.coursekit_functions())
     first = demo.summary.value
     assert first.startswith("30 of 30 tokens kept")
     demo.top_k.value = 5  # what moving the slider does

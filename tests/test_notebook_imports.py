@@ -90,3 +90,46 @@ def test_the_closure_follows_module_level_imports(tmp_path):
     for name in sorted(uses_gpt):
         assert "coursekit.gpt" in loaded_modules({name})
     assert loaded_modules({"coursekit.data"}).keys() >= {"coursekit.data", "coursekit"}
+
+
+def exercise_names(path: Path) -> set[str]:
+    """The functions and classes a solution notebook defines at the top of its exercise cells (### BEGIN SOLUTION).
+
+    >>> sorted(exercise_names(ROOT / "solutions" / "05_prompting.ipynb"))
+    ['apply_temperature', 'sample_next_token', 'top_k_filter', 'top_p_filter']
+    """
+    notebook = nbformat.read(path, as_version=4)
+    names = set()
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+            names.update(node.name for node in ast.parse(python_source(cell.source)).body
+                         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+    return names
+
+
+def public_names(file: Path) -> set[str]:
+    """The public names a module offers at its top level: what it defines (def, class) and what it imports.
+
+    >>> sorted(public_names(ROOT / "coursekit" / "gpt_config.py"))
+    ['GPTConfig', 'annotations', 'dataclass']
+    """
+    names = set()
+    for node in ast.parse(file.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return {name for name in names if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_no_module_a_student_notebook_loads_offers_one_of_its_exercises(path):
+    # Catches an answer that sits in an allowed module (05's filters once lived next to GPT.generate in
+    # coursekit.gpt, which notebook 05 imports): `from coursekit.gpt import top_k_filter` would then pass the check.
+    exercises = exercise_names(ROOT / "solutions" / path.name)
+    assert exercises, f"no exercise functions or classes found in solutions/{path.name}"
+    modules = module_names()
+    offered = {name: sorted(public_names(modules[name]) & exercises) for name in loaded_modules(notebook_imports(path))}
+    offered = {name: found for name, found in offered.items() if found}
+    assert not offered, (f"{path.name} loads modules that define (or import) its own exercises, so a student could "
+                         f"import the answer: " + "; ".join(f"{name}: {', '.join(found)}" for name, found in offered.items()))

@@ -21,8 +21,8 @@ ANSWERS: dict[str, tuple[str, ...]] = {
     # The reference model (MLP, Block, GPT, forward, generate) and the training plumbing that answers `get_batch`
     # and `train` (its Trainer is a training loop); notebook 04 trains with the student's own loop instead.
     "04_gpt_training": ("coursekit.gpt", "coursekit.training"),
-    # The sampling API. Its filters are implemented next to GPT.generate in coursekit.gpt: notebook 04 taught them
-    # (its `generate` exercise), so like 03's attention in 04 they are a building block notebook 05 may use.
+    # The sampling filters. coursekit.gpt imports them only inside GPT.generate, so notebook 05 may load the model
+    # (its sandbox's GPT simply cannot generate; the notebook drives the model with the student's sampler).
     "05_prompting": ("coursekit.sampling",),
     "06_gpt2_inspection": ("coursekit.gpt2_inspection",),
 }
@@ -43,8 +43,8 @@ def top_level_imports(file: Path) -> set[str]:
     """What a file imports from coursekit when it is imported (imports inside functions do not count): module
     names, and for `from coursekit.x import y` also `coursekit.x.y` (y may be a module).
 
-    >>> sorted(name for name in top_level_imports(PACKAGE / "sampling.py") if name in module_names())
-    ['coursekit.gpt']
+    >>> sorted(name for name in top_level_imports(PACKAGE / "gpt2.py") if name in module_names())
+    ['coursekit.gpt', 'coursekit.gpt2_encoder']
     """
     tree = ast.parse(file.read_text(encoding="utf-8"))
     found = set()
