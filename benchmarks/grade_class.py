@@ -88,7 +88,7 @@ def main() -> None:
         sandboxes, total, grades = timed(found, items, arguments.jobs, every_cell)
         rows.append((label, sandboxes, total, grades))
     print(f"{arguments.students} students x notebook 04, --jobs {arguments.jobs}\n")
-    print(f"| run | sandboxes (s) | judging (s) | total (s) | 80 students (min, extrapolated) |")
+    print("| run | sandboxes (s) | judging (s) | total (s) | 80 students (min, extrapolated) |")
     print("|---|---|---|---|---|")
     for label, sandboxes, total, _ in rows:
         minutes = total / arguments.students * 80 / 60

@@ -57,8 +57,6 @@ def plot_losses(curves: Mapping[str, Sequence[float]], baselines: Mapping[str, f
     baselines: {"count table (best bigram)": 2.45, ...}, drawn as horizontal lines for comparison.
     smoothing: the per-step losses are drawn faintly, their moving average over this many steps boldly.
     """
-    import matplotlib.pyplot as plt
-
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves should be a non-empty dict {name: per-step losses}, e.g. {'one-hot MLP': losses}; "
                          f"got {type(curves).__name__}")
@@ -143,8 +141,6 @@ def plot_sweep(settings: Sequence[float], curves: Mapping[str, Sequence[float]],
     >>> [line.get_label() for line in figure.axes[0].get_lines()]
     ['loss']
     """
-    import matplotlib.pyplot as plt
-
     x = _as_array(settings, "settings", "a 1-D sequence of the values tried")
     if x.ndim != 1 or len(x) == 0:
         raise ValueError(f"settings should be a non-empty 1-D sequence of the values tried, got shape {x.shape}")

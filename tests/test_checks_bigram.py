@@ -219,7 +219,6 @@ MODEL_BUGS = {
         "the start id followed by": with_generate(bigram.BigramOneHotMLP, new_ids_only_generate),
         "keep the biases": NoBias,
         "Linear -> LeakyReLU -> Linear": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.output(torch.tanh(self.hidden(x)))),
-        "activation after the last layer": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.activation(self.output(self.activation(self.hidden(x))))),
         "log-probabilities": with_forward(bigram.BigramOneHotMLP, lambda self, x: self.output(self.activation(self.hidden(x))).log_softmax(-1)),
     },
     "embedding": {

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from coursekit.grading import references
-
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_FILES = sorted((ROOT / "coursekit" / "checks").glob("*.py"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))

@@ -1,7 +1,6 @@
 """The weather HMM: its sampler and forward algorithm against brute force, and a GPT that learns down to the optimum."""
 
 import itertools
-import math
 
 import pytest
 import torch

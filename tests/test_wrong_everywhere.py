@@ -200,7 +200,7 @@ def wrong_06():
 
 
 def wrong_04():
-    from coursekit import gpt, training
+    from coursekit import gpt
 
     class ZeroGPT(gpt.GPT):
         def forward(self, idx, targets=None):
