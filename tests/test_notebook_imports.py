@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursekit.grading.references import ANSWERS, forbidden_modules, module_names, top_level_imports
+from coursekit.grading.references import ANSWERS, coursekit_imports, forbidden_modules, module_names, top_level_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -35,14 +35,7 @@ def imports_in(source: str) -> set[str]:
     >>> sorted(imports_in("from coursekit import data\\ndef f():\\n    import coursekit.gpt"))
     ['coursekit', 'coursekit.data', 'coursekit.gpt']
     """
-    found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.split(".")[0] == "coursekit"}
+    return coursekit_imports(ast.walk(ast.parse(source)))
 
 
 def notebook_imports(path: Path) -> set[str]:

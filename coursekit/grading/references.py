@@ -46,9 +46,18 @@ def top_level_imports(file: Path) -> set[str]:
     >>> sorted(name for name in top_level_imports(PACKAGE / "gpt2.py") if name in module_names())
     ['coursekit.gpt', 'coursekit.gpt2_encoder']
     """
-    tree = ast.parse(file.read_text(encoding="utf-8"))
+    return coursekit_imports(ast.parse(file.read_text(encoding="utf-8")).body)
+
+
+def coursekit_imports(nodes) -> set[str]:
+    """The coursekit names that the import statements among `nodes` import: module names, and `module.name` for
+    `from module import name`.
+
+    >>> sorted(coursekit_imports(ast.walk(ast.parse("import os\\nfrom coursekit import data"))))
+    ['coursekit', 'coursekit.data']
+    """
     found = set()
-    for node in tree.body:
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

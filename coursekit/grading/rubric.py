@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 
 from coursekit import build
+from coursekit.grading import references
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,5 @@ def plumbing_modules(solution: Path) -> set[str]:
             tree = ast.parse(build.strip_solution(cell.source) if build.BEGIN_SOLUTION in cell.source else cell.source)
         except (SyntaxError, build.BuildError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                modules.add(node.module)
-                modules.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in modules if name.split(".")[0] == "coursekit"}
+        modules |= references.coursekit_imports(ast.walk(tree))
+    return modules
