@@ -104,15 +104,17 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
         for name, value in env.items():
             argv += ["--setenv", name, value]
         binds = [(path, path) for path in [*python_roots(), *data_dirs]] + [(staged, STAGED)]
+        # The private tmpfs comes first: a venv or data folder that lives under /tmp is then bound on top of it,
+        # not hidden by it.
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmpfs_bytes), "--perms", "1777", "--tmpfs", HOME]
         for folder in _parents([path for path in SYSTEM if os.path.exists(path)] + [dest for _, dest in binds]):
-            argv += ["--perms", "0755", "--dir", folder]  # bwrap would make them 0700: unreachable for uid 65534
+            if folder != HOME:  # bwrap would make them 0700: unreachable for uid 65534
+                argv += ["--perms", "0755", "--dir", folder]
         for path in SYSTEM:
             argv += ["--ro-bind-try", path, path]
         for source, dest in binds:
             argv += ["--ro-bind", source, dest]
-        argv += ["--proc", "/proc", "--dev", "/dev",
-                 "--size", str(tmpfs_bytes), "--perms", "1777", "--tmpfs", HOME, "--chdir", HOME,
-                 "--remount-ro", "/"]
+        argv += ["--chdir", HOME, "--remount-ro", "/"]
         if privileged:
             argv += ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
