@@ -161,7 +161,8 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     limits = limits or sandbox.Limits()
     seed = run_seed(secret if secret is not None else new_secret())
     register_check_modules(list(check_modules))
-    data_dirs = [str(p) for p in data.cache_dirs() if p.is_dir()]
+    # Only folders anyone may read reach the sandbox (its uid is 65534): a private cache would shadow the shared one.
+    data_dirs = [str(p) for p in data.cache_dirs() if p.is_dir() and p.stat().st_mode & 0o005 == 0o005]
     wanted: dict[str, list[rubrics.Resolved]] = {}
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
