@@ -22,7 +22,6 @@ def student_version(notebook, name):
     return build.student_version(notebook, name) if takes_name else build.student_version(notebook)
 
 
-@pytest.mark.xfail(reason="issue 13, still open: the merged sandbox does not yet give every real solution notebook its full marks (see the closing note)", strict=False)
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
 def test_solution_gets_full_marks_and_student_version_gets_zero(path, tmp_path):
     solution = nbformat.read(path, as_version=4)
