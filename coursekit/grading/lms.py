@@ -127,7 +127,8 @@ def split(path: Path, kind: str) -> list[Student]:
             notebooks.extend(_notebooks(filename, _read(path, name), notes))
         if not notebooks:
             notes.append(f"no .ipynb file was submitted ({NAMES[kind]} id {student_id})")
-        students.append(Student(submissions.Submission(entry["name"], notebooks, notes), student_id))
+        students.append(Student(submissions.Submission(submissions.readable_name(entry["name"]), notebooks, notes),
+                                student_id))
     names = [s.submission.student for s in students]
     for student in students:  # two students with the same name: tell them apart by id
         if names.count(student.submission.student) > 1:

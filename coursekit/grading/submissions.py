@@ -19,11 +19,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024
-MAX_CELL_CHARS = 1_000_000
+MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # outputs and images included
+MAX_CELL_CHARS = 100_000  # the course's longest cell is about 3,000 characters
+MAX_CODE_CHARS = 1_000_000  # all code cells of one notebook: parsing (check calls, the scan) stays under a second
 MAX_NOTEBOOKS = 50  # per submission (a zip of thousands of files is not a submission)
 MAX_ZIP_MEMBERS = 1000  # entries of any kind in one zip
-MAX_ZIP_BYTES = 64 * 1024 * 1024  # decompressed notebooks of one zip, in total
+MAX_SUBMISSION_BYTES = 64 * 1024 * 1024  # the notebooks of one zip (decompressed) or one folder, in total
 
 
 @dataclass
@@ -78,12 +79,18 @@ def _text(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _code_cells(raw_cells: list) -> list[CodeCell]:
-    cells = []
+def _code_cells(raw_cells: list, notes: list[str]) -> list[CodeCell]:
+    """The code cells; a cell over MAX_CELL_CHARS, or past MAX_CODE_CHARS in all, is graded as empty (noted)."""
+    cells, budget = [], MAX_CODE_CHARS
     for index, cell in enumerate(raw_cells):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        source = _text(cell.get("source"))[:MAX_CELL_CHARS]
+        source = _text(cell.get("source"))
+        if len(source) > min(MAX_CELL_CHARS, budget):
+            notes.append(f"cell {index} holds {len(source):,} characters of code, more than the grader reads "
+                         f"(at most {MAX_CELL_CHARS:,} per cell, {MAX_CODE_CHARS:,} per notebook): graded as empty")
+            source = ""
+        budget -= len(source)
         metadata = cell.get("metadata")
         meta = metadata.get("coursekit") if isinstance(metadata, dict) else None
         exercise = meta.get("exercise") if isinstance(meta, dict) else None
@@ -138,19 +145,21 @@ def read_notebook(data: bytes, filename: str) -> StudentNotebook:
         if salvaged:
             notes.append(f"{filename} is damaged JSON ({str(error)[:80]}); graded the {len(salvaged)} cell(s) "
                          "that could be read")
-            return StudentNotebook(filename, _code_cells(salvaged), notes, _written_answers(salvaged))
+            return StudentNotebook(filename, _code_cells(salvaged, notes), notes, _written_answers(salvaged))
         try:
+            if len(text) > MAX_CODE_CHARS:
+                raise ValueError("too long for a script")
             ast.parse(text)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             notes.append(f"{filename} is not a notebook (not JSON, not Python): nothing to grade")
             return StudentNotebook(filename, [], notes)
         notes.append(f"{filename} is not a notebook but a Python script; graded it as one cell")
-        return StudentNotebook(filename, [CodeCell(0, text[:MAX_CELL_CHARS], None, check_calls(text))], notes)
+        return StudentNotebook(filename, _code_cells([{"cell_type": "code", "source": text}], notes), notes)
     raw_cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(raw_cells, list):
         notes.append(f"{filename} is JSON but has no list of cells: nothing to grade")
         return StudentNotebook(filename, [], notes)
-    return StudentNotebook(filename, _code_cells(raw_cells), notes, _written_answers(raw_cells))
+    return StudentNotebook(filename, _code_cells(raw_cells, notes), notes, _written_answers(raw_cells))
 
 
 def _is_notebook_name(name: str) -> bool:
@@ -183,11 +192,11 @@ def _read_zip(path: Path, student: str) -> Submission:
             if len(members) > MAX_NOTEBOOKS:
                 notes.append(f"{path.name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
                 members = members[:MAX_NOTEBOOKS]
-            budget = MAX_ZIP_BYTES
+            budget = MAX_SUBMISSION_BYTES
             for info in members:
                 if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
                     notes.append(f"{info.filename} in {path.name} is too large for what is left of the zip's "
-                                 f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
+                                 f"budget of {MAX_SUBMISSION_BYTES // 2**20} MB: not graded")
                     continue
                 with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
                     data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
@@ -197,7 +206,8 @@ def _read_zip(path: Path, student: str) -> Submission:
                                  "not graded")
                     break
                 notebooks.append(read_notebook(data, info.filename))
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError) as error:
+        # RuntimeError: an encrypted member (zipfile asks for a password)
         notes.append(f"{path.name} is not a readable zip file ({error})")
     if not notebooks and not notes:
         notes.append(f"{path.name} holds no .ipynb file")
@@ -249,7 +259,15 @@ def read_submission(path: Path) -> Submission:
         if len(files) > MAX_NOTEBOOKS:
             notes.append(f"the folder {path.name} holds {len(files)} notebooks; graded the first {MAX_NOTEBOOKS}")
             files = files[:MAX_NOTEBOOKS]
-        return Submission(path.name, [_read_file(p) for p in files], notes)
+        notebooks, budget = [], MAX_SUBMISSION_BYTES
+        for file in files:
+            budget -= file.lstat().st_size
+            if budget < 0:
+                notes.append(f"{file.relative_to(path)} and the files after it are past the folder's budget of "
+                             f"{MAX_SUBMISSION_BYTES // 2**20} MB in all: not graded")
+                break
+            notebooks.append(_read_file(file))
+        return Submission(path.name, notebooks, notes)
     if path.suffix.lower() == ".zip":
         return _read_zip(path, path.stem)
     return Submission(path.stem, [_read_file(path)])
@@ -270,9 +288,22 @@ def collect(paths: list[Path]) -> list[Submission]:
         else:
             entries.append(path)
     submissions = [read_submission(entry) for entry in entries]
-    for submission, name in zip(submissions, unique_names([s.student for s in submissions])):
+    for submission, name in zip(submissions, unique_names([readable_name(s.student) for s in submissions])):
         submission.student = name
     return sorted(submissions, key=lambda s: s.student)
+
+
+def readable_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (a Windows zip's Latin-1 "Müller") are read as cp1252.
+
+    >>> readable_name(b"M\\xfcller".decode("utf-8", "surrogateescape"))
+    'Müller'
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
 
 
 def unique_names(names: list[str]) -> list[str]:
