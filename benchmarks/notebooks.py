@@ -1,6 +1,6 @@
 """Does every solution notebook fit Binder's and the course's budget? Wall time and peak memory of each.
 
-    python benchmarks/notebooks.py [NN_name.ipynb ...] [--fresh-cache] [--json results.json]
+    python benchmarks/notebooks.py [NN_name.ipynb ...] [--fresh-cache] [--json results.json] [--outputs DIR]
 
 Runs each notebook of solutions/ (or the ones named) top to bottom in a fresh `python3` kernel, as a student would,
 and records the wall time (kernel start included) and the peak resident memory: the larger of the kernel's own peak,
@@ -18,7 +18,8 @@ to what a quiet machine's wall time would be for these mostly single-threaded no
 core, and counts every thread's time).
 
 New notebooks are found by themselves: anything named NN_name.ipynb in solutions/. The notebooks are not changed
-(they run from an in-memory copy). On a shared machine other people's jobs slow the wall times: rerun before
+(they run from an in-memory copy); --outputs DIR writes each executed copy there, to read the numbers the markdown
+quotes against the ones the cells printed. On a shared machine other people's jobs slow the wall times: rerun before
 trusting a close call.
 """
 
@@ -76,8 +77,9 @@ def sample_peak(client: NotebookClient, done: threading.Event, peak: list[float]
             peak[0] = max(peak[0], tree_rss_mb(process.pid))
 
 
-def run(path: Path) -> dict:
-    """Execute one notebook; returns its name, wall seconds, peak RSS in MB (kernel, and its children) and error."""
+def run(path: Path, outputs: Path | None = None) -> dict:
+    """Execute one notebook (its executed copy into outputs/, if given); returns its name, wall seconds, CPU
+    seconds, peak RSS in MB (kernel, and its children) and error."""
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(MEASURE))
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
@@ -95,6 +97,9 @@ def run(path: Path) -> dict:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
+    if outputs is not None:
+        outputs.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, outputs / path.name)
     kernel_mb = children_mb = cpu = None
     for output in notebook.cells[-1].get("outputs", []):
         if output.get("output_type") == "stream" and MARKER in output.get("text", ""):
@@ -129,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="solution notebooks to run (default: all of solutions/)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--outputs", type=Path, help="write each executed notebook into this folder")
     parser.add_argument("--fresh-cache", action="store_true",
                         help="an empty first cache directory: time a student's first run (downloads, training)")
     arguments = parser.parse_args(argv)
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for path in paths:
         print(f"running {path.name} …", file=sys.stderr, flush=True)
-        results.append(run(path))
+        results.append(run(path, arguments.outputs))
     print(table(results))
     if arguments.json:
         arguments.json.write_text(json.dumps(results, indent=1) + "\n")

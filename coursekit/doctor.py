@@ -239,7 +239,7 @@ def check_containment() -> list[Result]:
     from coursekit.grading import containment
 
     kind = containment.level()
-    return [Result(kind == "bubblewrap", f"grading containment: {containment.LEVELS[kind]}",
+    return [Result(kind == "bubblewrap", f"grading containment: {containment.describe()}",
                    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces",
                    needed=False)]
 

@@ -2,8 +2,11 @@
 
 `SamplingExplorer` shows sliders for temperature, top-k and top-p and a prompt box. Every change redraws a bar chart
 of the most likely next tokens (the tokens the filters keep in colour, the dropped ones grey) and prints the entropy
-of the distribution that is sampled from, and one sampled token. Where no widget frontend runs (nbval, nbconvert,
-GitHub's viewer) the same display carries a static picture of the starting settings instead.
+of the distribution that is sampled from, and one sampled token. The chart is an image widget whose value is the PNG
+drawn for the settings of that change, so the picture on screen is always that of the sliders' current values (an
+Output widget re-filled from a callback depends on which message the kernel thinks it is answering, and can show
+the previous drawing). Where no widget frontend runs (nbval, nbconvert, GitHub's viewer) the same display carries a
+static picture of the current settings instead.
 
 The filters are the student's own once they pass their checks, coursekit's otherwise (`pick_sampling_functions`).
 coursekit's are notebook 05's reference (`coursekit.sampling`), so they are imported only when that fallback is
@@ -17,8 +20,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Callable
 
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 
 BARS = 20  # how many of the most likely tokens the chart shows
 
@@ -102,6 +105,7 @@ class SamplingExplorer:
 
         self.next_token_logits, self.token_text, self.functions = next_token_logits, token_text, functions
         self.generator = torch.Generator().manual_seed(seed)
+        self.last_logits: tuple[str, torch.Tensor] | None = None  # (prompt, its logits): a slider needs no new pass
         style = {"description_width": "110px"}
         self.prompt = widgets.Text(value=prompt, description="prompt", continuous_update=False, style=style)
         self.temperature = widgets.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.05, description="temperature",
@@ -110,7 +114,7 @@ class SamplingExplorer:
         self.top_p = widgets.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="top-p (1: off)",
                                          style=style)
         self.summary = widgets.HTML()
-        self.chart = widgets.Output()
+        self.chart = widgets.Image(format="png")
         for control in (self.prompt, self.temperature, self.top_k, self.top_p):
             control.observe(lambda _change: self.update(), names="value")
         self.box = widgets.VBox([widgets.HTML(f"Filters: <b>{functions.source}</b>"), self.prompt, self.temperature,
@@ -123,43 +127,46 @@ class SamplingExplorer:
         top_p = self.top_p.value if self.top_p.value < 1.0 else None
         return self.temperature.value, top_k, top_p
 
-    def figure(self):
-        """The bar chart for the current prompt and settings, and the summary line; (figure, text)."""
-        temperature, top_k, top_p = self.settings()
-        logits = self.next_token_logits(self.prompt.value)
-        probabilities, kept = filtered_probabilities(logits, self.functions, temperature, top_k, top_p)
+    def distribution(self, prompt: str, temperature: float, top_k: int | None,
+                     top_p: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities after temperature, kept mask) of the token after prompt (the model runs once per prompt)."""
+        if self.last_logits is None or self.last_logits[0] != prompt:
+            self.last_logits = (prompt, self.next_token_logits(prompt))
+        return filtered_probabilities(self.last_logits[1], self.functions, temperature, top_k, top_p)
+
+    def chart_png(self, prompt: str, temperature: float, top_k: int | None, top_p: float | None) -> bytes:
+        """The bar chart for these settings, as PNG bytes (the same settings always give the same bytes)."""
+        probabilities, kept = self.distribution(prompt, temperature, top_k, top_p)
         top = torch.topk(probabilities, min(BARS, probabilities.numel()))
-        renormalised = torch.where(kept, probabilities, torch.zeros_like(probabilities))
-        token = int(torch.multinomial(renormalised / renormalised.sum(), 1, generator=self.generator))
-        text = (f"{int(kept.sum())} of {kept.numel()} tokens kept · entropy of the sampled distribution "
-                f"{entropy_of_kept(probabilities, kept):.2f} nats · a sample: {self.token_text(token)!r}")
-        figure, axes = plt.subplots(figsize=(9, 3.2))
+        figure = Figure(figsize=(9, 3.2))  # not pyplot's: nothing for the notebook to show or close later
+        axes = figure.subplots()
         colours = ["tab:blue" if kept[i] else "lightgray" for i in top.indices.tolist()]
         axes.bar(range(len(top.values)), top.values.tolist(), color=colours)
         axes.set_xticks(range(len(top.values)), [self.token_text(i) for i in top.indices.tolist()], rotation=60)
         axes.set(ylabel="probability", ylim=(0, 1),
-                 title=f"after {self.prompt.value!r}: temperature {temperature}, top-k {top_k}, top-p {top_p}")
+                 title=f"after {prompt!r}: temperature {temperature}, top-k {top_k}, top-p {top_p}")
         figure.tight_layout()
-        return figure, text
+        picture = io.BytesIO()
+        figure.savefig(picture, format="png", metadata={"Software": None})  # no version string: same bytes
+        return picture.getvalue()
+
+    def summary_text(self, prompt: str, temperature: float, top_k: int | None, top_p: float | None) -> str:
+        """How many tokens are kept, the entropy of the sampled distribution, and one token drawn from it."""
+        probabilities, kept = self.distribution(prompt, temperature, top_k, top_p)
+        renormalised = torch.where(kept, probabilities, torch.zeros_like(probabilities))
+        token = int(torch.multinomial(renormalised / renormalised.sum(), 1, generator=self.generator))
+        return (f"{int(kept.sum())} of {kept.numel()} tokens kept · entropy of the sampled distribution "
+                f"{entropy_of_kept(probabilities, kept):.2f} nats · a sample: {self.token_text(token)!r}")
 
     def update(self) -> None:
-        """Redraw the chart and the summary for the current settings."""
-        from IPython.display import display
-
-        figure, text = self.figure()
-        self.summary.value = text
-        with self.chart:
-            self.chart.clear_output(wait=True)
-            display(figure)
-        plt.close(figure)
+        """Redraw the chart and the summary for the prompt and sliders as they are now."""
+        current = (self.prompt.value, *self.settings())
+        self.summary.value = self.summary_text(*current)
+        self.chart.value = self.chart_png(*current)
 
     def _repr_mimebundle_(self, **kwargs):
-        # The widget for frontends that run widgets; a picture of the starting settings for every other viewer.
+        # The widget for frontends that run widgets; the current picture and summary for every other viewer.
         bundle = self.box._repr_mimebundle_(**kwargs)
-        figure, text = self.figure()
-        picture = io.BytesIO()
-        figure.savefig(picture, format="png")
-        plt.close(figure)
-        bundle["image/png"] = picture.getvalue()
-        bundle["text/plain"] = f"Sampling explorer (static: no widget frontend here). {text}"
+        bundle["image/png"] = bytes(self.chart.value)  # the widget holds a memoryview; the kernel sends bytes as base64
+        bundle["text/plain"] = f"Sampling explorer (static: no widget frontend here). {self.summary.value}"
         return bundle

@@ -251,22 +251,23 @@ def parameter_tree(model: nn.Module, detailed_blocks: int = 1) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-# ---------------------------------------------------------------- the course's own model, when GPT-2 is not here
-
-COURSE_CHECKPOINT = "notebook04-char-gpt"  # what notebook 04 saves: its trained character-level GPT
-TINY_CHECKPOINT = "notebook06-tiny-char-gpt"  # a small stand-in trained here in seconds, kept for the next run
-TINY_CONFIG = GPTConfig(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64, dropout=0.0)
-TINY_STEPS = 500
-
+# ---------------------------------------------------------------- GPT-2, or the course's own model without it
 
 @dataclass
 class LanguageModel:
-    """A model with its tokenizer (encode(text) -> ids, decode(ids) -> text) and what it is."""
+    """A model with its tokenizer (encode(text) -> ids, decode(ids) -> text), what it is (name, and a short form for
+    plot titles), and its kind of tokens: "gpt2" (GPT-2 itself), "bpe" (a course model on notebook 01's 512 BPE
+    tokens) or "char" (characters)."""
 
     model: GPT
     tokenizer: object
     name: str
-    is_gpt2: bool
+    short_name: str
+    kind: str
+
+    @property
+    def is_gpt2(self) -> bool:
+        return self.kind == "gpt2"
 
     def banner(self) -> None:
         """In fallback mode, a warning that the numbers below are not GPT-2's (nothing when this is GPT-2)."""
@@ -283,50 +284,17 @@ class LanguageModel:
             print("⚠️ " + text)
 
 
-def course_model(steps: int = TINY_STEPS, progress: bool = False) -> LanguageModel:
-    """Notebook 04's character-level GPT from the cache when it is there, else a small one trained in seconds."""
-    from coursekit import data
-    from coursekit.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-    from coursekit.training import CharTokenizer, Trainer, TrainingConfig, train_val_split
-
-    text = data.read_text("tinyshakespeare")
-    tokenizer = CharTokenizer(text)
-    for name, label in [(COURSE_CHECKPOINT, "your character-level GPT from notebook 04"),
-                        (TINY_CHECKPOINT, "a small character-level GPT trained on Shakespeare for this notebook")]:
-        try:
-            model, info = load_checkpoint(name)
-        except CheckpointError:
-            continue
-        kind = info.get("tokenizer")
-        if (kind == "char" or (isinstance(kind, dict) and kind.get("name") == "char")) and \
-                model.config.vocab_size == tokenizer.vocab_size:
-            return LanguageModel(model, tokenizer, f"{label} (checkpoint {name!r})", is_gpt2=False)
-    train, val = train_val_split(torch.tensor(tokenizer.encode(text)))
-    torch.manual_seed(0)
-    model = GPT(TINY_CONFIG)
-    settings = TrainingConfig(max_steps=steps, batch_size=16, learning_rate=3e-3, warmup_steps=50,
-                              min_learning_rate=3e-4, eval_interval=steps, eval_batches=4, seed=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small trains fastest on one thread, most of all on a busy machine
-    try:
-        with torch.enable_grad():  # also when the caller switched gradients off
-            history = Trainer(model, train, val, settings, progress=progress).train()
-    finally:
-        torch.set_num_threads(threads)
-    metadata = {"steps": steps, "val_loss": history["val_loss"][-1], "made_by": "coursekit.gpt2.course_model"}
-    save_checkpoint(model, TINY_CHECKPOINT, tokenizer="char", metadata=metadata)
-    label = "a small character-level GPT trained on Shakespeare for this notebook"
-    return LanguageModel(model.eval(), tokenizer, f"{label} (checkpoint {TINY_CHECKPOINT!r})", is_gpt2=False)
-
-
 def load_gpt2_or_fallback(source: str | Path = GPT2_REPO, download: bool = True,
                           cache_dir: str | Path | None = None) -> LanguageModel:
-    """GPT-2 small with its tokenizer; without its weights, says why and returns course_model() instead."""
+    """GPT-2 small with its tokenizer; without its weights, says why and returns the best course model instead
+    (`coursekit.course_models.course_model`)."""
     try:
         model = load_gpt2(source, download=download, cache_dir=cache_dir)
-        return LanguageModel(model, gpt2_tokenizer(), f"GPT-2 small ({source})", is_gpt2=True)
+        return LanguageModel(model, gpt2_tokenizer(), f"GPT-2 small ({source})", "GPT-2 small", kind="gpt2")
     except GPT2WeightsMissing as error:
         print(f"GPT-2 could not be loaded: {error}\n")
+    from coursekit.course_models import course_model  # it imports this module
+
     fallback = course_model()
     print(f"Using {fallback.name} instead.")
     return fallback

@@ -12,6 +12,7 @@ of notebooks/ and solutions/, so running cells never touches the repository.
 import json
 import re
 import shutil
+import time
 import urllib.request
 import warnings
 from pathlib import Path
@@ -298,11 +299,49 @@ EXPLORER_NOTEBOOK = [
     "logits = torch.linspace(4.0, -4.0, 40)  # a made-up model: 40 tokens, the first the most likely\n"
     "demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f'tok{token}', explorer.coursekit_functions())\n"
     "demo",
+    "import hashlib\n"
+    "# the chart the kernel draws for the values the sliders hold now, to compare with the one on screen\n"
+    "print('settings', *demo.settings(), 'chart', hashlib.sha256(demo.chart_png(demo.prompt.value, *demo.settings())).hexdigest())",
 ]
+# The SHA-256 of the picture the explorer's image widget shows (its src is a blob: URL of the PNG bytes).
+CHART_ON_SCREEN = """async () => {
+    const image = document.querySelector(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-image");
+    if (!image?.src) return null;
+    const digest = await crypto.subtle.digest("SHA-256", await (await fetch(image.src)).arrayBuffer());
+    return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}"""
+
+
+def wait_for_chart(page, accept, timeout_ms: int = PAGE_TIMEOUT) -> str:
+    """The SHA-256 of the chart on screen, once accept(it) holds; polled from here, since the page's
+    wait_for_function does not await an async predicate."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        shown = page.evaluate(CHART_ON_SCREEN)  # evaluate awaits the digest
+        if shown is not None and accept(shown):
+            return shown
+        if time.monotonic() > deadline:
+            pytest.fail(f"the explorer's chart on screen (SHA-256 {shown}) never became the expected one")
+        page.wait_for_timeout(200)
+
+
+def kernel_chart(page, cells) -> list[str]:
+    """Run the explorer notebook's second cell; its printed words: settings, temperature, top-k, top-p, chart, hash."""
+    from playwright.sync_api import expect
+
+    prompt = cells.nth(1).locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    page.evaluate(RUN_CELLS, [1])
+    expect(prompt).not_to_have_text(before, timeout=PAGE_TIMEOUT)
+    expect(prompt).to_have_text(re.compile(r"\[\d+\]:"), timeout=PAGE_TIMEOUT)  # this run has finished
+    printed = output_of(cells, 1).filter(has_text="chart")
+    printed.wait_for(timeout=PAGE_TIMEOUT)
+    return printed.inner_text().split()
 
 
 def test_sampling_explorer_redraws_when_a_slider_moves(page, lab, screenshots):
-    """Notebook 05's explorer in JupyterLab: dragging the temperature slider changes the summary and the chart."""
+    """Notebook 05's explorer in JupyterLab: dragging the temperature slider changes the summary, and the chart on
+    screen is the one the kernel draws for the slider's final value (not one redraw behind)."""
     from playwright.sync_api import expect
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in EXPLORER_NOTEBOOK],
@@ -314,9 +353,8 @@ def test_sampling_explorer_redraws_when_a_slider_moves(page, lab, screenshots):
     output = output_of(cells, 0)
     summary = output.locator(".widget-html-content", has_text="entropy")
     summary.wait_for(timeout=FIRST_OUTPUT_TIMEOUT)
-    chart = output.locator(".widget-output img")
-    chart.wait_for()
-    before_text, before_chart = summary.inner_text(), chart.get_attribute("src")
+    output.locator(".widget-image").wait_for()
+    before_text, before_chart = summary.inner_text(), wait_for_chart(page, lambda shown: True)
     assert "40 of 40 tokens kept" in before_text
     shoot(cells.nth(0), screenshots, "05-explorer-before")
 
@@ -327,11 +365,23 @@ def test_sampling_explorer_redraws_when_a_slider_moves(page, lab, screenshots):
     page.mouse.down()
     page.mouse.move(box["x"] - 150, box["y"] + box["height"] / 2, steps=5)  # towards low temperatures: sharper
     page.mouse.up()
-    expect(slider.locator(".widget-readout")).not_to_have_text("1.00")
+    readout = slider.locator(".widget-readout")
+    expect(readout).not_to_have_text("1.00")
     expect(summary).not_to_have_text(before_text, timeout=PAGE_TIMEOUT)
-    page.wait_for_function("(before) => document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-                           ".widget-output img')?.src !== before", arg=before_chart)
     after_text = summary.inner_text()
     entropy = lambda text: float(re.search(r"entropy of the sampled distribution ([\d.]+)", text).group(1))  # noqa: E731
     assert entropy(after_text) < entropy(before_text), (before_text, after_text)
+
+    # The page sends a dragged slider's values one message at a time (it waits for the kernel between them), so the
+    # kernel can get the final value after a cell run that was asked for later: ask until it has it.
+    deadline = time.monotonic() + PAGE_TIMEOUT / 1000
+    while True:
+        _, temperature, top_k, top_p, _, expected_chart = kernel_chart(page, cells)
+        if float(temperature) == pytest.approx(float(readout.inner_text())) or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(500)
+    assert float(temperature) == pytest.approx(float(readout.inner_text())), "the kernel never got the slider's value"
+    assert (top_k, top_p) == ("None", "None")
+    assert expected_chart != before_chart, "a lower temperature draws a different chart"
+    wait_for_chart(page, lambda shown: shown == expected_chart)  # the chart on screen is the final value's
     shoot(cells.nth(0), screenshots, "05-explorer-after")

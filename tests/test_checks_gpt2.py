@@ -8,14 +8,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes
+from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes, student_tests
 from coursekit import gpt2_inspection as gpt2  # the reference answers of notebook 06
-from coursekit.checks import gpt2 as checks
+from coursekit.checks import check_cosine_similarity_matrix, check_sample_top_n, check_top_k_table
+from coursekit.checks import gpt2 as sampler_checks
+from coursekit.checks import gpt2_table
 from coursekit.checks.core import PUBLIC_SEED
 
 SECRET_SEEDS = (1, 2, 3, 4, 5)
-CHECKS = {"cosine_similarity_matrix": checks.check_cosine_similarity_matrix,
-          "top_k_table": checks.check_top_k_table, "sample_top_n": checks.check_sample_top_n}
+CHECKS = {"cosine_similarity_matrix": check_cosine_similarity_matrix, "top_k_table": check_top_k_table,
+          "sample_top_n": check_sample_top_n}
 POINTS = {"cosine_similarity_matrix": 2, "top_k_table": 2, "sample_top_n": 3}  # as in the solution notebook
 
 
@@ -238,16 +240,17 @@ def test_replaying_the_public_outputs_passes_in_the_notebook_but_not_in_grading(
 
 def test_a_fixed_favourite_token_earns_nothing_in_grading():
     """Always returning the public probe's most likely token (3) fails the sampler's core test once inputs change."""
-    check = checks.check_sample_top_n
+    check = check_sample_top_n
     fixed = lambda logits, n, generator=None: 3  # noqa: E731
     for seed in SECRET_SEEDS[:3]:
-        assert not next(o for o in outcomes(check, fixed, seed) if o.test.startswith(f"{checks.DRAWS} draws")).passed
+        core = next(o for o in outcomes(check, fixed, seed) if o.test.startswith(f"{sampler_checks.DRAWS} draws"))
+        assert not core.passed
 
 
 @pytest.mark.parametrize("exercise", VALID)
 def test_probes_need_no_reference(exercise):
-    """The probes run where coursekit.gpt2 (the answers) cannot be imported; the judges then pass them."""
-    assert_probes_need_none_of(["coursekit.gpt2"], CHECKS[exercise], VALID[exercise][1])
+    """The probes run where coursekit.gpt2_inspection (the answers) cannot be imported; the judges then pass them."""
+    assert_probes_need_none_of(["coursekit.gpt2_inspection"], CHECKS[exercise], VALID[exercise][1])
 
 
 def test_judges_work_on_probe_data_alone():
@@ -262,7 +265,139 @@ def test_judges_work_on_probe_data_alone():
 
 
 def test_checks_never_change_what_the_student_passed_or_the_public_inputs():
-    logits = checks.SAMPLER_LOGITS.clone()
-    checks.check_sample_top_n(gpt2.sample_top_n)
-    assert torch.equal(logits, checks.SAMPLER_LOGITS)
-    assert np.isfinite(checks.TABLE_LOGITS.numpy()).all()
+    logits = sampler_checks.SAMPLER_LOGITS.clone()
+    check_sample_top_n(gpt2.sample_top_n)
+    assert torch.equal(logits, sampler_checks.SAMPLER_LOGITS)
+    assert np.isfinite(gpt2_table.TABLE_LOGITS.numpy()).all()
+
+
+# ---------------------------------------------------------------- a second, adversarial set: written from the notebook
+# alone, one per class of issue 12 item 1 that applies; each must be named under the public seed and every secret one.
+
+
+def similarity_correlation(vectors):
+    """Centres every vector first: Pearson correlation, not the cosine."""
+    return similarity_by_normalize(vectors - vectors.mean(dim=-1, keepdim=True))
+
+
+def table_with_tensors(logits, k):
+    top = torch.topk(logits.softmax(-1), k)
+    return [(token, probability) for token, probability in zip(top.indices, top.values)]  # 0-d tensors
+
+
+def table_of_numpy_floats(logits, k):
+    top = torch.topk(logits.softmax(-1), k)
+    return [(int(token), probability) for token, probability in zip(top.indices, top.values.numpy())]
+
+
+def table_of_clamped_logits(logits, k):
+    probabilities = logits.clamp(-30, 30).softmax(-1)  # "to avoid overflow"
+    top = torch.topk(probabilities, k)
+    return [(int(token), float(p)) for token, p in zip(top.indices, top.values)]
+
+
+def sample_all_tokens(logits, n, generator=None):
+    return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))  # n ignored
+
+
+def sample_returning_a_tensor(logits, n, generator=None):
+    top = torch.topk(logits, n)
+    return top.indices[torch.multinomial(top.values.softmax(-1), 1, generator=generator)]  # shape (1,)
+
+
+def sample_with_naive_softmax(logits, n, generator=None):
+    top = torch.topk(logits, n)
+    weights = top.values.exp() / top.values.exp().sum()
+    return int(top.indices[torch.multinomial(weights, 1, generator=generator)])
+
+
+def sample_clamped_weights(logits, n, generator=None):
+    top = torch.topk(logits, n)
+    return int(top.indices[torch.multinomial(top.values.clamp(min=1e-6), 1, generator=generator)])
+
+
+STUDENT_SIMILARITY_BUGS = [
+    ("similarity matrix of", lambda v: similarity_by_normalize(v).clamp(min=0)),
+    ("similarity matrix of|only one side", similarity_correlation),
+    ("similarity matrix of", lambda v: torch.triu(similarity_by_normalize(v))),
+    ("similarity matrix of|plain dot products", lambda v: (v @ v.T) / (v.norm(dim=-1, keepdim=True) + 1.0) ** 2),
+    ("should return a torch.Tensor", lambda v: similarity_by_normalize(v).tolist()),
+    ("similarity matrix of", lambda v: torch.cdist(v, v)),
+]
+
+
+STUDENT_TABLE_BUGS = [
+    ("a Python int and a Python float", table_with_tensors),
+    ("a Python int and a Python float|float32", table_of_numpy_floats),
+    ("same probability.*clamped", table_of_clamped_logits),
+    ("should return \\d+ rows, got \\d+", lambda logits, k: gpt2.top_k_table(logits, k + 1)),
+    ("should return \\d+ rows, got 5|should return 5 rows", lambda logits, k: gpt2.top_k_table(logits, 5)),
+    ("list of \\(token id, probability\\) pairs|should return", lambda logits, k: dict(gpt2.top_k_table(logits, k))),
+    ("most likely first", lambda logits, k: sorted(gpt2.top_k_table(logits, k), key=lambda row: row[1])),
+]
+
+
+STUDENT_SAMPLER_BUGS = [
+    ("you also sampled", sample_all_tokens),
+    ("as a Python int, got a Tensor", sample_returning_a_tensor),
+    ("with logits around 100 or -120", sample_with_naive_softmax),
+    ("in proportion to their logits", sample_clamped_weights),
+    ("about equally often", lambda logits, n, generator=None: int(
+        torch.topk(logits, n).indices[torch.randint(0, n, (), generator=generator)])),
+]
+
+
+# ---------------------------------------------------------------- more valid alternatives, written differently
+
+
+def similarity_by_einsum_in_float64(vectors):
+    unit = vectors.double() / vectors.double().norm(dim=1, keepdim=True)
+    return torch.einsum("ic,jc->ij", unit, unit)
+
+
+def similarity_by_rsqrt(vectors):
+    gram = vectors @ vectors.T
+    inverse_lengths = torch.rsqrt(torch.diagonal(gram))
+    return gram * inverse_lengths[:, None] * inverse_lengths[None, :]
+
+
+def table_by_log_softmax_topk(logits, k):
+    values, indices = torch.topk(F.log_softmax(logits, dim=-1), k)
+    return [(int(token), float(math.exp(value))) for token, value in zip(indices.tolist(), values.tolist())]
+
+
+def table_by_zip_tolist(logits, k):
+    probabilities, tokens = torch.sort(torch.softmax(logits.double(), dim=0), descending=True)
+    return list(zip(tokens[:k].tolist(), probabilities[:k].tolist()))
+
+
+def sample_first_of_draws_without_replacement(logits, n, generator=None):
+    top = torch.topk(logits, n)
+    order = torch.multinomial(top.values.softmax(-1), n, replacement=False, generator=generator)
+    return top.indices[order[0]].item()
+
+
+def sample_from_masked_vocabulary(logits, n, generator=None):
+    probabilities = torch.softmax(logits, dim=-1)
+    keep = torch.zeros_like(probabilities, dtype=torch.bool)
+    keep[torch.topk(logits, n).indices] = True
+    return int(torch.multinomial(probabilities * keep, 1, generator=generator)[0])
+
+
+MORE_VALID = {"cosine_similarity_matrix": [similarity_by_einsum_in_float64, similarity_by_rsqrt],
+              "top_k_table": [table_by_log_softmax_topk, table_by_zip_tolist],
+              "sample_top_n": [sample_first_of_draws_without_replacement, sample_from_masked_vocabulary]}
+
+STUDENT_BUGS = {"cosine_similarity_matrix": STUDENT_SIMILARITY_BUGS, "top_k_table": STUDENT_TABLE_BUGS,
+                "sample_top_n": STUDENT_SAMPLER_BUGS}
+
+
+(test_more_valid_alternatives_pass_under_public_and_secret_seeds,
+ test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
+ test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)
+
+
+def test_clamped_weights_are_not_called_greedy():
+    for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+        for function in (sample_clamped_weights, sample_from(weights=lambda values: values.clamp(min=0))):
+            assert not [o for o in failures(check_sample_top_n, function, seed) if "greedy" in o.message]

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes
-from coursekit.checks import sampling as checks
+from check_family import assert_probes_need_none_of, failures, mistake_tests, outcomes, student_tests
+from coursekit.checks import check_sample, check_temperature, check_top_k, check_top_p
+from coursekit.checks import sampling, sampling_filters, sampling_top_p
 from coursekit.checks.core import PUBLIC_SEED
 
 SECRET_SEEDS = (1, 2, 3, 4, 5)
-CHECKS = {"temperature": checks.check_temperature, "top_k": checks.check_top_k, "top_p": checks.check_top_p,
-          "sample": checks.check_sample}
+CHECKS = {"temperature": check_temperature, "top_k": check_top_k, "top_p": check_top_p, "sample": check_sample}
 POINTS = {"temperature": 2, "top_k": 3, "top_p": 5, "sample": 5}  # as in solutions/05_prompting.ipynb
 
 
@@ -89,7 +89,7 @@ def top_p_filter(logits, p):
 
 def top_p_by_loop(logits, p):
     """Row by row, in Python floats, building a keep-mask from a sorted index list."""
-    if p <= 0 or p > 1:
+    if not (p > 0 and p <= 1):  # NaN fails both comparisons
         raise ValueError(f"p={p} is outside (0, 1]")
     out = logits.clone()
     rows = out.view(-1, out.size(-1))
@@ -186,7 +186,7 @@ def test_the_reference_sampler_passes_too():
     from coursekit import sampling
 
     for seed in (PUBLIC_SEED, 1, 2):
-        assert failures(checks.check_sample, sampling.sample_next_token, seed) == []
+        assert failures(check_sample, sampling.sample_next_token, seed) == []
 
 
 # ---------------------------------------------------------------- mistakes
@@ -401,13 +401,13 @@ def test_top_k_ties_accept_both_readings_of_the_notebook():
     pass; dropping every tied token does not."""
     for function in (top_k_filter, top_k_by_scatter, top_k_by_rows):
         for seed in (PUBLIC_SEED, *SECRET_SEEDS):
-            assert not [o for o in outcomes(checks.check_top_k, function, seed) if "ties" in o.test and not o.passed]
+            assert not [o for o in outcomes(check_top_k, function, seed) if "ties" in o.test and not o.passed]
 
 
 def test_exact_boundary_inputs_are_exact():
     """The boundary probe only separates `>= p` from `> p` if the probabilities are exact in float32."""
-    probs = checks.BOUNDARY.softmax(-1)
-    assert torch.equal(probs, checks.BOUNDARY.exp())
+    probs = sampling_top_p.BOUNDARY.softmax(-1)
+    assert torch.equal(probs, sampling_top_p.BOUNDARY.exp())
     assert float(probs[0].sort(descending=True).values[:2].sum()) == 0.75
 
 
@@ -483,15 +483,19 @@ def test_the_sample_probes_differ_in_grading():
     secret_argmaxes = set()
     for seed in SECRET_SEEDS:
         with seeded(seed, "sample", "x"):
-            secret_argmaxes.add(int(checks._sample_logits().argmax()))
+            secret_argmaxes.add(int(sampling._sample_logits().argmax()))
     assert len(secret_argmaxes) > 1
 
 
 def test_check_modules_import_no_reference_at_top_level():
     """Sandbox-safe: module-level imports are the standard library, numpy, torch and coursekit.checks only."""
     allowed = ("__future__", "math", "numpy", "torch", "coursekit.checks.")
-    for name in ("sampling", "gpt2"):
-        tree = ast.parse((Path(checks.__file__).parent / f"{name}.py").read_text())
+    folder = Path(sampling.__file__).parent
+    modules_of_05_and_06 = sorted([*folder.glob("sampling*.py"), *folder.glob("gpt2*.py")])
+    assert len(modules_of_05_and_06) == 7, modules_of_05_and_06
+    for path in modules_of_05_and_06:
+        name = path.name
+        tree = ast.parse(path.read_text())
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
@@ -518,10 +522,279 @@ def test_verdicts_survive_the_graders_wire():
 
 def test_probes_restore_nothing_they_should_not_touch():
     """The check never changes the logits it hands out (the framework's copies aside): the constants stay put."""
-    before = checks.SAMPLE_LOGITS.clone(), checks.LOGITS.clone(), checks.NUCLEUS.clone()
+    before = sampling.SAMPLE_LOGITS.clone(), sampling_filters.LOGITS.clone(), sampling_top_p.NUCLEUS.clone()
     for exercise, functions in BUGS.items():
         for function in list(functions.values())[:3]:
             outcomes(CHECKS[exercise], function, PUBLIC_SEED)
-    after = checks.SAMPLE_LOGITS, checks.LOGITS, checks.NUCLEUS
+    after = sampling.SAMPLE_LOGITS, sampling_filters.LOGITS, sampling_top_p.NUCLEUS
     assert all(torch.equal(a, b) for a, b in zip(before, after))
-    assert np.isfinite(checks.SAMPLE_LOGITS.numpy()).all()
+    assert np.isfinite(sampling.SAMPLE_LOGITS.numpy()).all()
+# ---------------------------------------------------------------- a second, adversarial set: written from the notebook
+# alone, one per class of issue 12 item 1 that applies; each must be named under the public seed and every secret one.
+
+
+def temperature_only_zero_rejected(logits, temperature):
+    if not temperature:  # 0 rejected, negative and NaN let through
+        raise ValueError("temperature must be > 0")
+    return logits / temperature
+
+
+def temperature_rounded(logits, temperature):
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return logits / round(temperature)  # 0.5 rounds to 0: inf and nan
+
+
+STUDENT_TEMPERATURE_BUGS = [
+    ("apply_temperature\\(logits, -1\\) should raise", temperature_only_zero_rejected),
+    ("has no effect|for row 0|returned NaN", temperature_rounded),  # round(0.5) is 0
+    ("for row 0|returns probabilities", validating(
+        lambda x, t: (x.softmax(-1) ** (1 / t)))),  # powered probabilities, not logits
+    ("has no effect", validating(lambda x, t: x - math.log(t))),  # a shift, not a scale
+    ("`not temperature > 0` catches it", lambda x, t: x / t if t > 0 or math.isnan(t) else raise_(
+        ValueError("temperature must be > 0"))),
+    ("has no effect|for row 0", validating(lambda x, t: x / min(t, 1.0))),  # capped at 1
+    ("modified in place", validating(lambda x, t: x.div_(t))),
+]
+
+
+def kept_indices(logits, k):
+    return logits.topk(min(k, logits.size(-1)), dim=-1).indices
+
+
+def top_k_without_tie_rule(logits, k):
+    """Keeps the k first positions of a stable ascending sort reversed: with ties, the wrong k."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    k = min(k, logits.size(-1))
+    threshold = logits.sort(-1).values[..., -k:-k + 1] if k > 1 else logits.max(-1, keepdim=True).values
+    return logits.masked_fill(logits <= threshold, -math.inf) if k > 1 else logits.masked_fill(
+        logits < threshold, -math.inf)
+
+
+STUDENT_TOP_K_BUGS = [
+    ("top_k_filter\\(logits, 0\\) should raise", lambda x, k: x.clone() if not k else top_k_filter(x, k)),
+    ("is more than the \\d+ tokens of a row", validating(lambda x, k: x.masked_fill(
+        x < torch.topk(x, k, dim=-1).values[..., -1:], -math.inf))),
+    ("k = 1 keeps only the largest|top_k_filter\\(logits, 1\\)", validating(lambda x, k: x.masked_fill(
+        x < x.sort(-1).values[..., -k:-k + 1], -math.inf))),  # the slice -1:0 is empty for k = 1
+    ("k - 1 tokens were kept", top_k_without_tie_rule),
+    ("for row 0", validating(lambda x, k: torch.full_like(x, -math.inf).scatter(  # the k values in reverse order
+        -1, kept_indices(x, k), x.gather(-1, kept_indices(x, k).flip(-1))))),
+    ("shape", validating(lambda x, k: x.topk(min(k, x.size(-1)), dim=-1).values)),  # the k values, not the logits
+    ("k smallest|least likely", validating(lambda x, k: x.masked_fill(
+        x > torch.kthvalue(x, min(k, x.size(-1)), dim=-1, keepdim=True).values, -math.inf))),
+    ("large negative number", validating(lambda x, k: x.masked_fill(x < kth_largest(x, k), -1e9))),
+    ("with fewer tokens than k: for row 0", validating(lambda x, k: top_k_filter(
+        x, min(k, x.size(-1) - 1)))),
+    ("every logit was kept|for row", validating(lambda x, k: x.masked_fill(
+        x < torch.topk(x, min(k, x.size(0)), dim=0).values[-1:], -math.inf) if x.ndim == 2 else top_k_filter(x, k))),
+    ("for row 0", validating(lambda x, k: x.clamp(min=kth_largest(x, k)))),
+]
+
+
+def nucleus_values_gathered(logits, p):
+    """Masks the sorted logits, then puts them back with gather: the permutation applied the wrong way round."""
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    return sorted_logits.masked_fill(probs.cumsum(-1) - probs >= p, -math.inf).gather(-1, order)
+
+
+def nucleus_in_sorted_order(logits, p):
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    return sorted_logits.masked_fill(probs.cumsum(-1) - probs >= p, -math.inf)
+
+
+def nucleus_shifted_like_hf(logits, p):
+    """Drops cumsum > p, shifted right by one: at an exact boundary the next token is kept too."""
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(-1, descending=True)
+    remove = sorted_logits.softmax(-1).cumsum(-1) > p
+    remove = torch.cat([torch.zeros_like(remove[..., :1]), remove[..., :-1]], -1)
+    return logits.masked_fill(remove.scatter(-1, order, remove), -math.inf)
+
+
+STUDENT_TOP_P_BUGS = [
+    ("put back with gather\\(-1, order\\)", nucleus_values_gathered),
+    ("came back in sorted order", nucleus_in_sorted_order),
+    ("preceding tokens hold exactly p was kept", nucleus_shifted_like_hf),
+    ("top_p_filter\\(logits, 0.0\\) should raise", lambda x, p: x.clone() if not p else top_p_filter(x, p)),
+    ("top_p_filter\\(logits, nan\\) should raise", lambda x, p: (
+        raise_(ValueError("p must be in (0, 1]")) if p <= 0 or p > 1 else top_p_filter(x, min(p, 1.0))
+        if not math.isnan(p) else x.clone())),
+    ("exp of logits around 100 overflows|gives NaN", validating_p(lambda x, p: nucleus(
+        x, p, probabilities=lambda s, dim: s.exp() / s.exp().sum(dim, keepdim=True)))),
+    ("turned float32 logits into float64", validating_p(lambda x, p: top_p_filter(x.double(), p).to(torch.float64))),
+    ("one token too many|for row", validating_p(lambda x, p: top_k_filter(x, max(1, round(p * x.size(-1)))))),
+]
+
+
+def sample_generator_only_by_default(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Passes the generator on only when no filter is asked for."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = apply_temperature(logits, temperature)
+    if top_k is None and top_p is None:
+        return torch.multinomial(F.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return torch.multinomial(F.softmax(logits, -1), 1).squeeze(-1)
+
+
+def sample_squeezing_everything(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    return sample_next_token(logits, temperature, top_k, top_p, generator).reshape(-1, 1).squeeze()  # (1,) -> ()
+
+
+def sample_argmax_of_the_batch(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax()  # over the flattened batch
+    return sample_next_token(logits, temperature, top_k, top_p, generator)
+
+
+STUDENT_SAMPLE_BUGS = [
+    ("clamped at 0|about equally often", sampler(weights=lambda x: x.clamp(min=0) + 1e-12)),
+    ("weights|softmax", sampler(weights=lambda x: x.clamp(-20, 20))),  # clamped logits as weights
+    ("the generator is ignored when filters are given", sample_generator_only_by_default),
+    ("expected shape \\(1,\\), one id per row", sample_squeezing_everything),
+    ("argmax\\(\\) and squeeze\\(\\) without a dim", sample_argmax_of_the_batch),
+    ("top-p was applied before top-k|top_k=3 with top_p=0.7", sampler(top_p_first=True)),
+    ("applied before the temperature|temperature=2 with top_p=0.6", lambda x, temperature=1.0, top_k=None, top_p=None,
+    generator=None: sample_next_token(top_p_filter(x, top_p) if top_p is not None else x, temperature, top_k, None,
+                                      generator)),
+    ("not `if top_k:`", lambda x, temperature=1.0, top_k=None, top_p=None, generator=None: sample_next_token(
+        x, temperature, top_k or None, top_p, generator)),
+    ("not `if top_k:`|top_p=0", lambda x, temperature=1.0, top_k=None, top_p=None, generator=None: sample_next_token(
+        x, temperature, top_k, top_p or None, generator)),
+    ("NaN or negative|temperature=-1", lambda x, temperature=1.0, **kw: sample_next_token(
+        x, abs(temperature) if not math.isnan(temperature) else temperature, **kw)),
+    ("token ids are integers", sampler(dtype=torch.float32)),
+    ("exp|non-negative weights|100", sampler(weights=lambda x: x.exp() / x.exp().sum(-1, keepdim=True))),
+    ("temperature=3 flattens|multiplied by the temperature", lambda x, temperature=1.0, **kw: sample_next_token(
+        x, 1 / temperature if temperature else 0, **kw)),
+]
+
+
+# ---------------------------------------------------------------- more valid alternatives, written differently
+
+
+def temperature_by_reciprocal(logits, temperature):
+    if math.isnan(temperature) or not temperature > 0:
+        raise ValueError(f"temperature={temperature}: temperature must be a positive number")
+    return logits * (1.0 / temperature)
+
+
+def temperature_as_log_probabilities(logits, temperature):
+    """Returns log softmax(logits / T) computed by hand: the same distribution."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scaled = torch.true_divide(logits, temperature)
+    return scaled - scaled.logsumexp(dim=-1, keepdim=True)
+
+
+def temperature_of_a_0d_tensor(logits, temperature):
+    """Divides by a 0-d float64 tensor: float32 logits stay float32 (a 0-d tensor does not promote them)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return logits / torch.tensor(temperature, dtype=torch.float64)
+
+
+def top_k_by_kthvalue(logits, k):
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got k={k}")
+    vocab = logits.size(-1)
+    kth = torch.kthvalue(logits, vocab - min(k, vocab) + 1, dim=-1, keepdim=True).values
+    return torch.where(logits >= kth, logits, torch.full_like(logits, -math.inf))
+
+
+def top_k_by_ranks(logits, k):
+    """Exactly k tokens by rank (argsort of argsort), the first of tied ones by position."""
+    if not k >= 1:
+        raise ValueError("k should be at least 1")
+    ranks = logits.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    return logits.masked_fill(ranks >= k, float("-inf"))
+
+
+def top_p_by_searchsorted(logits, p):
+    """The number of kept tokens per row by searchsorted in the cumulative probabilities."""
+    if not (0 < p <= 1):
+        raise ValueError(f"p must be in (0, 1], got p={p}")
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1).contiguous()
+    target = torch.full_like(cumulative[..., :1], p)
+    kept = (torch.searchsorted(cumulative, target) + 1).clamp(max=logits.size(-1))  # first index with cum >= p
+    keep_sorted = torch.arange(logits.size(-1)) < kept
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return logits.masked_fill(~keep, -math.inf)
+
+
+def top_p_in_float64(logits, p):
+    """Works in float64 inside and gives back the dtype it was given."""
+    if p != p or p <= 0 or p > 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    probs = logits.double().softmax(-1)
+    sorted_probs, order = probs.sort(-1, descending=True)
+    drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= p
+    drop = torch.empty_like(drop_sorted).scatter_(-1, order, drop_sorted)
+    return logits.masked_fill(drop, -math.inf).to(logits.dtype)
+
+
+def sample_by_categorical_index(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Filters chained in a loop; multinomial on the probabilities, the column taken with [:, 0]."""
+    if temperature == 0:
+        return logits.max(dim=-1).indices
+    logits = temperature_by_reciprocal(logits, temperature)
+    for value, apply in ((top_k, top_k_by_kthvalue), (top_p, top_p_by_searchsorted)):
+        if value is not None:
+            logits = apply(logits, value)
+    return logits.softmax(dim=-1).multinomial(1, generator=generator)[:, 0]
+
+
+def sample_by_counting_below(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """The id is the number of tokens whose cumulative probability lies below one uniform number per row."""
+    if temperature == 0:
+        return torch.max(logits, -1).indices
+    logits = temperature_as_log_probabilities(logits, temperature)
+    logits = top_k_by_ranks(logits, top_k) if top_k is not None else logits
+    logits = top_p_in_float64(logits, top_p) if top_p is not None else logits
+    cumulative = logits.double().softmax(-1).cumsum(-1)
+    uniform = torch.rand(logits.shape[:-1] + (1,), generator=generator, dtype=torch.float64)
+    return (cumulative < uniform * cumulative[..., -1:]).sum(-1)
+
+
+MORE_VALID = {"temperature": [temperature_by_reciprocal, temperature_as_log_probabilities, temperature_of_a_0d_tensor],
+              "top_k": [top_k_by_kthvalue, top_k_by_ranks], "top_p": [top_p_by_searchsorted, top_p_in_float64],
+              "sample": [sample_by_categorical_index, sample_by_counting_below]}
+
+STUDENT_BUGS = {"temperature": STUDENT_TEMPERATURE_BUGS, "top_k": STUDENT_TOP_K_BUGS, "top_p": STUDENT_TOP_P_BUGS,
+                "sample": STUDENT_SAMPLE_BUGS}
+
+
+(test_more_valid_alternatives_pass_under_public_and_secret_seeds,
+ test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
+ test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)
+
+
+def test_the_student_sets_are_broad():
+    assert all(len(bugs) >= 5 for bugs in STUDENT_BUGS.values()), {e: len(b) for e, b in STUDENT_BUGS.items()}
+    assert all(len(VALID[e]) + len(MORE_VALID[e]) >= 5 for e in VALID)
+
+
+def test_named_messages_of_issue_12():
+    """Issue 12 item 3: top-p with gather gets its own message; clamped weights are never called greedy; top-k
+    without min(k, vocab) is explained before PyTorch's words; numbers in messages are plain."""
+    gathered = failures(check_top_p, nucleus_values_gathered, PUBLIC_SEED)[0].message
+    assert "gather(-1, order)" in gathered and "scatter" in gathered
+    for weights in (lambda x: x.clamp(min=0), lambda x: x.clamp(min=0) + 1e-12, lambda x: x.clamp(-20, 20)):
+        for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+            assert not [o for o in failures(check_sample, sampler(weights=weights), seed) if "greedy" in o.message]
+    no_min = next(o.message for o in failures(check_top_k, STUDENT_TOP_K_BUGS[1][1], PUBLIC_SEED) if "50" in o.message)
+    assert no_min.index("min(k, logits.size(-1))") > 0 and not no_min.split(": ", 1)[1].startswith("raised")
+    assert "k = 50 is more than the 7 tokens of a row" in no_min

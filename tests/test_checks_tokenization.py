@@ -6,8 +6,10 @@ each test only asks whether a check passes, or which mistake its message names.
 """
 
 import contextlib
+import copy
 import functools
 import io
+import itertools
 import json
 import tempfile
 from collections import Counter, defaultdict
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import regex
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from coursekit import data
@@ -73,6 +76,10 @@ CHARS_BUGS = {
     "duplicates": sorted(TEXT),
     "should be a single character; found '": sorted(set(TEXT.split())),  # words, not characters
     "got a set": set(TEXT),
+    "should be sorted,": sorted(set(TEXT), reverse=True),
+    "missing 1 character.*hint: '\\\\n'": sorted(set(TEXT) - {"\n"}),
+    "is missing 1 character\\(s\\)": sorted(set(TEXT))[1:],  # the first (a newline) dropped
+    "not in the text: \\['€'\\]": sorted(set(TEXT) | {"€"}),
 }
 
 
@@ -121,6 +128,7 @@ def encode_code_points(text):
 
 
 FIRST_SEEN = {char: i for i, char in enumerate(dict.fromkeys(TEXT))}  # ids by first appearance: not sorted
+FIRST_SEEN_CHARS = list(FIRST_SEEN)
 
 
 def encode_unsorted(text):
@@ -149,7 +157,19 @@ ENCODE_BUGS = {
     "should raise an error because '€'.*returned list .*0\\]": encode_unknown_as_zero,
     "should name it.*ValueError: unknown character": encode_vague_error,
     "bare KeyError: '€' from the dictionary lookup": encode_by_key_error,
+    "one id per character.*spaces and newlines too": lambda text: [stoi[c] for c in text.strip()],
+    "one id per character \\(": lambda text: [stoi[c] for c in "".join(text.split())],
+    "encode\\(' First Citizen.*should be": lambda text: [stoi[c] for c in text.lower()],
+    "not its position in the sorted chars.*not from a set": lambda text: [64 - stoi[c] for c in text],  # reversed
+    "should return a list of ints, got a Tensor": lambda text: torch.tensor([stoi[c] for c in text]),
+    "should give one id per character \\(5 ids\\), got 4": lambda text: [stoi[c] for c in dict.fromkeys(text)],
+    "should give one id per character \\(5 ids\\), got 4: \\[46, 43, 50, 50\\]": lambda text: [
+        stoi[c] for c in text[:-1]],
+    "encode\\('hello'\\) should be \\[46, 43, 50, 50, 53\\], got \\['46'": lambda text: [str(stoi[c]) for c in text],
 }
+# Edge cases: encode is right on the vocabulary's characters and only the unknown character is mishandled.
+ENCODE_EDGE = ["should raise an error because '€'.*returned list", "should raise an error because '€'.*returned list .*0\\]",
+               "should name it.*ValueError: unknown character", "bare KeyError: '€' from the dictionary lookup"]
 
 
 @pytest.mark.parametrize("encode", [REF["encode"], encode_by_index, encode_reraising])
@@ -183,7 +203,15 @@ DECODE_BUGS = {
     "off by one position": lambda ids: "".join(chars[i - 1] for i in ids),  # itos built with enumerate(chars, 1)
     "should give back 'hello', got 'HELLO'": lambda ids: "".join(itos[int(i)] for i in ids).upper(),
     "a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]": lambda ids: "".join(itos[i] for i in ids),
+    "should give back 'hello', got 'olleh'": lambda ids: "".join(itos[int(i)] for i in ids)[::-1],
+    "should give back ' First.*got 'First": lambda ids: "".join(itos[int(i)] for i in ids).strip(),
+    "should give back 'hello', got 'hell'": lambda ids: "".join(itos[int(i)] for i in list(ids)[:-1]),
+    "should return a str, got a bytes": lambda ids: "".join(itos[int(i)] for i in ids).encode(),
+    "should give back 'hello', got '": lambda ids: "".join(FIRST_SEEN_CHARS[int(i)] for i in ids),
+    "should give back ' First Citizen:\\\\nBefore.*got ' First Citizen: Before": lambda ids: "".join(
+        itos[int(i)] for i in ids).replace("\n", " "),
 }
+DECODE_EDGE = ["a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]"]
 
 
 @pytest.mark.parametrize("decode", [REF["decode"], decode_by_map, decode_by_concatenation])
@@ -239,6 +267,13 @@ def pair_counts_set_to_one(ids):
     return counts
 
 
+def pair_counts_from_one(ids):
+    counts = {}
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 1) + 1  # the first sighting already counts twice
+    return counts
+
+
 PAIR_COUNTS_BUGS = {
     "the last pair is missing": pair_counts_without_last,
     "every other pair": pair_counts_step_two,
@@ -246,6 +281,15 @@ PAIR_COUNTS_BUGS = {
     "each count was set to 1": pair_counts_set_to_one,
     "should return a dict .*got list": lambda ids: list(zip(ids, ids[1:])),
     "keys should be pairs": lambda ids: Counter(f"{a},{b}" for a, b in zip(ids, ids[1:])),
+    "keys should be pairs \\(a, b\\) as tuples, got the key 1": lambda ids: Counter(ids),  # single ids
+    "pair_counts\\(\\[1, 2, 3, 1, 2\\]\\) should be .*got .*\\(2, 1\\)": lambda ids: Counter(zip(ids[1:], ids)),
+    "pair_counts\\(\\[1, 2, 3, 1, 2\\]\\) should be .*got .*\\(1, 3\\)": lambda ids: Counter(zip(ids, ids[2:])),
+    "pair_counts\\(\\[1, 2, 3, 1, 2\\]\\) should be .*got .*\\(1, 2\\): 3": pair_counts_from_one,
+    "the first or the last pair is missing": lambda ids: Counter(zip(ids[1:], ids[2:])),
+    "pair_counts\\(\\[1, 2, 3, 1, 2\\]\\) should be .*got .*\\(1, 3\\): 1": lambda ids: Counter(
+        tuple(sorted(pair)) for pair in zip(ids, ids[1:])),
+    "pair_counts\\(\\[7, 7, 7\\]\\) should be \\{\\(7, 7\\): 2\\}, got \\{\\}": lambda ids: Counter(
+        (a, b) for a, b in zip(ids, ids[1:]) if a != b),
 }
 
 
@@ -285,16 +329,24 @@ def merge_a_copy_in_place(ids, pair, new_id):
     return ids
 
 
-def merge_dropping_last(ids, pair, new_id):
-    merged, i = [], 0
-    while i < len(ids) - 1:  # never looks at the last id on its own
-        if (ids[i], ids[i + 1]) == pair:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(ids[i])
-            i += 1
-    return merged
+def merge_scanning(matches=lambda ids, i, pair: (ids[i], ids[i + 1]) == pair, step=2, stop=0):
+    """A left-to-right merge_pair with one choice changed, so each variant below differs from a correct one in one way."""
+    def merge(ids, pair, new_id):
+        merged, i = [], 0
+        while i < len(ids) - stop:
+            if i + 1 < len(ids) and matches(ids, i, pair):
+                merged.append(new_id)
+                i += step
+            else:
+                merged.append(ids[i])
+                i += 1
+        return merged
+    return merge
+
+
+merge_dropping_last = merge_scanning(stop=1)  # never looks at the last id on its own
+merge_first_only_checked = merge_scanning(matches=lambda ids, i, pair: ids[i] == pair[0])  # (1, anything) merged
+merge_skipping_three = merge_scanning(step=3)
 
 
 def merge_in_place(ids, pair, new_id):
@@ -338,6 +390,12 @@ MERGE_BUGS = {
     "merged as text \\(str.replace\\)": lambda ids, pair, new_id: [int(i) for i in " ".join(map(str, ids)).replace(
         f"{pair[0]} {pair[1]}", str(new_id)).split()],
     "should return a new list, got a NoneType": lambda ids, pair, new_id: None,
+    "the pair was matched in either order": lambda ids, pair, new_id: merge_pair(
+        merge_pair(ids, pair, new_id), pair[::-1], new_id),
+    "merge_pair\\(\\[2, 1, 2, 2, 1, 2, 1, 1, 2, 21, 12, 7\\], \\(1, 2\\), 257\\) should be": merge_first_only_checked,
+    "merge_pair\\(\\[1, 2, 3, 1, 2\\], \\(1, 2\\), 256\\) should be \\[256, 3, 256\\], got \\[256, 256\\]": merge_skipping_three,
+    "merge_pair\\(\\[1, 2, 3, 1, 2\\], \\(1, 2\\), 256\\) should be \\[256, 3, 256\\], got \\[257": lambda ids, pair, new_id: merge_pair(
+        ids, pair, new_id + 1),
 }
 
 
@@ -355,7 +413,7 @@ def test_merge_pair_names_the_mistake(mistake):
 
 
 def trainer(pick, start=lambda text: list(text.encode("utf-8")), new_ids=lambda size: range(256, size),
-            recount=True, apply=True):
+            recount=True, apply=True, stop=True):
     """A train_bpe built from one choice per step, so each variant below differs from a correct one in one way."""
     def train_bpe(text, vocab_size):
         ids, merges = start(text), {}
@@ -363,6 +421,8 @@ def trainer(pick, start=lambda text: list(text.encode("utf-8")), new_ids=lambda 
         for new_id in new_ids(vocab_size):
             if recount:
                 counts = Counter(zip(ids, ids[1:]))
+            if stop and not counts:
+                break
             pair = pick(counts, merges)
             merges[pair] = new_id
             if apply:
@@ -394,6 +454,18 @@ TRAIN_VALID = {
     "largest pair among ties": trainer(largest_among_ties),
 }
 
+def train_with_buggy_merge(text, vocab_size):  # a merge_pair that does not skip the pair's second id
+    ids, merges = list(text.encode("utf-8")), {}
+    for new_id in range(256, vocab_size):
+        counts = Counter(zip(ids, ids[1:]))
+        if not counts:
+            break
+        pair = counts.most_common(1)[0][0]
+        merges[pair] = new_id
+        ids = [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:])] + ids[-1:]
+    return merges
+
+
 TRAIN_BUGS = {
     "learned on characters .*not on bytes": trainer(most_common, start=lambda text: [ord(c) for c in text]),
     "learned on characters \\(code points, ord\\)": trainer(smallest_among_ties,
@@ -406,7 +478,13 @@ TRAIN_BUGS = {
     "the pair is stored reversed": lambda text, size: {(b, a): i for (a, b), i in REF["train_bpe"](text, size).items()},
     "keys and values are swapped": lambda text, size: {v: k for k, v in REF["train_bpe"](text, size).items()},
     "should return a dict .*got list": lambda text, size: list(REF["train_bpe"](text, size)),
+    "should learn 20 merges, got 19": trainer(most_common, new_ids=lambda size: range(256, size - 1)),
+    "merge 0 is .*not on characters|occurs .* times at that point": trainer(
+        most_common, start=lambda text: list("".join(text.split()).encode("utf-8"))),  # the spaces dropped
+    "stops early when no pair is left.*raised": trainer(most_common, stop=False),
+    "merge [0-9]+ was .*: after each merge, apply it to the ids": train_with_buggy_merge,
 }
+TRAIN_EDGE = ["stops early when no pair is left.*raised"]
 
 
 @pytest.mark.parametrize("name", TRAIN_VALID)
@@ -449,14 +527,22 @@ def encode_newest_first(text, merges):
     return ids
 
 
-def encode_most_frequent_first(text, merges):
-    ids = list(text.encode("utf-8"))
-    while True:
-        counts = Counter(p for p in zip(ids, ids[1:]) if p in merges)
-        if not counts:
-            return ids
-        pair = counts.most_common(1)[0][0]
-        ids = merge_pair(ids, pair, merges[pair])
+def encode_by_frequency(choose):
+    """A bpe_encode that picks which merge to apply by how often its pair occurs: choose(counts) -> pair."""
+    def encode(text, merges):
+        ids = list(text.encode("utf-8"))
+        while True:
+            counts = Counter(p for p in zip(ids, ids[1:]) if p in merges)
+            if not counts:
+                return ids
+            pair = choose(counts, merges)
+            ids = merge_pair(ids, pair, merges[pair])
+    return encode
+
+
+encode_most_frequent_first = encode_by_frequency(lambda counts, merges: counts.most_common(1)[0][0])
+encode_least_frequent_first = encode_by_frequency(lambda counts, merges: min(counts, key=lambda p: (counts[p],
+                                                                                                -merges[p])))
 
 
 def _merge_all(ids, merges):
@@ -482,15 +568,39 @@ def encode_without_length_guard(text, merges):
         ids = merge_pair(ids, pair, merges[pair])
 
 
+def encode_leftmost_first(text, merges):  # the first pair (by position) that is in merges, not the earliest learned
+    ids = list(text.encode("utf-8"))
+    while True:
+        pair = next((p for p in zip(ids, ids[1:]) if p in merges), None)
+        if pair is None:
+            return ids
+        ids = merge_pair(ids, pair, merges[pair])
+
+
+def encode_one_merge(text, merges):
+    ids = list(text.encode("utf-8"))
+    present = [p for p in zip(ids, ids[1:]) if p in merges]
+    return merge_pair(ids, min(present, key=merges.get), merges[min(present, key=merges.get)]) if present else ids
+
+
 BPE_ENCODE_BUGS = {
     "returned the raw bytes": lambda text, merges: list(text.encode("utf-8")),
     "in the order they were learned: .*lowest new id": encode_newest_first,
-    "merged pairs by how often they occur; .*in the order they were learned": encode_most_frequent_first,
+    "merged the most frequent pair first; .*in the order they were learned": encode_most_frequent_first,
     "bpe_encode\\('the theme'\\) should be .*apply the merges in the order they were learned": encode_one_pass,
     "not the characters' code points": lambda text, merges: _merge_all([ord(char) for char in text], merges),
     "bpe_encode\\(''\\).*min\\(\\) arg is an empty sequence": encode_without_length_guard,
     "should return a list of ints, got a bytes": lambda text, merges: text.encode("utf-8"),
+    "you merged the least frequent pair first": encode_least_frequent_first,
+    "bpe_encode\\('the theme'\\) should be \\[257, 260\\], got \\[116, 256, 32": lambda text, merges: _merge_all(
+        list(text.encode("utf-8")), dict(reversed(list(merges.items())))),  # the newest merge first, one pass
+    "bpe_encode\\('oh hi, he has his hat'\\) should be": encode_leftmost_first,
+    "bpe_encode\\('naïve café 🙂'\\) should be": lambda text, merges: _merge_all(
+        list(text.encode("ascii", errors="ignore")), merges),
+    "should return a list of ints, got a tuple": lambda text, merges: tuple(_merge_all(list(text.encode()), merges)),
+    "only one merge was applied": encode_one_merge,
 }
+BPE_ENCODE_EDGE = ["bpe_encode\\(''\\).*min\\(\\) arg is an empty sequence"]
 
 
 @pytest.mark.parametrize("encode", [REF["bpe_encode"], encode_in_merge_order, encode_by_position])
@@ -528,6 +638,13 @@ def decode_with_bytearray(ids, merges):
     return out.decode("utf-8", "replace")
 
 
+def decode_with_reversed_pairs(ids, merges):
+    vocab = {i: bytes([i]) for i in range(256)}
+    for (first, second), new_id in merges.items():
+        vocab[new_id] = vocab[second] + vocab[first]
+    return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+
+
 BPE_DECODE_BUGS = {
     "crashed with UnicodeDecodeError.*errors='replace'":
         lambda ids, merges: b"".join(token_bytes_of(merges)[i] for i in ids).decode("utf-8"),
@@ -537,6 +654,19 @@ BPE_DECODE_BUGS = {
         lambda ids, merges: b"".join(token_bytes_of(merges)[i] for i in ids).decode("utf-8", errors="ignore"),
     "should return a str: join the bytes": lambda ids, merges: b"".join(token_bytes_of(merges)[i] for i in ids),
     "should return a str: join": lambda ids, merges: [token_bytes_of(merges)[i] for i in ids],
+    "bpe_decode\\(\\[257, 260\\]\\) should be 'the theme'": decode_with_reversed_pairs,
+    "bpe_decode\\(\\[110, 97, 195, 175": lambda ids, merges: b"".join(
+        {**token_bytes_of(merges), **{i: chr(i).encode() for i in range(256)}}[i] for i in ids).decode("utf-8", "replace"),
+    "bpe_decode\\(\\[110, 97, 195, 175.*should be 'naïve café 🙂', got 'naÃ¯ve": lambda ids, merges: b"".join(
+        token_bytes_of(merges)[i] for i in ids).decode("latin-1"),
+    "bpe_decode\\(\\[257, 260\\]\\) should be 'the theme', got 'the  theme'": lambda ids, merges: b" ".join(
+        token_bytes_of(merges)[i] for i in ids).decode("utf-8", "replace"),
+    "bpe_decode\\(\\[240, 159\\]\\) should be '�', got '\\\\\\\\xf0": lambda ids, merges: b"".join(
+        token_bytes_of(merges)[i] for i in ids).decode("utf-8", "backslashreplace"),
+    "bpe_decode\\(\\[257, 260\\]\\) should be 'the theme', got ''": lambda ids, merges: bytes(
+        i for i in ids if i < 256).decode("utf-8", "replace"),  # merged ids dropped
+    "should be ' the e�llo.*got 'the e�llo": lambda ids, merges: b"".join(
+        token_bytes_of(merges)[i] for i in ids).decode("utf-8", "replace").strip(),
 }
 
 
@@ -707,6 +837,8 @@ def gpt2_with(symbols=lambda chunk: [byte_encoder[b] for b in chunk.encode("utf-
     return lambda text: [gpt2_vocabulary[token] for chunk in split(text) for token in gpt2_bpe(chunk)]
 
 
+GPT2_REFERENCE = REF["gpt2_encode"]
+
 GPT2_BUGS = {
     "spans two chunks.*GPT2_SPLIT_PATTERN": gpt2_with(split=lambda text: [text] if text else []),
     "KeyError: ' '.*byte_encoder": gpt2_with(symbols=list),  # characters, never mapped: ' ' is not 'Ġ'
@@ -716,6 +848,14 @@ GPT2_BUGS = {
     "should be .*lowest rank": gpt2_with(choose=max, rank=lambda pair: merge_ranks.get(pair, -1)),
     "should be .*Split with the GPT-2 pattern first": gpt2_with(split=lambda text: regex.findall(r"\S+|\s+", text)),
     "spaces and newlines are missing.*text.split\\(\\)": gpt2_with(split=str.split),
+    "gpt2_encode\\('a  b   c'\\) should be": gpt2_with(split=lambda text: regex.findall(  # no \s+(?!\S)
+        r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""", text)),
+    "gpt2_encode\\(\"I'm sure they'll say DON'T\"\\) should be": gpt2_with(split=lambda text: regex.findall(
+        r""" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""", text)),  # no contractions
+    "gpt2_encode\\('First Citizen.*should be": lambda text: GPT2_REFERENCE(text.lower()),
+    "gpt2_encode\\('line one.*the spaces and newlines are missing": lambda text: GPT2_REFERENCE(text.strip()),
+    "gpt2_encode\\('First Citizen.*should be .*got \\['": lambda text: [token for chunk in regex.findall(
+        GPT2_SPLIT_PATTERN, text) for token in REF["gpt2_bpe"](chunk)],  # tokens, not ids
 }
 
 
@@ -750,9 +890,9 @@ BUGGY = {
 
 
 def test_every_check_is_covered():
-    from coursekit.checks import characters, production_tokenizers, tokenization
+    from coursekit.checks import bpe_codec, bpe_training, characters, production_tokenizers
 
-    notebook_01_checks = {name for module in (characters, tokenization, production_tokenizers)
+    notebook_01_checks = {name for module in (characters, bpe_training, bpe_codec, production_tokenizers)
                           for name in vars(module) if name.startswith("check_")}
     assert set(REFERENCES) == set(BUGGY) == notebook_01_checks
 
@@ -804,3 +944,176 @@ def test_grader_reports_a_crash_and_a_missing_result():
 def test_grader_judges_every_test_of_odd_chars_without_crashing(chars_value):
     outcomes = checks.check_chars.judge(checks.check_chars.probe_all((chars_value,)))
     assert len(outcomes) == 3 and not any(outcome.passed for outcome in outcomes)
+
+
+# ---------------------------------------------------------------- grading: secret run seeds and points
+
+
+def encode_listing_unknowns(text):
+    unknown = sorted(set(text) - set(stoi))
+    if unknown:
+        raise KeyError(f"not in the vocabulary: {unknown}")
+    return [stoi[char] for char in text]
+
+
+def merge_by_looking_back(ids, pair, new_id):
+    merged, may_start = [], False  # may_start: merged[-1] is an id of the input that can begin the pair
+    for current in ids:
+        if may_start and (merged[-1], current) == pair:
+            merged[-1], may_start = new_id, False
+        else:
+            merged.append(current)
+            may_start = True
+    return merged
+
+
+def encode_by_sorted_candidates(text, merges):
+    ids = list(text.encode("utf-8"))
+    while True:
+        candidates = sorted((merges[pair], pair) for pair in set(zip(ids, ids[1:])) if pair in merges)
+        if not candidates:
+            return ids
+        new_id, pair = candidates[0]
+        ids = merge_pair(ids, pair, new_id)
+
+
+def decode_by_chain(ids, merges):
+    vocab = token_bytes_of(merges)
+    return bytes(itertools.chain.from_iterable(vocab[i] for i in ids)).decode("utf-8", errors="replace")
+
+
+@functools.lru_cache(maxsize=None)
+def cached_gpt2_bpe(chunk):
+    return tuple(REF["gpt2_bpe"](chunk))
+
+
+def gpt2_with_a_cache(text):
+    return [gpt2_vocabulary[token] for match in regex.finditer(GPT2_SPLIT_PATTERN, text)
+            for token in cached_gpt2_bpe(match.group())]
+
+
+# As the grader runs a check: probes under a run seed, then judges under the same seed. Seed 0 is the notebook's.
+
+SECRET_SEEDS = range(1, 6)
+VALID = {
+    "check_chars": [*CHARS_VALID.values(), list("".join(sorted(set(TEXT))))],
+    "check_encode": [REF["encode"], encode_by_index, encode_reraising, encode_listing_unknowns],
+    "check_decode": [REF["decode"], decode_by_map, decode_by_concatenation,
+                     lambda ids: "".join(chars[i] for i in torch.as_tensor(ids).tolist())],
+    "check_pair_counts": [REF["pair_counts"], pair_counts_by_counter, pair_counts_by_index,
+                          pair_counts_by_comprehension],
+    "check_merge_pair": [REF["merge_pair"], merge_with_skip_flag, merge_a_copy_in_place, merge_by_looking_back],
+    "check_train_bpe": list(TRAIN_VALID.values()),
+    "check_bpe_encode": [REF["bpe_encode"], encode_in_merge_order, encode_by_position, encode_by_sorted_candidates],
+    "check_bpe_decode": [REF["bpe_decode"], decode_recursively, decode_with_bytearray, decode_by_chain],
+    "check_hf_tokenizer": [make() for make in HF_VALID.values()],
+    "check_gpt2_encode": [REF["gpt2_encode"], gpt2_encoder_py_style, gpt2_on_ids, gpt2_with_a_cache],
+}
+# {check: (its buggy versions by the message they get, the ones that only get an edge case wrong)}
+MISTAKES = {
+    "check_chars": (CHARS_BUGS, []), "check_encode": (ENCODE_BUGS, ENCODE_EDGE), "check_decode": (DECODE_BUGS, DECODE_EDGE),
+    "check_pair_counts": (PAIR_COUNTS_BUGS, []), "check_merge_pair": (MERGE_BUGS, []),
+    "check_train_bpe": (TRAIN_BUGS, TRAIN_EDGE), "check_bpe_encode": (BPE_ENCODE_BUGS, BPE_ENCODE_EDGE),
+    "check_bpe_decode": (BPE_DECODE_BUGS, []), "check_gpt2_encode": (GPT2_BUGS, []),
+    "check_hf_tokenizer": ({mistake: make() for mistake, make in HF_BUGS.items()}, []),
+}
+
+
+def graded(check, student, seed):
+    return check.judge(check.probe_all((student,), seed), seed)
+
+
+def points_share(check, student, seed):
+    return check.fraction(graded(check, student, seed))
+
+
+def test_every_check_has_three_valid_alternatives_and_many_mistakes():
+    assert set(VALID) == set(MISTAKES) == set(REFERENCES)
+    assert all(len(valid) >= 4 for valid in VALID.values())  # the reference and three others
+    assert all(len(bugs) >= 8 for bugs, _ in MISTAKES.values()), {name: len(b) for name, (b, _) in MISTAKES.items()}
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_versions_pass_under_secret_seeds(name):
+    check = getattr(checks, name)
+    for student in VALID[name]:
+        for seed in SECRET_SEEDS:
+            assert all(outcome.passed for outcome in graded(check, student, seed)), (seed, graded(check, student, seed))
+
+
+@pytest.mark.parametrize("name", MISTAKES)
+def test_every_mistake_fails_under_secret_seeds_with_plain_messages(name):
+    check, (bugs, _) = getattr(checks, name), MISTAKES[name]
+    for mistake, student in bugs.items():
+        for seed in (1, 2):
+            failed = [outcome for outcome in graded(check, student, seed) if not outcome.passed]
+            assert failed, (mistake, seed)
+            assert not [o.message for o in failed if "np.float" in o.message], mistake
+
+
+@pytest.mark.parametrize("name", MISTAKES)
+def test_one_typical_mistake_loses_the_exercise(name):
+    """A typical bug keeps at most 30 % of the exercise's points; one that only gets an edge case wrong (an
+    unknown character, an empty text) keeps at least 70 %: edge cases are worth little."""
+    check, (bugs, edge) = getattr(checks, name), MISTAKES[name]
+    for mistake, student in bugs.items():
+        for seed in (0, 1):
+            share = points_share(check, student, seed)
+            assert (share >= 0.7 if mistake in edge else share <= 0.3), (mistake, seed, round(share, 2))
+
+
+def replaying(check, reference):
+    """A forger's version: the reference's outputs for the inputs the public probes use, and nothing else."""
+    def key(args):
+        return repr([arg.tolist() if isinstance(arg, torch.Tensor) else arg for arg in args])
+
+    answers = {}
+
+    def recording(*args):
+        answers[key(args)] = reference(*args)
+        return answers[key(args)]
+
+    check.probe_all((recording,), 0)
+    return lambda *args: copy.deepcopy(answers[key(args)])  # KeyError for any input it never saw
+
+
+@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+def test_replaying_the_public_answers_passes_in_the_notebook_and_earns_little_in_grading(name):
+    check = getattr(checks, name)
+    forged = replaying(check, REFERENCES[name])
+    assert points_share(check, forged, 0) == 1.0
+    for seed in (1, 2, 3):
+        assert points_share(check, forged, seed) <= 0.3, seed
+
+
+MESSAGES_UNDER_SECRET_SEEDS = [
+    ("check_train_bpe", TRAIN_BUGS["one of the least frequent pairs.*not min"], "one of the least frequent pairs"),
+    ("check_train_bpe", TRAIN_BUGS["the pair is stored reversed"], "the pair is stored reversed"),
+    ("check_bpe_encode", encode_most_frequent_first, "you merged the most frequent pair first"),
+    ("check_bpe_encode", encode_least_frequent_first, "you merged the least frequent pair first"),
+    ("check_bpe_decode", BPE_DECODE_BUGS["join all the bytes first and decode once"], "join all the bytes first"),
+    ("check_merge_pair", merge_without_skipping, "skip both ids of the pair"),
+    ("check_encode", encode_shifted, "shifted by one"),
+    ("check_decode", DECODE_BUGS["off by one position"], "off by one position"),
+]
+
+
+@pytest.mark.parametrize("name, student, message", MESSAGES_UNDER_SECRET_SEEDS)
+def test_the_mistake_is_named_on_secret_inputs_too(name, student, message):
+    check = getattr(checks, name)
+    core_test = max(check.tests, key=lambda test: test.weight).name  # the test that carries the exercise
+    for seed in (1, 2, 3):
+        core = next(outcome for outcome in graded(check, student, seed) if outcome.test == core_test)
+        assert not core.passed and message in core.message, (seed, core.message)
+
+
+def test_secret_inputs_differ_from_the_public_ones_and_between_seeds():
+    from coursekit.checks.core import seeded
+
+    def inputs(seed):
+        with seeded(seed, "encode", "encode of a passage with spaces, newlines and punctuation"):
+            return characters.passage()
+
+    from coursekit.checks import characters
+
+    assert inputs(0) == characters.PASSAGE and len({inputs(seed) for seed in range(6)}) == 6

@@ -1,8 +1,12 @@
 """Notebook 05's sampling explorer: the filtered distribution it draws, whose filters it uses, and its displays."""
 
+import base64
+import json
+
 import matplotlib
 import pytest
 import torch
+from jupyter_client.session import json_packer
 
 from coursekit import explorer
 from coursekit.checks import check_temperature, check_top_k, check_top_p
@@ -71,15 +75,41 @@ def test_entropy_of_the_kept_tokens_is_that_of_the_renormalised_distribution():
     assert explorer.entropy_of_kept(probabilities, torch.tensor([True, False, False, False])) == 0.0
 
 
-def test_the_explorer_redraws_and_degrades_to_a_picture():
-    matplotlib.use("Agg")
+def made_up_explorer():
     logits = torch.linspace(3.0, -3.0, 30)
-    demo = explorer.SamplingExplorer(lambda prompt: logits, lambda token: f"t{token}", explorer.coursekit_functions())
-    first = demo.summary.value
-    assert first.startswith("30 of 30 tokens kept")
-    demo.top_k.value = 5  # what moving the slider does
-    assert demo.summary.value.startswith("5 of 30 tokens kept")
+    prompts = []  # every prompt the model was run on
+    demo = explorer.SamplingExplorer(lambda prompt: prompts.append(prompt) or logits, lambda token: f"t{token}",
+                                     explorer.coursekit_functions(), prompt="a")
+    return demo, prompts
+
+
+def test_every_change_redraws_the_chart_for_the_values_now_on_the_sliders():
+    matplotlib.use("Agg")
+    demo, prompts = made_up_explorer()
+    assert demo.summary.value.startswith("30 of 30 tokens kept")
+    assert demo.chart.value == demo.chart_png("a", 1.0, None, None)
+    drawn = {demo.chart.value}
+    for control, value, expected in [(demo.top_k, 5, ("a", 1.0, 5, None)),  # what moving a slider does
+                                     (demo.temperature, 0.5, ("a", 0.5, 5, None)),
+                                     (demo.top_p, 0.3, ("a", 0.5, 5, 0.3)),
+                                     (demo.top_k, 0, ("a", 0.5, None, 0.3)),
+                                     (demo.prompt, "b", ("b", 0.5, None, 0.3))]:
+        control.value = value
+        assert demo.settings() == expected[1:]
+        assert demo.chart.value == demo.chart_png(*expected), f"after {control.description} = {value}"
+        drawn.add(demo.chart.value)
+    assert len(drawn) == 6, "each of these settings draws a different chart"
+    assert demo.summary.value.startswith("1 of 30 tokens kept"), "temperature 0.5 and top-p 0.3 keep the top token"
+    assert prompts == ["a", "b"], "the model runs once per prompt, not once per slider move"
+
+
+def test_without_a_widget_frontend_the_display_is_the_current_picture():
+    matplotlib.use("Agg")
+    demo, _ = made_up_explorer()
+    demo.top_k.value = 5
     bundle = demo._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
-    assert "static" in bundle["text/plain"]
+    assert bundle["image/png"] == demo.chart.value and bundle["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+    sent = json.loads(json_packer(bundle))  # as the kernel sends it: a notebook stores the picture as base64 text
+    assert base64.b64decode(sent["image/png"]) == bundle["image/png"]
+    assert "static" in bundle["text/plain"] and "5 of 30 tokens kept" in bundle["text/plain"]

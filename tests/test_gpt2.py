@@ -1,14 +1,16 @@
 """Loading GPT-2 into coursekit's GPT: parity with transformers on a small random GPT-2 saved as the Hub stores it,
-clear and immediate failures without the weights, the parameter count, and the fallback model."""
+clear and immediate failures without the weights, the parameter count, and the fallback: the best course model by
+loss per character (never GPT-2's weights here: they cannot be downloaded on the machines that run these tests)."""
 
 import json
+import math
 import time
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from coursekit import gpt2
+from coursekit import course_models, gpt2
 from coursekit.gpt import GPT, GPTConfig
 
 transformers = pytest.importorskip("transformers")
@@ -148,28 +150,85 @@ def empty_checkpoints(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_fallback_trains_a_small_model_once_and_reuses_it(empty_checkpoints, monkeypatch, capsys):
+def test_without_any_course_model_a_bpe_stand_in_is_trained_once_and_reused(empty_checkpoints, monkeypatch, capsys):
     tmp_path = empty_checkpoints
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(gpt2, "TINY_STEPS", 5)
-    first = gpt2.course_model(steps=5)
-    assert not first.is_gpt2 and (tmp_path / "checkpoints" / gpt2.TINY_CHECKPOINT).is_dir()
+    monkeypatch.setattr(course_models, "STAND_IN_STEPS", 5)
+    first = course_models.course_model()
+    assert first.kind == "bpe" and not first.is_gpt2 and "stand-in" in first.name and "BPE-512" in first.name
+    assert (tmp_path / "checkpoints" / course_models.STAND_IN).is_dir()
     model = gpt2.load_gpt2_or_fallback(cache_dir=tmp_path / "hub")  # an empty Hugging Face cache
     assert not model.is_gpt2 and torch.equal(model.model.transformer.wte.weight, first.model.transformer.wte.weight)
     model.banner()
     shown = capsys.readouterr().out
-    assert "python -m coursekit gpt2 fetch" in shown and "not from GPT-2" in shown
-    text = model.tokenizer.decode(model.model.generate(torch.tensor([model.tokenizer.encode("ROMEO:")]), 5,
-                                                       temperature=0)[0].tolist())
-    assert text.startswith("ROMEO:") and len(text) == 11
+    assert "python -m coursekit gpt2 fetch" in shown and "not from GPT-2" in shown and "<- used" in shown
+    ids = model.tokenizer.encode("ROMEO:")
+    text = model.tokenizer.decode(model.model.generate(torch.tensor([ids]), 5, temperature=0)[0].tolist())
+    assert text.startswith("ROMEO:") and len(model.tokenizer.encode(text)) >= len(ids) + 1
 
 
-def test_fallback_prefers_the_checkpoint_of_notebook_04(empty_checkpoints):
+def uniform(model):
+    """The same model with every logit 0 (zero embeddings, and so a zero LM head): each token has probability 1/V."""
+    with torch.no_grad():
+        model.transformer.wte.weight.zero_()
+    return model
+
+
+def save_course_models(char_model, bpe_model):
+    from coursekit import course_tokenizer
     from coursekit.checkpoints import save_checkpoint
 
+    save_checkpoint(char_model, "notebook04-char-gpt", tokenizer={"name": "char", "vocabulary": CHARACTERS})
+    save_checkpoint(bpe_model, "notebook05-bpe512-gpt", tokenizer=course_tokenizer.tokenizer_id())
+
+
+CHARACTERS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tinyshakespeare's 65
+
+
+def small(vocab_size):
     torch.manual_seed(0)
-    mine = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=8))
-    save_checkpoint(mine, gpt2.COURSE_CHECKPOINT, tokenizer="char")
-    found = gpt2.course_model()
-    assert "notebook 04" in found.name
-    assert torch.equal(found.model.transformer.wte.weight, mine.transformer.wte.weight)
+    return GPT(GPTConfig(vocab_size=vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+
+
+def test_loss_per_character_is_comparable_across_tokenizers():
+    from coursekit import course_tokenizer
+    from coursekit.training import CharTokenizer
+
+    text = "KING RICHARD II:\nNow is the winter of our discontent, made glorious summer by this sun of York.\n" * 3
+    chars = CharTokenizer(CHARACTERS)
+    assert course_models.loss_per_character(uniform(small(65)), chars, text) == pytest.approx(math.log(65))
+    bpe = course_tokenizer.load_bpe512(verbose=False)
+    windows = (len(bpe.encode(text).ids) - 1) // 32
+    predicted = bpe.decode(bpe.encode(text).ids[1 : windows * 32 + 1])  # what the windows predict
+    expected = math.log(512) * windows * 32 / len(predicted)  # ln 512 nats per token, spread over its characters
+    tokens = course_models.BPETokenizer(bpe)
+    assert course_models.loss_per_character(uniform(small(512)), tokens, text) == pytest.approx(expected)
+    assert expected < math.log(65), "uniform over 512 tokens of about 2 characters beats uniform over 65 characters"
+
+
+def test_the_fallback_is_the_course_model_with_the_lower_loss_per_character(empty_checkpoints, capsys):
+    confident_and_wrong = small(512)
+    with torch.no_grad():
+        confident_and_wrong.transformer.wte.weight.mul_(300)  # huge random logits: a very high loss
+    save_course_models(uniform(small(65)), confident_and_wrong)
+    picked = course_models.course_model()
+    assert picked.kind == "char" and "notebook 04" in picked.name
+    printed = capsys.readouterr().out
+    assert "4.174 nats" in printed and "notebook 04" in printed and "notebook 05" in printed  # ln 65 = 4.174
+
+    save_course_models(small(65), uniform(small(512)))  # untrained char model (about ln 65) against a uniform BPE one
+    picked = course_models.course_model()
+    assert picked.kind == "bpe" and "notebook 05" in picked.name and "BPE-512" in picked.name
+    assert torch.equal(picked.model.transformer.wte.weight, torch.zeros(512, 16))
+    mine = course_models.course_model(names=("notebook04-char-gpt",))  # notebook 06's "your own GPT"
+    assert mine.kind == "char" and "your character-level GPT" in mine.name
+
+
+def test_checkpoints_of_tokenizers_coursekit_does_not_have_are_skipped(empty_checkpoints, monkeypatch):
+    from coursekit.checkpoints import save_checkpoint
+
+    monkeypatch.setattr(course_models, "STAND_IN_STEPS", 5)
+    save_checkpoint(small(65), "notebook04-char-gpt", tokenizer={"name": "char", "vocabulary": CHARACTERS[::-1]})
+    save_checkpoint(small(512), "notebook05-bpe512-gpt", tokenizer={"name": "bpe-512", "sha256": "another one"})
+    picked = course_models.course_model(verbose=False)
+    assert "stand-in" in picked.name, "ids of another vocabulary would be nonsense to this tokenizer"

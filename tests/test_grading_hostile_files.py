@@ -69,7 +69,7 @@ def test_the_code_budget_counts_the_whole_notebook():
 
 
 def test_a_folder_has_a_total_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(submissions, "MAX_SUBMISSION_BYTES", 3000)
+    monkeypatch.setattr(submissions, "MAX_FOLDER_BYTES", 3000)
     folder = tmp_path / "bob"
     folder.mkdir()
     for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):

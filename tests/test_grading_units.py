@@ -178,3 +178,29 @@ def test_gradescope_zip_has_the_scripts_and_the_course(tmp_path):
     assert {"setup.sh", "run_autograder", "course/pyproject.toml", "course/solutions/01_tiny.ipynb",
             "course/coursekit/grading/worker.py"} <= set(names)
     assert "--rubric 01_tiny" in zipfile.ZipFile(out).read("run_autograder").decode()
+
+
+def test_a_data_folder_the_sandbox_cannot_read_is_named_with_what_to_do(tmp_path, monkeypatch, capsys):
+    from coursekit.grading import grader
+
+    private = tmp_path / "private"  # 0700, with the corpus in it
+    private.mkdir(mode=0o700)
+    (private / "tinyshakespeare.txt").write_text("First Citizen:")
+    hidden = tmp_path / "locked" / "shared"  # readable itself, but inside a folder others cannot enter
+    hidden.mkdir(parents=True)
+    (tmp_path / "locked").chmod(0o700)
+    hidden.chmod(0o755)
+    (hidden / "tinyshakespeare.txt").write_text("First Citizen:")
+    empty = tmp_path / "empty"  # private but empty: nothing is lost, nothing to say
+    empty.mkdir(mode=0o700)
+    readable = Path(__import__("tempfile").mkdtemp())
+    readable.chmod(0o755)
+    monkeypatch.setenv("COURSEKIT_DATA_DIR", os.pathsep.join(map(str, [private, hidden, empty, readable])))
+    kept, notes = containment.sandbox_data_dirs([private, hidden, empty, readable])
+    assert kept == [str(readable.resolve())]
+    assert grader.grade([], [], ROOT / "solutions") == []
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines == notes
+    for folder, line in zip([private, hidden], lines):
+        assert f"data folder {folder} " in line and "chmod o+rx" in line and "COURSEKIT_DATA_DIR" in line
+    readable.rmdir()

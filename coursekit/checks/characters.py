@@ -1,4 +1,10 @@
-"""Checks for the character tokenizer: `chars`, `encode` and `decode` (notebooks 01, 02 and 04 share them)."""
+"""Checks for the character tokenizer: `chars`, `encode` and `decode` (notebooks 01, 02 and 04 share them).
+
+The vocabulary is tinyshakespeare's 65 characters, sorted. In a notebook the probes use the hand-made texts and
+ids below; in a grading run they use other ones drawn from the test's rng (pieces of the corpus, characters from
+anywhere in it, random ids), so an encode that only knows the public answers earns nothing. The probes never build
+the vocabulary themselves (that is the exercise): only the judges compute the expected ids and texts.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,18 @@ from functools import lru_cache
 import torch
 
 from coursekit import data
-from coursekit.checks.core import Check, Test, describe, type_and_value
+from coursekit.checks.core import Check, Test, describe, is_public, probe_rng, type_and_value
+
+
+@lru_cache(maxsize=1)
+def corpus() -> str:
+    return data.read_text("tinyshakespeare")
 
 
 @lru_cache(maxsize=1)
 def corpus_chars() -> list[str]:
-    return sorted(set(data.read_text("tinyshakespeare")))
+    """The answer to the chars exercise: for judges only."""
+    return sorted(set(corpus()))
 
 
 def _char_ids(text: str) -> list[int]:
@@ -63,10 +75,11 @@ def _chars_complete(result):
 
 
 def _chars_sorted(result):
-    if _chars_is_list(result):
-        return f"fix this first: {_chars_is_list(result)}"
-    got = result["value"]
-    if got != sorted(got):
+    """Sorted *and* complete: the ids of the vocabulary are the positions in sorted(set(text)), nothing less."""
+    earlier = _chars_complete(result)
+    if earlier:
+        return earlier if earlier.startswith("fix this first") else f"fix this first: {earlier}"
+    if result["value"] != sorted(result["value"]):
         return "chars should be sorted, so ids do not depend on set order: use sorted(set(text))"
     return None
 
@@ -76,19 +89,78 @@ check_chars = Check(
     expects=["the sorted list of unique characters of the text"],
     accepts=[lambda value: True],
     tests=[
-        Test("chars is a list of single characters", _chars_view, _chars_is_list),
-        Test("chars holds every character of the text once", _chars_view, _chars_complete),
-        Test("chars is sorted", _chars_view, _chars_sorted),
+        Test("chars is a list of single characters", _chars_view, _chars_is_list, 0.05),
+        Test("chars holds every character of the text once", _chars_view, _chars_complete, 0.75),
+        Test("chars is sorted(set(text))", _chars_view, _chars_sorted, 2.2),
     ],
 )
 
-ENCODE_SAMPLES = ["hello", "First Citizen:\nBefore we proceed any further, hear me speak.", ""]
-SAMPLE_WEIGHTS = [2.0, 2.0, 0.1]  # the empty text is an edge case
+# ---------------------------------------------------------------- the texts and ids the probes use
+
+SHORT_TEXT = "hello"
+PASSAGE = " First Citizen:\nBefore we proceed any further, hear me speak.\n"  # spaces and newlines at both ends
+# The ids of SHORT_TEXT, PASSAGE and "hi there" in the sorted vocabulary, as data: decode's probes must not encode.
+SHORT_IDS = [46, 43, 50, 50, 53]
+PASSAGE_IDS = [1, 18, 47, 56, 57, 58, 1, 15, 47, 58, 47, 64, 43, 52, 10, 0, 14, 43, 44, 53, 56, 43, 1, 61, 43, 1, 54,
+               56, 53, 41, 43, 43, 42, 1, 39, 52, 63, 1, 44, 59, 56, 58, 46, 43, 56, 6, 1, 46, 43, 39, 56, 1, 51, 43, 1,
+               57, 54, 43, 39, 49, 8, 0]
+TENSOR_IDS = [1, 46, 47, 1, 58, 46, 43, 56, 43, 0]  # " hi there\n": decode takes a 1-D tensor too (as notebook 02 does)
+VOCAB_SIZE = 65
 UNKNOWN_CHARACTER = "€"
-TENSOR_SAMPLE = "hi there"  # decode must take a 1-D tensor of ids too (later notebooks pass model output)
+SECRET_UNKNOWN = "€é\t#@0日🙂"  # none of these is in tinyshakespeare
 
 
-def _ids_mistake(got, expected: list[int], text: str) -> str | None:
+def _drawn_text(rng, low: int, high: int) -> str:
+    """A piece of the corpus, with characters from anywhere in it and whitespace at both ends mixed in."""
+    text = corpus()
+    length = int(rng.integers(low, high))
+    start = int(rng.integers(0, len(text) - length))
+    scattered = "".join(text[i] for i in rng.integers(0, len(text), size=length // 3))
+    return str(rng.choice([" ", "\n", ""])) + text[start:start + length] + scattered + str(rng.choice([" ", "\n"]))
+
+
+def short_text() -> str:
+    return SHORT_TEXT if is_public() else _drawn_text(probe_rng(), 3, 12)
+
+
+def passage() -> str:
+    return PASSAGE if is_public() else _drawn_text(probe_rng(), 40, 120)
+
+
+def _drawn_ids(rng, low: int, high: int) -> list[int]:
+    """Random ids of the vocabulary with the last one ('z') somewhere and whitespace ('\\n' is 0, ' ' is 1) at
+    both ends."""
+    ids = [int(i) for i in rng.integers(0, VOCAB_SIZE, size=int(rng.integers(low, high)))]
+    ids.insert(int(rng.integers(0, len(ids) + 1)), VOCAB_SIZE - 1)
+    return [int(rng.integers(0, 2)), *ids, int(rng.integers(0, 2))]
+
+
+def short_ids() -> list[int]:
+    return list(SHORT_IDS) if is_public() else _drawn_ids(probe_rng(), 3, 10)
+
+
+def passage_ids() -> list[int]:
+    return list(PASSAGE_IDS) if is_public() else _drawn_ids(probe_rng(), 40, 120)
+
+
+def tensor_ids() -> list[int]:
+    return list(TENSOR_IDS) if is_public() else _drawn_ids(probe_rng(), 5, 20)
+
+
+def unknown_case() -> tuple[str, str]:
+    """(a text with one character outside the vocabulary, that character)."""
+    if is_public():
+        return "hi" + UNKNOWN_CHARACTER, UNKNOWN_CHARACTER
+    rng = probe_rng()
+    text, unknown = _drawn_text(rng, 3, 15), str(rng.choice(list(SECRET_UNKNOWN)))
+    at = int(rng.integers(0, len(text) + 1))
+    return text[:at] + unknown + text[at:], unknown
+
+# ---------------------------------------------------------------- encode
+
+
+def _ids_mistake(got, text: str) -> str | None:
+    expected = _char_ids(text)
     if got["type"] != "list" or got["value"] is None:
         return f"encode should return a list of ints, got a {got['type']} (hint: [stoi[c] for c in text])"
     ids = got["value"]
@@ -101,6 +173,9 @@ def _ids_mistake(got, expected: list[int], text: str) -> str | None:
     if _one_id_per_char(text, ids):
         return (f"each character gets its own id, but not its position in the sorted chars (encode({text!r}) should "
                 f"be {expected[:12]}, got {ids[:12]}): build stoi from chars = sorted(set(text)), not from a set")
+    if len(ids) != len(expected):
+        return (f"encode({text!r}) should give one id per character ({len(expected)} ids), got {len(ids)}: "
+                f"{ids[:12]}; keep every character, spaces and newlines too")
     return f"encode({text!r}) should be {expected[:12]}, got {ids[:12]}"
 
 
@@ -112,84 +187,94 @@ def _one_id_per_char(text: str, ids: list) -> bool:
     return len(set(table.values())) == len(table) and [table[char] for char in text] == ids
 
 
-def _encode_probe(text):
-    return lambda encode: type_and_value(encode(text))
+def _encode_test(name: str, text, weight: float) -> Test:
+    return Test(name, lambda encode: type_and_value(encode(text())), lambda got: _ids_mistake(got, text()), weight)
+
+
+def _encode_unknown(encode) -> dict:
+    text, _ = unknown_case()
+    try:
+        returned = encode(text)
+    except Exception as error:  # any error type is fine, as long as it names the character
+        return {"raised": type(error).__name__, "message": str(error)}
+    return {"raised": None, "returned": describe(returned)}
 
 
 def _raises_naming(result) -> str | None:
+    text, unknown = unknown_case()
     if result.get("raised") is None:
-        return (f"encode({'hi' + UNKNOWN_CHARACTER!r}) should raise an error because {UNKNOWN_CHARACTER!r} is "
-                f"not in the vocabulary; it returned {result.get('returned')}")
+        return (f"encode({text!r}) should raise an error because {unknown!r} is not in the vocabulary; it "
+                f"returned {result.get('returned')}")
     if result["raised"] == "NameError":  # a bug of its own, not an error about the character
         return f"encode raised NameError: {result['message']}: define that name in an earlier cell and run it"
-    if UNKNOWN_CHARACTER not in result["message"]:
-        return (f"the error for an unknown character should name it ({UNKNOWN_CHARACTER!r}) so the user knows "
-                f"what to fix; your message was: {result['raised']}: {result['message']}")
-    if result["raised"] == "KeyError" and result["message"].strip("'\"") == UNKNOWN_CHARACTER:
+    if unknown not in result["message"] and repr(unknown)[1:-1] not in result["message"]:  # '\t' as {char!r}
+        return (f"the error for an unknown character should name it ({unknown!r}) so the user knows what to fix; "
+                f"your message was: {result['raised']}: {result['message']}")
+    if result["raised"] == "KeyError" and result["message"].strip("'\"") in (unknown, repr(unknown)[1:-1]):
         return (f"encode raised a bare KeyError: {result['message']} from the dictionary lookup, which does not say "
                 f"what went wrong; check `char in stoi` first and raise your own ValueError, e.g. "
                 f"ValueError(f\"character {{char!r}} is not in the vocabulary\")")
     return None
 
 
-def _encode_unknown(encode) -> dict:
-    try:
-        returned = encode("hi" + UNKNOWN_CHARACTER)
-    except Exception as error:  # any error type is fine, as long as it names the character
-        return {"raised": type(error).__name__, "message": str(error)}
-    return {"raised": None, "returned": describe(returned)}
-
-
 check_encode = Check(
     exercise="encode",
     expects=["a function encode(text) -> list[int]"],
     tests=[
-        *(Test(f"encode({text!r})", _encode_probe(text), lambda got, text=text: _ids_mistake(got, _char_ids(text), text),
-               weight) for text, weight in zip(ENCODE_SAMPLES, SAMPLE_WEIGHTS)),
-        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.5),
+        _encode_test("encode of a word", short_text, 1.0),
+        _encode_test("encode of a passage with spaces, newlines and punctuation", passage, 3.0),
+        _encode_test("encode('')", lambda: "", 0.1),
+        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.4),
     ],
 )
 
+# ---------------------------------------------------------------- decode
 
-def _decode_mistake(got, text: str) -> str | None:
+
+def _decode_mistake(got, ids: list[int]) -> str | None:
+    chars = corpus_chars()
+    text = "".join(chars[i] for i in ids)
+    if "raised" in got:
+        return (f"decode(torch.tensor(ids)) raised {got['raised']}: the elements of a tensor are 0-d tensors, "
+                f"not ints, so they are not keys of itos; look each one up as itos[int(i)]")
     if got["type"] == "list":
         return "decode should return one string: join the characters with ''.join(...)"
     if got["type"] != "str":
         return f"decode should return a str, got a {got['type']}"
-    if got["value"] != text:
-        ids, chars = _char_ids(text), corpus_chars()
-        if text and got["value"] == " ".join(text):
-            return "decode put a space between the characters: join them with ''.join(...), not ' '.join(...)"
-        if text and got["value"] == "".join(chr(i) for i in ids):
-            return "you used chr(id), which reads ids as Unicode code points; look each id up in itos (chars[id])"
-        for shift in (1, -1):
-            if text and got["value"] == "".join(chars[(i - shift) % len(chars)] for i in ids):
-                return "the characters are off by one position: itos should map i to chars[i] (ids start at 0)"
-        return f"decode(ids of {text!r}) should give back {text!r}, got {got['value']!r}"
-    return None
+    if got["value"] == text:
+        return None
+    if text and got["value"] == " ".join(text):
+        return "decode put a space between the characters: join them with ''.join(...), not ' '.join(...)"
+    if text and got["value"] == "".join(chr(i) for i in ids):
+        return "you used chr(id), which reads ids as Unicode code points; look each id up in itos (chars[id])"
+    for shift in (1, -1):
+        if text and got["value"] == "".join(chars[(i - shift) % len(chars)] for i in ids):
+            return "the characters are off by one position: itos should map i to chars[i] (ids start at 0)"
+    return f"decode({ids[:12]}) should give back {text!r}, got {got['value']!r}"
 
 
-def _decode_tensor(decode) -> dict:
-    try:
-        return type_and_value(decode(torch.tensor(_char_ids(TENSOR_SAMPLE))))
-    except Exception as error:
-        return {"raised": f"{type(error).__name__}: {error}"}
+def _decode_probe(ids, as_tensor: bool = False):
+    def probe(decode):
+        if not as_tensor:
+            return type_and_value(decode(ids()))
+        try:
+            return type_and_value(decode(torch.tensor(ids())))
+        except Exception as error:
+            return {"raised": f"{type(error).__name__}: {error}"}
+    return probe
 
 
-def _decode_tensor_mistake(got) -> str | None:
-    if "raised" in got:
-        return (f"decode(torch.tensor(ids)) raised {got['raised']}: the elements of a tensor are 0-d tensors, "
-                f"not ints, so they are not keys of itos; look each one up as itos[int(i)]")
-    return _decode_mistake(got, TENSOR_SAMPLE)
+def _decode_test(name: str, ids, weight: float, as_tensor: bool = False) -> Test:
+    return Test(name, _decode_probe(ids, as_tensor), lambda got: _decode_mistake(got, ids()), weight)
 
 
 check_decode = Check(
     exercise="decode",
     expects=["a function decode(ids) -> str"],
     tests=[
-        *(Test(f"decode(ids of {text!r})", lambda decode, text=text: type_and_value(decode(_char_ids(text))),
-               lambda got, text=text: _decode_mistake(got, text), weight)
-          for text, weight in zip(ENCODE_SAMPLES, SAMPLE_WEIGHTS)),
-        Test(f"decode(a 1-D tensor of the ids of {TENSOR_SAMPLE!r})", _decode_tensor, _decode_tensor_mistake, 1.0),
+        _decode_test("decode of a word's ids", short_ids, 1.0),
+        _decode_test("decode of a passage's ids", passage_ids, 3.0),
+        _decode_test("decode([])", list, 0.1),
+        _decode_test("decode of a 1-D tensor of ids", tensor_ids, 0.5, as_tensor=True),
     ],
 )

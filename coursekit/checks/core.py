@@ -75,6 +75,19 @@ def probe_rng() -> np.random.Generator:
     return np.random.default_rng(_current.get()[1])
 
 
+def shared_probe_rng(name: str) -> np.random.Generator:
+    """A fresh numpy Generator seeded by the run seed and `name`, not by the test: the tests of a check that read
+    one and the same expensive run (e.g. a training run) draw its inputs from here, so the run can be shared.
+
+    >>> with seeded(3, "exercise", "a"):
+    ...     a = shared_probe_rng("run").integers(10**9)
+    >>> with seeded(3, "exercise", "b"):
+    ...     bool(a == shared_probe_rng("run").integers(10**9))
+    True
+    """
+    return np.random.default_rng(seed_of_test(_current.get()[0], "shared", name))
+
+
 def probe_torch_generator() -> torch.Generator:
     """A fresh torch.Generator for the current test's inputs: the same numbers for its probe and its judge."""
     return torch.Generator().manual_seed(_current.get()[1] % 2**63)

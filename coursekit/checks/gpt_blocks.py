@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from coursekit.checks.core import Check, Test, is_module_class
-from coursekit.checks.gpt_common import (GELUS, apply, close, dropout_probability, find, layer_norm, layer_norms,
-                                         linears, norms_named_by_role, output_problem, probe_config, probe_stream,
-                                         sequence_length)
+from coursekit.checks.gpt_common import (close, dropout_probability, find, layer_norms, linears, norms_named_by_role,
+                                         output_problem, probe_config, probe_stream, sequence_length)
 from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
                                       run_module, train_and_eval_runs)
 
@@ -50,6 +48,20 @@ def _sizes(config) -> dict:
 # ---------------------------------------------------------------- mlp
 
 
+MLP_MISTAKES = {
+    "": None,
+    "exact GELU": ("the MLP uses the exact GELU, nn.GELU(); use nn.GELU(approximate=\"tanh\"), the version GPT-2 was "
+                   "trained with (notebook 06 loads GPT-2's weights into this layout)"),
+    "ReLU": ("the activation is ReLU; GPT-2 uses GELU (nn.GELU(approximate=\"tanh\")), a smooth version that keeps "
+             "small gradients for negative inputs"),
+    "no activation": ("there is no activation between the two layers, so the MLP is one linear map: put "
+                      "nn.GELU(approximate=\"tanh\") between them"),
+    "GELU after the second layer": ("there is a GELU after the second layer too: the MLP's output is "
+                                    "c_proj(gelu(c_fc(x))), no activation after it"),
+    "residual inside the MLP": "the MLP adds its input to its output: the residual connection belongs to the Block, not the MLP",
+}
+
+
 def _mlp_mistake(got, config) -> str | None:
     C, x = config.n_embd, probe_stream(config).double()
     problem = output_problem(got["result"], tuple(x.shape), f"MLP on x of shape {tuple(x.shape)}")
@@ -65,26 +77,13 @@ def _mlp_mistake(got, config) -> str | None:
     second = find(found, 4 * C, C)
     if second is None:
         return f"no nn.Linear(4 * n_embd, n_embd) = ({4 * C}, {C}) found to project the hidden layer back"
+    from coursekit.judging.gpt import mlp_candidates  # the reference's replays: judge side only
+
     out = got["result"]["output"]
-    hidden = apply(first, x)
-    if close(out, apply(second, GELUS["tanh"](hidden))):
-        return None
-    mistakes = {
-        "exact": (GELUS["exact"], "the MLP uses the exact GELU, nn.GELU(); use nn.GELU(approximate=\"tanh\"), the "
-                                  "version GPT-2 was trained with (notebook 06 loads GPT-2's weights into this "
-                                  "layout)"),
-        "relu": (F.relu, "the activation is ReLU; GPT-2 uses GELU (nn.GELU(approximate=\"tanh\")), a smooth "
-                         "version that keeps small gradients for negative inputs"),
-        "none": (lambda h: h, "there is no activation between the two layers, so the MLP is one linear map: "
-                              "put nn.GELU(approximate=\"tanh\") between them"),
-    }
-    for activation, message in mistakes.values():
-        if close(out, apply(second, activation(hidden))):
-            return message
-    if any(close(out, gelu(apply(second, gelu(hidden)))) for gelu in GELUS.values()):
-        return "there is a GELU after the second layer too: the MLP's output is c_proj(gelu(c_fc(x))), no activation after it"
-    if any(close(out, x + apply(second, gelu(hidden))) for gelu in GELUS.values()):
-        return "the MLP adds its input to its output: the residual connection belongs to the Block, not the MLP"
+    candidates = mlp_candidates(x, first, second)
+    for name, expected in candidates.items():
+        if close(out, expected):
+            return MLP_MISTAKES[name.split(" (")[0]]
     return ("the MLP does not compute c_proj(gelu(c_fc(x))) with its own layers: check the order "
             "Linear(n_embd, 4 * n_embd) -> GELU -> Linear(4 * n_embd, n_embd) -> Dropout")
 
@@ -134,23 +133,6 @@ check_mlp = Check(
 # ---------------------------------------------------------------- block
 
 
-def _attention_from(found: list[dict], config):
-    """coursekit.attention's CausalSelfAttention (notebook 03's answer, given in 04) with the block's own weights,
-    or None when they are not there."""
-    from coursekit.attention import AttentionConfig, CausalSelfAttention
-
-    C = config.n_embd
-    c_attn, c_proj = find(found, C, 3 * C), find(found, C, C)
-    if c_attn is None or c_proj is None:
-        return None
-    attention = CausalSelfAttention(AttentionConfig(n_embd=C, n_head=config.n_head, block_size=config.block_size))
-    with torch.no_grad():
-        for layer, weights in ((attention.c_attn, c_attn), (attention.c_proj, c_proj)):
-            layer.weight.copy_(torch.as_tensor(weights["weight"]))
-            layer.bias.copy_(torch.zeros_like(layer.bias) if weights["bias"] is None else
-                             torch.as_tensor(weights["bias"]))
-    return attention.eval()
-
 BLOCK_MISTAKES = {
     "post-LN": ("this is the original transformer's post-LN order, x = ln(x + attn(x)). GPT-2 is pre-LN: normalise "
                 "the input of each sub-layer and add its output to the untouched residual stream: "
@@ -173,43 +155,6 @@ BLOCK_MISTAKES = {
 }
 
 
-def _block_candidates(x, attn, mlp, ln_a, ln_b) -> dict:
-    def correct():
-        h = x + attn(ln_a(x))
-        return h + mlp(ln_b(h))
-
-    def post_ln():
-        h = ln_a(x + attn(x))
-        return ln_b(h + mlp(h))
-
-    def no_attention_residual():
-        h = attn(ln_a(x))
-        return h + mlp(ln_b(h))
-
-    def no_mlp_residual():
-        return mlp(ln_b(x + attn(ln_a(x))))
-
-    def around_norm():
-        h = ln_a(x)
-        h = h + attn(h)
-        g = ln_b(h)
-        return g + mlp(g)
-
-    def mlp_first():
-        h = x + mlp(ln_a(x))
-        return h + attn(ln_b(h))
-
-    def no_norm():
-        h = x + attn(x)
-        return h + mlp(h)
-
-    return {"": correct, "post-LN": post_ln, "no residual around attention": no_attention_residual,
-            "no residual around the MLP": no_mlp_residual, "no residual at all": lambda: mlp(ln_b(attn(ln_a(x)))),
-            "residual around the LayerNorm": around_norm, "MLP first": mlp_first, "no LayerNorm": no_norm,
-            "parallel": lambda: x + attn(ln_a(x)) + mlp(ln_b(x)),
-            "no LayerNorm, no residual": lambda: mlp(attn(x))}
-
-
 def _block_mistake(got, config) -> str | None:
     C, x = config.n_embd, probe_stream(config)
     what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
@@ -217,11 +162,14 @@ def _block_mistake(got, config) -> str | None:
     if problem:
         return problem + (" (nothing may be hard-coded to the notebook's sizes: use config.n_embd, config.n_head)"
                           if got["result"]["error"] else "")
+    from coursekit.judging.gpt import attention_from, block_candidates  # the reference's replays: judge side only
+
     found, norms = got["linears"], got["norms"]
-    attention = _attention_from(found, config)
-    if attention is None:
+    c_attn, c_proj = find(found, C, 3 * C), find(found, C, C)
+    if c_attn is None or c_proj is None:
         return ("could not find the attention's layers nn.Linear(n_embd, 3 * n_embd) and nn.Linear(n_embd, n_embd) in "
                 "the block: use the CausalSelfAttention given in the exercise, built from config")
+    attention = attention_from(c_attn, c_proj, config)
     fc, proj = find(found, C, 4 * C), find(found, 4 * C, C)
     if fc is None or proj is None:
         widths = sorted({layer["out"] for layer in found if layer["in"] == C and layer["out"] not in (C, 3 * C)})
@@ -236,27 +184,25 @@ def _block_mistake(got, config) -> str | None:
         return ("a LayerNorm has no learned gain and bias (elementwise_affine=False): use "
                 "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")
     out = got["result"]["output"]
-    norm_functions = [lambda h, n=n: layer_norm(n, h) for n in norms]
     with torch.no_grad():
-        if len(norms) == 2 and close(out, _block_candidates(x, attention, lambda h: apply(proj, GELUS["tanh"](
-                apply(fc, h))), *norm_functions)[""]()):
+        if len(norms) == 2 and close(out, block_candidates(x, attention, fc, proj, *norms)[""]()):
             return None  # the right wiring, checked first: most blocks pass here
-    return _wiring_mistake(got, x, out, attention, fc, proj, norm_functions)
+    return _wiring_mistake(got, x, out, attention, fc, proj)
 
 
-def _wiring_mistake(got, x, out, attention, fc, proj, norm_functions) -> str | None:
+def _wiring_mistake(got, x, out, attention, fc, proj) -> str | None:
     """Which wiring of the block's own layers matches its output, and what is wrong with it."""
+    from coursekit.judging.gpt import GELUS, block_candidates  # the reference's replays: judge side only
+
     norms = got["norms"]
     matched = {}
     with torch.no_grad():
-        for gelu_name, gelu in GELUS.items():
-            def mlp(h, gelu=gelu):
-                return apply(proj, gelu(apply(fc, h)))
-            for a, ln_a in enumerate(norm_functions):
-                for b, ln_b in enumerate(norm_functions):
-                    for name, compute in _block_candidates(x, attention, mlp, ln_a, ln_b).items():
+        for gelu in GELUS:
+            for a, norm_a in enumerate(norms):
+                for b, norm_b in enumerate(norms):
+                    for name, compute in block_candidates(x, attention, fc, proj, norm_a, norm_b, gelu).items():
                         if name not in matched and close(out, compute()):
-                            matched[name] = (a, b, gelu_name)
+                            matched[name] = (a, b, gelu)
     if "" in matched:
         a, b, gelu_name = matched[""]
         if len(norms) == 1:

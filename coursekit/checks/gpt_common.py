@@ -6,7 +6,9 @@ layers by their shapes (n_embd -> 4 * n_embd is the MLP's first layer, n_embd ->
 projection, ...), LayerNorms and Embeddings by type and size. It hands the judge those weights and the module's
 output on a random input; the judge recomputes the right answer from the weights with reference code and, when
 it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py (mlp, block),
-gpt_model.py (gpt_constructor, forward), gpt_generate.py (generate), gpt_training.py (training_loop).
+gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate), gpt_training.py
+(training_loop). The judges replay the right answers and the usual mistakes from coursekit.judging.gpt (never in a
+sandbox).
 
 In a grading run the probe models' sizes, inputs and dropout probabilities come from the test's seed
 (`probe_config`), and the judges recompute them under the same seed.
@@ -19,7 +21,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn import functional as F
 
 from coursekit.checks.core import describe, is_public, probe_rng
 from coursekit.checks.probing import is_norm, probe_sizes, probe_tensor
@@ -117,19 +118,20 @@ def layer_norms(module: nn.Module) -> list[dict]:
              "bias": None if getattr(m, "bias", None) is None else m.bias.detach().clone()} for _, m in named]
 
 
+def blocks_of(model: nn.Module, config) -> list[nn.Module]:
+    """The Blocks: the items of an nn.ModuleList (or nn.Sequential) that each hold an attention layer
+    (nn.Linear(n_embd, 3 * n_embd))."""
+    def has_attention(module):
+        return any(isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (config.n_embd, 3 * config.n_embd)
+                   for m in module.modules())
+    for module in model.modules():
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) and all(map(has_attention, module)):
+            return list(module)
+    return []
+
+
 def find(found: list[dict], n_in: int, n_out: int) -> dict | None:
     return next((layer for layer in found if layer["in"] == n_in and layer["out"] == n_out), None)
-
-
-def apply(layer: dict, x: torch.Tensor) -> torch.Tensor:
-    weight = torch.as_tensor(layer["weight"]).to(x.dtype)
-    bias = None if layer["bias"] is None else torch.as_tensor(layer["bias"]).to(x.dtype)
-    return F.linear(x, weight, bias)
-
-
-def layer_norm(norm: dict, x: torch.Tensor) -> torch.Tensor:
-    bias = None if norm["bias"] is None else torch.as_tensor(norm["bias"]).to(x.dtype)
-    return F.layer_norm(x, (x.size(-1),), torch.as_tensor(norm["weight"]).to(x.dtype), bias, eps=1e-5)
 
 
 def close(got, expected: torch.Tensor, atol: float = 1e-4) -> bool:
@@ -147,5 +149,3 @@ def output_problem(result: dict, shape: tuple, what: str) -> str | None:
         return f"{what} should return a tensor of shape {shape}, got {describe(out)}"
     return None
 
-
-GELUS = {"exact": lambda h: F.gelu(h), "tanh": lambda h: F.gelu(h, approximate="tanh")}

@@ -75,9 +75,11 @@ def seed() -> int:
 
 
 def boundary() -> tuple[float, int]:
-    """(top_p, tokens kept) where top_p equals a cumulative probability of POWERS exactly: 0.75 keeps 2 tokens."""
-    kept = 2 if is_public() else int(probe_rng().integers(2, 5))
-    return float(sum(POWERS[:kept])), kept
+    """(top_p, tokens kept) where top_p equals a cumulative probability of POWERS exactly: 0.75 keeps 2 tokens.
+
+    Only 1/2 + 1/4 survives a softmax and a cumsum in float32 exactly (deeper sums come out a rounding off, which
+    hides a strict `>`); in a grading run the tokens that hold those probabilities are secret (ranking())."""
+    return float(sum(POWERS[:2])), 2
 
 
 def _fake_forward(model, last_logits: torch.Tensor, calls: list):
@@ -328,6 +330,11 @@ check_generate = Check(
                        TEMPERATURE_IGNORED: only(lambda: keep_first(3)),
                        NOT_MAPPED_BACK: lambda logits: only(lambda: sorted_positions_as_ids(5))(logits / 2.0),
                        GATHERED: lambda logits: only(lambda: gathered_instead_of_scattered(5))(logits / 2.0)}),
+        _stat_test(f"top_k={TOP_K} is applied before top_p=0.7 (the nucleus of the {TOP_K} tokens kept)", 1.0,
+                   nucleus_logits, {"top_k": TOP_K, "top_p": 0.7}, only(lambda: keep_first(2)), {
+                       ("with both top_k and top_p, top-p is applied before top-k (or not at all): the nucleus must "
+                        "be chosen among the tokens top-k kept. Filter in the order temperature, top-k, then top-p, "
+                        "as notebook 05's sample does"): only(lambda: keep_first(TOP_K))}),
         _boundary_test(),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0),
     ],

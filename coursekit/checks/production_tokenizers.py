@@ -6,7 +6,31 @@ import json
 from functools import lru_cache
 
 from coursekit import data
-from coursekit.checks.core import Check, Test, type_and_value
+from coursekit.checks.characters import corpus
+from coursekit.checks.core import Check, Test, is_public, probe_rng, type_and_value
+
+# Pieces of text for the secret inputs of a grading run: whitespace runs, accents, emoji, CJK, digits, contractions.
+PIECES = ["ROMEO:", "But, soft!", "  two  spaces", "\ttab\t\t", "\n\n", "naïve", "café", "señor", "Ångström",
+          "🙂", "👍🏽", "🇫🇷", "東京は晴れ", "서울", "1234567", "3.14", "I'm", "they'll", "DON'T", "it's", "   ", "\r\n"]
+
+
+def mixed_texts(count: int, public: list[str]) -> list[str]:
+    """`public` in a notebook; when grading, `count` texts of random pieces and a piece of Shakespeare, joined by
+    random whitespace, so that the answers to the public texts are of no use.
+
+    >>> mixed_texts(2, ["a", "b"])
+    ['a', 'b']
+    """
+    if is_public():
+        return list(public)
+    rng, text = probe_rng(), corpus()
+    texts = []
+    for _ in range(count):
+        start = int(rng.integers(0, len(text) - 80))
+        parts = [*rng.choice(PIECES, size=int(rng.integers(2, 5))), text[start:start + int(rng.integers(10, 80))]]
+        rng.shuffle(parts)
+        texts.append("".join(str(part) + str(rng.choice(["", " ", "  ", "\n", "\t"])) for part in parts))
+    return texts
 
 
 # ---------------------------------------------------------------- a production tokenizer (Hugging Face)
@@ -47,18 +71,18 @@ def _pre_tokenized(tokenizer) -> dict:
     class, so pre_tokenizers.Sequence([ByteLevel(...)]) passes too."""
     from tokenizers import pre_tokenizers
 
-    wanted = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    wanted, texts = pre_tokenizers.ByteLevel(add_prefix_space=False), mixed_texts(3, PRE_TOKENIZER_TEXTS)
     if tokenizer.pre_tokenizer is None:
         return {"missing": True}
-    return {"missing": False,
-            "got": [[piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in PRE_TOKENIZER_TEXTS],
-            "expected": [[piece for piece, _ in wanted.pre_tokenize_str(t)] for t in PRE_TOKENIZER_TEXTS]}
+    return {"missing": False, "texts": texts,
+            "got": [[piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in texts],
+            "expected": [[piece for piece, _ in wanted.pre_tokenize_str(t)] for t in texts]}
 
 
 def _pre_tokenizer_mistake(got) -> str | None:
     if got["missing"]:
         return "set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)"
-    for text, pieces, expected in zip(PRE_TOKENIZER_TEXTS, got["got"], got["expected"]):
+    for text, pieces, expected in zip(got["texts"], got["got"], got["expected"]):
         if pieces != expected:
             if pieces and expected and pieces[0] == "Ġ" + expected[0]:
                 return "the pre-tokenizer adds a space in front: use pre_tokenizers.ByteLevel(add_prefix_space=False)"
@@ -68,7 +92,7 @@ def _pre_tokenizer_mistake(got) -> str | None:
 
 
 def _round_trips(tokenizer) -> list[list[str]]:
-    return [[text, tokenizer.decode(tokenizer.encode(text).ids)] for text in ROUND_TRIP_TEXTS]
+    return [[text, tokenizer.decode(tokenizer.encode(text).ids)] for text in mixed_texts(4, ROUND_TRIP_TEXTS)]
 
 
 def _round_trip_mistake(got) -> str | None:
@@ -99,17 +123,29 @@ def _common_words_mistake(got) -> str | None:
     return None
 
 
+# (what the test looks at, probe, judge): each is a small test of its own, and together they are the test that
+# carries the exercise (a tokenizer with any one of them wrong is not the byte-level BPE tokenizer asked for).
+HF_PARTS = [("BPE with byte_fallback and 512 tokens", _hf_settings, _settings_mistake),
+            ("the pre-tokenizer works as ByteLevel(add_prefix_space=False)", _pre_tokenized, _pre_tokenizer_mistake),
+            ("every string round-trips", _round_trips, _round_trip_mistake),
+            ("common words are single tokens", _common_words, _common_words_mistake)]
+
+
+def _all_parts(tokenizer) -> list:
+    return [probe(tokenizer) for _, probe, _ in HF_PARTS]
+
+
+def _first_part_mistake(got: list) -> str | None:
+    return next(filter(None, (judge(part) for part, (_, _, judge) in zip(got, HF_PARTS))), None)
+
+
 check_hf_tokenizer = Check(
     exercise="hf_tokenizer",
     expects=["a trained tokenizers.Tokenizer"],
     accepts=[_is_hf_tokenizer],
-    tests=[
-        Test("BPE with byte_fallback and 512 tokens", _hf_settings, _settings_mistake, 1.0),
-        Test("the pre-tokenizer works as ByteLevel(add_prefix_space=False)", _pre_tokenized,
-             _pre_tokenizer_mistake, 1.0),
-        Test("every string round-trips", _round_trips, _round_trip_mistake, 2.0),
-        Test("common words are single tokens", _common_words, _common_words_mistake, 1.0),
-    ],
+    tests=[*(Test(name, probe, judge, 0.25) for name, probe, judge in HF_PARTS),
+           Test("a byte-level BPE tokenizer in every respect, on other texts too", _all_parts, _first_part_mistake,
+                4.0)],
 )
 
 # ---------------------------------------------------------------- GPT-2's tokenizer
@@ -130,10 +166,10 @@ def _gpt2_reference():
     return ByteLevelBPETokenizer(str(data.path("gpt2-encoder")), str(data.path("gpt2-merges")))
 
 
-def _gpt2_probe(texts: list[str]):
+def _gpt2_probe(texts):
     def probe(encode):
         results = []
-        for text in texts:
+        for text in texts():
             try:
                 results.append(type_and_value(encode(text)))
             except KeyError as error:  # the usual symptom of a missed step: say which key, then which step
@@ -207,9 +243,18 @@ def _gpt2_mistake(got, texts: list[str]) -> str | None:
     return None
 
 
+GPT2_MIXED = ["ROMEO:\n  But, soft! I'm café-naïve 🙂 東京 1234567\t\tthey'll  ", "\n\nDON'T 3.14 서울 👍🏽 it's   "]
+
+
+def _mixed_gpt2_texts() -> list[str]:
+    return mixed_texts(4, GPT2_MIXED)
+
+
 check_gpt2_encode = Check(
     exercise="gpt2_encode",
     expects=["a function gpt2_encode(text) -> list[int]"],
-    tests=[Test(f"gpt2_encode on {group}", _gpt2_probe(texts), lambda got, texts=texts: _gpt2_mistake(got, texts))
-           for group, texts in GPT2_TEXTS.items()],
+    tests=[*(Test(f"gpt2_encode on {group}", _gpt2_probe(lambda texts=texts: texts),
+                  lambda got, texts=texts: _gpt2_mistake(got, texts), 0.25) for group, texts in GPT2_TEXTS.items()),
+           Test("gpt2_encode on mixed texts", _gpt2_probe(_mixed_gpt2_texts),
+                lambda got: _gpt2_mistake(got, _mixed_gpt2_texts()), 4.0)],
 )

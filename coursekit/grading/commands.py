@@ -88,7 +88,7 @@ def grade_command(arguments) -> int:
     secret = arguments.secret or os.environ.get("COURSEKIT_GRADING_SECRET") or grader.new_secret()
     from coursekit.grading import containment
 
-    print(f"containment: {containment.LEVELS[containment.level()]}", file=sys.stderr)
+    print(f"containment: {containment.describe()}", file=sys.stderr)
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"

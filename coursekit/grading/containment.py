@@ -5,12 +5,14 @@ is built from nothing: read-only binds of the operating system's libraries, the 
 data, a read-only copy of coursekit that holds only the modules this notebook may use (`stage`), a private tmpfs
 as HOME and TMPDIR, and a /proc that shows only the sandbox's own processes. The project tree, solutions/, tests/,
 the grader's output folder, its environment and every other process are simply not there. The worker runs as
-uid/gid 65534 (nobody) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
+a uid of its own (see UIDS; as the user namespace's 65534 when not root) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
 kills everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
 
-Fallbacks, weaker and said so: as root without bwrap, the worker runs as uid 65534 (cannot signal the grader or
-write its files; reads whatever the machine lets "nobody" read); otherwise it runs as the grader's own user with
-rlimits only.
+Fallbacks, weaker and said so in one line (`describe`): as root without bwrap, the worker runs as a uid of its
+own (one per sandbox running at once, see UIDS) with the rlimits: it cannot read the grader's private
+files or signal the grader or another sandbox, and every process of that uid is killed at the end of the run;
+but it reads whatever the machine lets anyone read and can use the network. Otherwise it runs as the grader's
+own user with rlimits only. `COURSEKIT_CONTAINMENT=separate-uid` or `rlimits-only` picks a fallback on purpose.
 
 >>> level() in LEVELS
 True
@@ -18,25 +20,29 @@ True
 
 from __future__ import annotations
 
+import compileall
+import contextlib
 import functools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 from pathlib import Path
 
 import coursekit
 from coursekit.grading import references
 
 LEVELS = {
-    "bubblewrap": "bubblewrap sandbox (own PID/mount/network namespaces, uid 65534, only the Python, the data "
+    "bubblewrap": "bubblewrap sandbox (own PID/mount/network namespaces and uid, only the Python, the data "
                   "and a trimmed coursekit visible)",
-    "separate uid": "WEAKER: bubblewrap cannot run here; student code runs as uid 65534 with rlimits (it can "
-                    "read world-readable files and use the network)",
-    "rlimits only": "WEAKEST: bubblewrap cannot run here and the grader is not root; student code runs as your "
-                    "own user with rlimits and an audit hook only",
+    "separate uid": "WEAKER: bubblewrap cannot run here; student code runs as a uid of its own "
+                    "with rlimits (it can read world-readable files and use the network)",
+    "rlimits only": "WEAKEST: bubblewrap cannot run here; student code runs as the grader's own user with rlimits "
+                    "and an audit hook only",
 }
 NOBODY = 65534
 HOME = "/tmp"  # inside the sandbox: a private tmpfs
@@ -50,24 +56,99 @@ NOT_FOR_STUDENTS = ("coursekit.build", "coursekit.cli", "coursekit.__main__", "c
 CHECKS_INIT = '"""The check modules this notebook\'s probes use (the worker imports each by name)."""\n'
 
 
-def _bwrap_works(privileged: bool) -> bool:
+FORCE = "COURSEKIT_CONTAINMENT"  # "separate-uid" or "rlimits-only": use a fallback although bwrap works (tests)
+# One uid per sandbox running at the same time, from a block drawn at random for this grader process (no account
+# uses them): sandboxes cannot signal each other, do not share a process limit or a kernel keyring, and neither
+# another grader on the machine nor a later batch gets the same uids (so the uid fallback's kill of "every process
+# of that uid" reaches only this run's). With more parallel jobs than uids, a job waits for one.
+UID_BLOCK = 16
+_FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow(2**26)
+UIDS = tuple(range(_FIRST_UID, _FIRST_UID + UID_BLOCK))
+
+
+def _bwrap_problem(privileged: bool) -> str | None:
+    """Why bwrap cannot run here, or None when it can."""
     if not shutil.which("bwrap"):
-        return False
+        return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     try:
         probe = subprocess.run(["bwrap", *_namespaces(privileged), "--ro-bind", "/", "/", "--proc", "/proc",
                                 "--dev", "/dev", "true"], capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bwrap did not start ({error})"
+    if probe.returncode != 0:
+        said = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        return f"bwrap fails here ({said[-1] if said else f'exit code {probe.returncode}'}; no user namespaces?)"
+    return None
 
 
 @functools.cache
+def _decide() -> tuple[str, str]:
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    forced = os.environ.get(FORCE, "").replace("-", " ")
+    if forced and forced not in LEVELS:
+        raise ValueError(f"{FORCE}={os.environ[FORCE]!r}: use separate-uid, rlimits-only or leave it unset")
+    if forced == "rlimits only" or (forced == "separate uid" and not root):
+        return "rlimits only", f"{FORCE} asks for it" if forced == "rlimits only" else "the grader is not root"
+    why = f"{FORCE} asks for it"
+    if not forced:
+        why = _bwrap_problem(root) if sys.platform.startswith("linux") else f"no bubblewrap on {sys.platform}"
+        if why is None:
+            return "bubblewrap", ""
+    if not root:
+        return "rlimits only", why
+    unreachable = _uid_problem()
+    return ("rlimits only", f"{why}; {unreachable}") if unreachable else ("separate uid", why)
+
+
+def _uid_problem() -> str | None:
+    """Why uid 65534 cannot run this Python and find its packages (the uid fallback needs both), or None."""
+    try:
+        probe = subprocess.run([sys.executable, "-I", "-c", "import importlib.util as u, sys; sys.exit(not all("
+                                "u.find_spec(m) for m in ('numpy', 'torch', 'IPython', 'matplotlib')))"],
+                               user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"uid {NOBODY} cannot run {sys.executable} ({error}): make the Python installation readable by others"
+    if probe.returncode != 0:
+        return (f"uid {NOBODY} cannot import this Python's packages: make {', '.join(python_roots())} readable "
+                "by others (chmod o+rx) to get the separate-uid fallback")
+    return None
+
+
 def level() -> str:
     """Which containment this machine gives student code (a key of LEVELS)."""
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if sys.platform.startswith("linux") and _bwrap_works(root):
-        return "bubblewrap"
-    return "separate uid" if root else "rlimits only"
+    return _decide()[0]
+
+
+def describe() -> str:
+    """The one line that says which containment student code gets here, and why when it is a fallback."""
+    kind, why = _decide()
+    return LEVELS[kind] + (f" [{why}]" if why else "")
+
+
+class _UidPool:
+    def __init__(self, uids):
+        self.free, self.ready = list(uids), threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self):
+        with self.ready:
+            self.ready.wait_for(lambda: self.free)
+            uid = self.free.pop(0)
+        try:
+            yield uid
+        finally:
+            with self.ready:
+                self.free.insert(0, uid)
+                self.ready.notify()
+
+
+sandbox_uid = _UidPool(UIDS).take  # `with sandbox_uid() as uid:` one sandbox's uid, its own while it runs
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process of `uid` (a fallback sandbox's setsid daemons included): kill(-1) run as that uid."""
+    subprocess.run([sys.executable, "-I", "-S", "-c", "import os\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass"],
+                   user=uid, group=uid, extra_groups=[], stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
 
 
 def _namespaces(privileged: bool) -> list[str]:
@@ -86,12 +167,14 @@ def python_roots() -> list[str]:
     return [root for root in roots if not any(root != other and root.startswith(other + "/") for other in roots)]
 
 
-def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, threads: int = 1) -> tuple[list[str], dict]:
-    """The argv and Popen options that start `python -I -c boot` in this machine's containment.
+def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, threads: int = 1,
+            uid: int = NOBODY) -> tuple[list[str], dict]:
+    """The argv and Popen options that start `python -I -c boot` in this machine's containment, as `uid` (when root).
 
     `staged` is the trimmed coursekit (see `stage`); inside the sandbox it is at STAGED, elsewhere used as is.
     """
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
+           "USER": "student", "LOGNAME": "student",  # the sandbox's uid has no passwd entry
            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     python = [sys.executable, "-I", "-c", boot]
     kind = level()
@@ -116,7 +199,7 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
             argv += ["--ro-bind", source, dest]
         argv += ["--chdir", HOME, "--remount-ro", "/"]
         if privileged:
-            argv += ["/usr/bin/setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         return argv + python, {"start_new_session": True}
     home = tempfile.mkdtemp(prefix="coursekit-home-")
@@ -124,9 +207,32 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
                 "COURSEKIT_DATA_DIR": os.pathsep.join([f"{home}/cache", *data_dirs]), "COURSEKIT_STAGED": staged})
     options = {"start_new_session": True, "cwd": home, "env": env, "home": home}
     if kind == "separate uid":
-        os.chown(home, NOBODY, NOBODY)
-        options.update(user=NOBODY, group=NOBODY, extra_groups=[])
+        os.chown(home, uid, uid)
+        options.update(user=uid, group=uid, extra_groups=[])
     return python, options
+
+
+def sandbox_data_dirs(folders: list[Path]) -> tuple[list[str], list[str]]:
+    """The data folders the sandbox's uid can read (anyone may list them and every folder above them), and a
+    one-line note for each left out that holds files (a private cache first on COURSEKIT_DATA_DIR would otherwise
+    shadow the shared copy, so every probe reading the corpus would fail with PermissionError).
+
+    >>> import tempfile; private = Path(tempfile.mkdtemp()); _ = (private / "x.txt").write_text("x")
+    >>> kept, notes = sandbox_data_dirs([private]); kept, "chmod o+rx" in notes[0]
+    ([], True)
+    """
+    kept, notes = [], []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        path = folder.resolve()
+        if path.stat().st_mode & 0o005 == 0o005 and all(p.stat().st_mode & 0o001 for p in path.parents):
+            kept.append(str(path))
+        elif any(path.iterdir()):
+            notes.append(f"note: the data folder {folder} is not readable by other users, so the grading sandbox "
+                         f"cannot use it (its probes will not see those files): chmod o+rx it (and o+x every folder "
+                         f"above it), or point COURSEKIT_DATA_DIR at a readable copy")
+    return kept, notes
 
 
 def _parents(destinations: list[str]) -> list[str]:
@@ -167,6 +273,8 @@ def stage(notebook: str, check_modules: list[str], into: Path) -> Path:
         target = into / (name.replace(".", "/") + ".py")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target)
+    # Compiled once per batch here, so no sandbox compiles coursekit again (the sandbox cannot write bytecode).
+    compileall.compile_dir(into, quiet=1, workers=1)
     for folder in [into, *into.rglob("*")]:
         os.chmod(folder, 0o755 if folder.is_dir() else 0o644)
     return into

@@ -14,6 +14,7 @@ import concurrent.futures
 import hashlib
 import secrets
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +142,6 @@ def register_check_modules(names: list[str]) -> None:
 
 def check_module(name: str) -> str:
     """The module that defines the check `name` (the sandbox imports only that one)."""
-    import sys
-
     check = CHECKS[name]
     found = sorted(module_name for module_name, module in list(sys.modules.items())
                    if getattr(module, name, None) is check and module_name != "coursekit.checks"
@@ -161,8 +160,9 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     limits = limits or sandbox.Limits()
     seed = run_seed(secret if secret is not None else new_secret())
     register_check_modules(list(check_modules))
-    # Only folders anyone may read reach the sandbox (its uid is 65534): a private cache would shadow the shared one.
-    data_dirs = [str(p) for p in data.cache_dirs() if p.is_dir() and p.stat().st_mode & 0o005 == 0o005]
+    data_dirs, notes = containment.sandbox_data_dirs(data.cache_dirs())
+    for note in notes:
+        print(note, file=sys.stderr)
     wanted: dict[str, list[rubrics.Resolved]] = {}
     for item in items:
         wanted.setdefault(item.notebook, []).append(item)
@@ -178,7 +178,13 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
             tasks.append((submission.student, stem, notebook))
     remaining = {s.student: sum(1 for t in tasks if t[0] == s.student) for s in submissions}
     staging = Path(tempfile.mkdtemp(prefix="coursekit-staged-"))
-    staging.chmod(0o711)  # the fallback's uid 65534 must reach the staged copies, never list them
+    staging.chmod(0o711)  # the fallback's uid must reach the staged copies, never list them
+    finished: dict[str, Grade] = {}
+
+    def assemble(student):  # judged here as soon as the student's runs are in, while other sandboxes run
+        finished[student] = _assemble(*grades[student], wanted, allowed, solutions, check_modules, seed)
+        on_done and on_done(student)
+
     try:
         staged = {stem: str(containment.stage(stem, list(check_modules), staging / stem)) for stem in wanted}
         unavailable = {stem: containment.unavailable(stem) for stem in wanted}
@@ -195,18 +201,18 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
             return sandbox.run_notebook(cells, planned, stem_tests, limits, staged[stem], data_dirs,
                                         unavailable[stem], seed)
 
-        _run_all(tasks, work, jobs, grades, remaining, submissions, on_done)
+        _run_all(tasks, work, jobs, grades, remaining, submissions, assemble)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [_assemble(*grades[s.student], wanted, allowed, solutions, check_modules, seed)
-            for s in submissions]
+    return [finished[s.student] for s in submissions]
 
 
-def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None:
+def _run_all(tasks, work, jobs, grades, remaining, submissions, assemble) -> None:
+    """Run the sandboxes `jobs` at a time; `assemble(student)` (judging) runs here as each student completes."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(work, task): task for task in tasks}
         for student in [s.student for s in submissions if remaining[s.student] == 0]:
-            on_done and on_done(student)
+            assemble(student)
         for future in concurrent.futures.as_completed(futures):
             student, stem, _ = futures[future]
             try:
@@ -214,8 +220,8 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, on_done) -> None
             except Exception as error:  # a grader bug must not sink the batch
                 grades[student][2][stem] = sandbox.Run(notes=[f"internal grader error: {error!r}"])
             remaining[student] -= 1
-            if remaining[student] == 0 and on_done:
-                on_done(student)
+            if remaining[student] == 0:
+                assemble(student)
 
 
 def _assemble(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,

@@ -19,12 +19,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024  # outputs and images included
+MAX_NOTEBOOK_BYTES = 256 * 1024 * 1024  # outputs and images included
 MAX_CELL_CHARS = 100_000  # the course's longest cell is about 3,000 characters
 MAX_CODE_CHARS = 1_000_000  # all code cells of one notebook: parsing (check calls, the scan) stays under a second
 MAX_NOTEBOOKS = 50  # per submission (a zip of thousands of files is not a submission)
 MAX_ZIP_MEMBERS = 1000  # entries of any kind in one zip
-MAX_SUBMISSION_BYTES = 64 * 1024 * 1024  # the notebooks of one zip (decompressed) or one folder, in total
+MAX_ZIP_BYTES = 64 * 1024 * 1024  # decompressed notebooks of one zip, in total
+MAX_FOLDER_BYTES = MAX_NOTEBOOK_BYTES  # the notebooks of one folder, in total
 
 
 @dataclass
@@ -192,11 +193,11 @@ def _read_zip(path: Path, student: str) -> Submission:
             if len(members) > MAX_NOTEBOOKS:
                 notes.append(f"{path.name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
                 members = members[:MAX_NOTEBOOKS]
-            budget = MAX_SUBMISSION_BYTES
+            budget = MAX_ZIP_BYTES
             for info in members:
                 if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
                     notes.append(f"{info.filename} in {path.name} is too large for what is left of the zip's "
-                                 f"budget of {MAX_SUBMISSION_BYTES // 2**20} MB: not graded")
+                                 f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
                     continue
                 with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
                     data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
@@ -259,12 +260,12 @@ def read_submission(path: Path) -> Submission:
         if len(files) > MAX_NOTEBOOKS:
             notes.append(f"the folder {path.name} holds {len(files)} notebooks; graded the first {MAX_NOTEBOOKS}")
             files = files[:MAX_NOTEBOOKS]
-        notebooks, budget = [], MAX_SUBMISSION_BYTES
+        notebooks, budget = [], MAX_FOLDER_BYTES
         for file in files:
             budget -= file.lstat().st_size
             if budget < 0:
                 notes.append(f"{file.relative_to(path)} and the files after it are past the folder's budget of "
-                             f"{MAX_SUBMISSION_BYTES // 2**20} MB in all: not graded")
+                             f"{MAX_FOLDER_BYTES // 2**20} MB in all: not graded")
                 break
             notebooks.append(_read_file(file))
         return Submission(path.name, notebooks, notes)

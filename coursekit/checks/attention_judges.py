@@ -1,0 +1,253 @@
+"""Judges of notebook 03's module checks: plain data from attention_probes.py -> None, or the mistake.
+
+The judge reads the student's matrices every plausible way (attention_readings.py) and recomputes the output
+from the reference (coursekit.judging.attention, imported inside the judge: it is never in a sandbox). When no
+reading reproduces the student's output, it replays the usual mistakes (no scaling, softmax over the wrong axis,
+queries and keys swapped, a transpose left out, ...) and names the one that matches. Black-box judges catch a mask
+that leaks the future, overflow on large scores, and dropout in the wrong place (from the recorded dropout calls:
+what each was applied to and with which p).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from coursekit.checks.attention_probes import B, dropout_probability, probe_input
+from coursekit.checks.attention_readings import assignments
+from coursekit.checks.core import describe
+from coursekit.checks.probing import dropout_summary, eval_mode_problem, one_thread
+
+VARIANTS = {
+    "queries and keys swapped": ("queries and keys are swapped: the scores are k @ q.transpose(-2, -1), so row t "
+                                 "holds every query's score for key t. Row t must be query t's scores for every "
+                                 "key: q @ k.transpose(-2, -1), with q = self.query(x) and k = self.key(x)"),
+    "no scaling": "the scores are not scaled: divide q @ k.transpose(-2, -1) by sqrt(head_size) before the softmax",
+    "1/head_size": "the scores are divided by head_size; divide by sqrt(head_size) (math.sqrt or ** 0.5)",
+    "times sqrt": "the scores are multiplied by sqrt(head_size); divide by it instead",
+    "1/sqrt(n_embd)": ("the scores are divided by sqrt(n_embd); each head's dot products have head_size terms, so "
+                       "divide by sqrt(head_size) = sqrt(n_embd // n_head)"),
+    "softmax over the queries": ("the softmax runs over the wrong axis: each row (one query) should sum to 1 over the "
+                                 "keys, so use softmax(dim=-1), not dim=-2 or dim=1"),
+    "mask after softmax": ("the mask is applied after the softmax, so each row's weights no longer sum to 1 and the "
+                           "future still takes part in the normalisation: fill -inf into the scores, then softmax"),
+    "mask with 0": ("future positions get score 0 instead of -inf: exp(0) = 1, so they still receive weight; use "
+                    "masked_fill(mask == 0, float('-inf'))"),
+    "no mask": "there is no causal mask: every position sees the future; fill -inf above the diagonal of the scores",
+    "sees the next token": ("the mask is off by one: each position also sees the next one; use torch.tril(ones) "
+                            "(diagonal=0): position t sees positions 0..t"),
+    "mask the wrong way round": ("the mask hides the past instead of the future: keep the lower triangle "
+                                 "(torch.tril), where key position <= query position"),
+}
+
+SPLIT_MISTAKES = {
+    "no output projection": "the heads' concatenation is returned as is: apply the output projection",
+    "no transpose before merging": (
+        "the heads were merged with .view(B, T, C) straight from (B, n_head, T, head_size), which mixes "
+        "positions and heads: .transpose(1, 2) first, then .contiguous().view(B, T, C)"),
+    "no transpose when splitting": (
+        "q, k and v were reshaped to (B, n_head, T, head_size) straight from (B, T, C) without the transpose, "
+        "which mixes positions and heads: .view(B, T, n_head, head_size).transpose(1, 2)"),
+    "no transpose at all": (
+        "the heads are split and merged with .view alone, without the transposes, which mixes positions and "
+        "heads: split with .view(B, T, n_head, head_size).transpose(1, 2), merge with .transpose(1, 2)"
+        ".contiguous().view(B, T, C)"),
+}
+
+def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
+    """What an error raised on x (B, T, n_embd) most likely means, from its text."""
+    n_embd, n_head, T, block = sizes["n_embd"], sizes["n_head"], sizes["T"], sizes["block_size"]
+    width = n_embd if with_output else sizes["head_size"]
+    where = f"{what} raised {error} on x of shape {(B, T, n_embd)}"
+    if f"size of tensor a ({T}) must match the size of tensor b ({block})" in error or \
+            f"size of tensor a ({block}) must match the size of tensor b ({T})" in error:
+        return f"{where} (T = {T} < block_size = {block}): cut the mask to the sequence length, mask[:T, :T]"
+    if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
+        return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
+                f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
+    hs = width // n_head
+    if not with_output:
+        return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {hs}) -> scores "
+                f"(B, T, T) -> weights @ v (B, T, {hs}). Nothing may be fixed to the notebook's sizes")
+    return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {width}) -> each "
+            f".view(B, T, {n_head}, {hs}).transpose(1, 2) = (B, {n_head}, T, {hs}) -> scores (B, {n_head}, T, T) -> "
+            f"weights @ v (B, {n_head}, T, {hs}) -> .transpose(1, 2).contiguous().view(B, T, {width}) -> "
+            f"projection (B, T, {n_embd})")
+
+
+def _missing_weights_advice(matrices, sizes: dict, with_output: bool) -> str | None:
+    """Why no reading of the weights fits, when the cause is a common one; else None."""
+    n_embd, n_head, block = sizes["n_embd"], sizes["n_head"], sizes["block_size"]
+    shapes = [tuple(m.shape) for m in matrices]
+    if any(shape == (block, block) and bool(((m == 0) | (m == 1)).all()) for m, shape in zip(matrices, shapes)):
+        return ("the causal mask is an nn.Parameter, so the optimiser would train it: keep it as a buffer, "
+                "self.register_buffer('mask', torch.tril(torch.ones(block_size, block_size)))")
+    if not with_output or n_head == 1:
+        return None
+    if shapes.count((n_embd, n_embd)) > 3 and shapes.count((n_embd, n_embd // n_head)) == 0:
+        return (f"every head has size n_embd = {n_embd} (the heads' weights are all ({n_embd}, {n_embd})): each head "
+                f"must have head_size = n_embd // n_head = {n_embd // n_head}, so that the {n_head} heads "
+                f"side by side have n_embd channels")
+    head_matrices = shapes.count((n_embd, n_embd // n_head))
+    if head_matrices == 0 and shapes == [(n_embd, n_embd)]:
+        return ("only the output projection has weights: the heads are not registered as submodules. Keep them in "
+                "an nn.ModuleList (a plain Python list hides them from PyTorch: no parameters, no .eval(), no .to())")
+    if 0 < head_matrices < 3 * n_head and head_matrices % 3 == 0:
+        return (f"found the weights of only {head_matrices // 3} head(s), not {n_head}: create a new head for each "
+                f"([AttentionHead(...) for _ in range(n_head)]); [head] * n_head repeats one and the same head")
+    return None
+
+
+def diagnose(got, sizes: dict, with_output: bool, what: str) -> str | None:
+    """None when some reading of the student's matrices reproduces their output, else the mistake."""
+    with one_thread():
+        return _find_mistake(got, sizes, with_output, what)
+
+
+def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
+    n_embd, n_head = sizes["n_embd"], sizes["n_head"]
+    width = n_embd if with_output else sizes["head_size"]
+    x = probe_input(sizes).double()
+    result = got["result"]
+    expected_shape = (B, sizes["T"], width if not with_output else n_embd)
+    if result["error"]:
+        return _error_advice(result["error"], sizes, with_output, what)
+    out = result["output"]
+    if not isinstance(out, np.ndarray) or out.shape != expected_shape:
+        return f"{what} should return shape {expected_shape} for x of shape {tuple(x.shape)}, got {describe(out)}"
+    if np.isnan(out).any():
+        return ("the output contains NaN: some query has every score set to -inf (a row with nothing visible); "
+                "each position must at least see itself: mask with torch.tril (keep the diagonal)")
+    out = torch.from_numpy(out).double()
+    matrices = [torch.from_numpy(m) for m in got["matrices"]]
+    names = got["names"]
+    readings = list(assignments(matrices, names, n_embd, width, n_head, with_output))
+    if not readings:
+        advice = _missing_weights_advice(matrices, sizes, with_output)
+        if advice:
+            return advice
+        shapes = [tuple(m.shape) for m in matrices]
+        layers = ("three nn.Linear(n_embd, head_size, bias=False) layers for the query, key and value (any names), "
+                  "or one nn.Linear(n_embd, 3 * head_size)" if not with_output else
+                  "query, key and value layers for every head plus an nn.Linear(n_embd, n_embd) output projection "
+                  "(or one fused nn.Linear(n_embd, 3 * n_embd) and the projection)")
+        return (f"could not find the projections: expected {layers}; found weight matrices of shapes (as x @ W) "
+                f"{shapes}")
+
+    from coursekit.judging.attention import heads_out, multi_out  # the reference's replays: judge side only
+
+    def compute(reading, variant="", order=None):
+        Wq, Wk, Wv, Wo = reading
+        if with_output:
+            return multi_out(x, Wq, Wk, Wv, Wo, n_head, variant, order)
+        return heads_out(x, Wq, Wk, Wv, 1, variant)[:, 0]
+
+    def matches(candidate):
+        return torch.allclose(candidate, out, atol=1e-4, rtol=1e-4)
+
+    if any(matches(compute(reading)) for reading in readings):
+        return _large_scores_problem(got)
+    mistakes = {**VARIANTS, **SPLIT_MISTAKES} if with_output else VARIANTS
+    for variant, message in mistakes.items():
+        if any(matches(compute(reading, variant)) for reading in readings):
+            return message
+    if with_output:
+        for order in itertools.permutations(range(n_head)):
+            if order != tuple(range(n_head)) and any(matches(compute(reading, "", order)) for reading in readings):
+                return (f"the heads are concatenated in the order {list(order)}; concatenate them in order "
+                        f"0, 1, ..., {n_head - 1} along the last dimension (torch.cat([...], dim=-1))")
+    if any(matches(compute(reading)) for reading in assignments(matrices, names, n_embd, width, n_head, with_output,
+                                                                  fused_any_order=True)):
+        return ("the fused projection's output is split in another order than queries, keys, values: split it as "
+                "q, k, v = self.c_attn(x).split(n_embd, dim=2), the layout of GPT-2's c_attn (notebook 06 loads "
+                "GPT-2's weights into exactly this layout)")
+    expected = compute(readings[0])
+    return (f"{what} does not compute causal self-attention with its own weights: on a random x of shape "
+            f"{tuple(x.shape)}, output[0, 1, :3] should be about {np.round(expected[0, 1, :3].numpy(), 4).tolist()} "
+            f"(the first reading of your weights as query, key, value{', output' if with_output else ''}), got "
+            f"{np.round(out[0, 1, :3].numpy(), 4).tolist()}. Check: scores = q @ k.transpose(-2, -1) / "
+            f"sqrt(head_size), masked_fill with -inf above the diagonal, softmax(dim=-1), then @ v")
+
+
+def _large_scores_problem(got) -> str | None:
+    """On inputs of size ~100 and ~-120 (scores in the thousands) the output must stay finite."""
+    for out in got["large"]:
+        if not isinstance(out, np.ndarray) or not np.isfinite(out).all():
+            return ("on inputs of size about 100 the output is not finite (inf or NaN): exp of large scores "
+                    "overflows. Use torch.softmax (or F.softmax), or subtract each row's maximum before exp")
+    return None
+
+
+def future_judge(got):
+    before, after, first = (got[key]["output"] for key in ("before", "after", "first"))
+    cut = got["cut"]
+    if not all(isinstance(o, np.ndarray) and o.ndim == 3 for o in (before, after, first)) or \
+            not before.shape == after.shape == first.shape:
+        return "fix the output shape first (see the other tests)"
+    past = float(np.abs(before[:, :cut] - after[:, :cut]).max())
+    if past > 1e-5:
+        return (f"changing the tokens at positions {cut}..{before.shape[1] - 1} changed the outputs at positions "
+                f"0..{cut - 1} (by up to {past:.3g}): the past can see the future. Mask the scores with -inf where "
+                f"key position > query position, before the softmax")
+    if float(np.abs(before[:, cut:] - after[:, cut:]).max()) < 1e-7:
+        return "changing the last tokens did not change the outputs there: does the output use x at all?"
+    if float(np.abs(before[:, 1:] - first[:, 1:]).max()) < 1e-7:
+        return ("changing the first token changed no later output: each position only looks at itself. Position t "
+                "must attend to positions 0..t (weights @ v over the keys)")
+    return None
+
+
+
+
+def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
+    """The dropout calls must sit on the attention weights (on_weights) and on the output (on_output), with p."""
+    def judge(got):
+        problem = eval_mode_problem(got)
+        if problem:
+            return problem
+        sizes, p = sizes_of(), dropout_probability()
+        calls = dropout_summary(got["calls"], sizes)
+        sites = [call["site"] for call in calls]
+        train, first = got["train"], got["eval"][0]
+        if "scores" in sites:
+            return ("dropout is applied to the masked scores before the softmax: a dropped -inf becomes "
+                    "-inf * 0 = NaN in training mode. Apply it to the attention weights, after the softmax")
+        wrong_p = [call["p"] for call in calls if abs(call["p"] - p) > 1e-9]
+        if wrong_p:
+            return (f"a dropout uses p = {round(wrong_p[0], 4)} though {argument} = {p} was given: pass the argument "
+                    f"on (nn.Dropout({argument})), never a fixed probability")
+        if np.allclose(train, first, atol=1e-7):
+            return (f"with {argument} = {p}, training mode gives the same output as eval mode: apply an "
+                    f"nn.Dropout({argument}) to " + ("the attention weights" if on_weights else "the output"))
+        if not calls:
+            return None  # dropout inside a fused kernel (F.scaled_dot_product_attention(dropout_p=...)): not visible
+        if on_weights and "weights" not in sites:
+            if "heads" in sites:
+                return ("dropout is applied to the head's output (weights @ v) instead of the attention weights: "
+                        "self.dropout(weights) @ v")
+            return f"the attention weights get no dropout: apply nn.Dropout({argument}) to them after the softmax"
+        if not on_weights and "weights" in sites:
+            return (f"the attention weights get dropout with {argument}; they use attn_pdrop, and {argument} "
+                    f"belongs to the output")
+        if on_output and "stream" not in sites:
+            return (f"the output gets no dropout: end with nn.Dropout({argument}) applied to the output projection "
+                    f"(self.dropout(self.proj(out)))")
+        if not on_output and "stream" in sites:
+            return f"the output gets dropout with {argument}; {argument} belongs to the attention weights"
+        if on_output and float((train == 0).mean()) < p / 2:
+            return (f"with {argument} = {p} about {p:.0%} of the output entries should be exactly 0 in training mode, "
+                    f"got {float((train == 0).mean()):.0%}: apply the dropout after the output projection, as the "
+                    f"last step")
+        return None
+    return judge
+
+
+def bias_judge(got):
+    if got:
+        return (f"the head has bias parameters {got}: the exercise asks for nn.Linear(n_embd, head_size, "
+                f"bias=False) (attention heads in GPT-style code have no biases in their query, key and value)")
+    return None
+
+

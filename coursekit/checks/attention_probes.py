@@ -1,0 +1,160 @@
+"""What notebook 03's module checks feed the student's attention classes, and what they read back.
+
+A probe builds the student's class at the test's sizes, hands the judge every projection matrix in registration
+order (as "x @ M" matrices, biases zeroed first) with its name, and the module's output on random inputs (also of
+magnitude ~100 and ~-120), or its runs in eval and training mode with every dropout call recorded. Probes compute
+nothing about attention themselves: the judges (attention_judges.py) do, from the reference.
+
+In a grading run the sizes (head size, head count, block_size, T < block_size), the inputs and the dropout
+probabilities are drawn from the test's seed; the judge recomputes them under the same seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from coursekit.checks.core import is_public, probe_rng
+from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
+                                      single_threaded, train_and_eval_runs)
+
+B = 2
+HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
+MULTI_PUBLIC = {"n_head": 4, "head_size": 6, "block_size": 8, "T": 6}  # n_embd 24; sqrt(24) != 6
+
+
+@dataclass
+class AttentionConfig:
+    """The fields of coursekit.attention.AttentionConfig, for building the student's CausalSelfAttention."""
+
+    n_embd: int = 64
+    n_head: int = 4
+    block_size: int = 32
+    attn_pdrop: float = 0.0
+    resid_pdrop: float = 0.0
+
+
+def head_sizes() -> dict:
+    """The single head's sizes: the notebook's in public, others (n_embd 10-16, head_size 3-6) in a grading run."""
+    sizes = attention_sizes(HEAD_PUBLIC)
+    sizes.update(probe_sizes({"n_embd": HEAD_PUBLIC["n_embd"]}, n_embd=[10, 14, 16]))
+    return sizes
+
+
+def multi_sizes() -> dict:
+    return attention_sizes(MULTI_PUBLIC)
+
+
+def other_heads_sizes() -> dict:
+    """A head count other than the first test's (public: n_embd 12 with 3 heads)."""
+    return attention_sizes({"n_head": 3, "head_size": 4, "block_size": 8, "T": 6})
+
+
+def dropout_probability() -> float:
+    """0.4 in a notebook; in a grading run a value between 0.2 and 0.6, so a hard-coded p is seen."""
+    return 0.4 if is_public() else round(float(probe_rng().uniform(0.2, 0.6)), 2)
+
+
+def probe_input(sizes: dict) -> torch.Tensor:
+    return probe_tensor(B, sizes["T"], sizes["n_embd"])
+
+
+def build_head(head_class, sizes, dropout=0.0):
+    return head_class(sizes["n_embd"], sizes["head_size"], sizes["block_size"], dropout)
+
+
+def build_multi(module_class, sizes, dropout=0.0):
+    return module_class(sizes["n_embd"], sizes["n_head"], sizes["block_size"], dropout)
+
+
+def build_causal(module_class, sizes, attn_pdrop=0.0, resid_pdrop=0.0):
+    return module_class(AttentionConfig(n_embd=sizes["n_embd"], n_head=sizes["n_head"],
+                                        block_size=sizes["block_size"], attn_pdrop=attn_pdrop,
+                                        resid_pdrop=resid_pdrop))
+
+
+def named_projections(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Every 2-D weight as (name, an (in, out) matrix M applied as x @ M), in registration order.
+
+    nn.Linear stores (out, in) and computes x @ W.T; a raw 2-D nn.Parameter is taken to be used as x @ W.
+
+    >>> [(name, tuple(m.shape)) for name, m in named_projections(nn.Sequential(nn.Linear(3, 2)))]
+    [('0', (3, 2))]
+    """
+    found = []
+    for module_name, submodule in module.named_modules():
+        if isinstance(submodule, nn.Linear):
+            found.append((module_name, submodule.weight.detach().T))
+            continue
+        for name, parameter in submodule.named_parameters(recurse=False):
+            if parameter.dim() == 2:
+                found.append((f"{module_name}.{name}".strip("."), parameter.detach()))
+    return found
+
+
+def zero_biases(module: nn.Module) -> None:
+    """Biases do not change what attention is; zeroing them lets the judge compare with bias-free formulas."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.dim() == 1:
+                parameter.zero_()
+
+
+def large_inputs(x: torch.Tensor) -> list[torch.Tensor]:
+    """x shifted to reach 100 and -120 (probing.large_magnitudes), and scaled to reach +-100: a shift keeps the
+    rows of the scores nearly constant, a scale spreads them over thousands of both signs (exp overflows either
+    way unless each row's maximum is subtracted)."""
+    return [*large_magnitudes(x), x * (100.0 / x.abs().max())]
+
+
+def values_probe(build, sizes_of):
+    """The module's projections (names and matrices) and its output on a random x and on large-magnitude xs."""
+    def probe(module_class):
+        sizes = sizes_of()
+        torch.manual_seed(0)
+        module = build(module_class, sizes).eval()
+        zero_biases(module)
+        x = probe_input(sizes)
+        named = named_projections(module)
+        return {"names": [name for name, _ in named], "matrices": [matrix for _, matrix in named],
+                "result": run_module(module, x),
+                "large": [run_module(module, big)["output"] for big in large_inputs(x)]}
+    return single_threaded(probe)
+
+
+def future_probe(build, sizes_of):
+    """The module's outputs on x, on x with its second half changed, and on x with its first token changed."""
+    def probe(module_class):
+        sizes = sizes_of()
+        torch.manual_seed(0)
+        module = build(module_class, sizes).eval()
+        x = probe_input(sizes)
+        cut = sizes["T"] // 2
+        changed_future, changed_first = x.clone(), x.clone()
+        changed_future[:, cut:] = -x[:, cut:].flip(1)  # other tokens at positions cut .. T - 1
+        changed_first[:, 0] = -x[:, 0]
+        return {"cut": cut, "before": run_module(module, x), "after": run_module(module, changed_future),
+                "first": run_module(module, changed_first)}
+    return single_threaded(probe)
+
+
+def dropout_probe(build, sizes_of, **probabilities):
+    """The module's eval and training runs (dropout calls recorded); probabilities: which dropout arguments get
+    dropout_probability() (the others 0)."""
+    def probe(module_class):
+        sizes = sizes_of()
+        torch.manual_seed(0)
+        p = dropout_probability()
+        module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()})
+        return train_and_eval_runs(module, probe_input(sizes))
+    return single_threaded(probe)
+
+
+def bias_probe(build, sizes_of):
+    """The names of the module's 1-D parameters (its biases)."""
+    def probe(module_class):
+        module = build(module_class, sizes_of())
+        return [name for name, parameter in module.named_parameters() if parameter.dim() == 1]
+    return single_threaded(probe)

@@ -1,0 +1,185 @@
+"""The two tests of `generate` shared by notebook 02's model checks (see bigram_models.py).
+
+- feeding back: a model rigged through its own layers so that each id has one certain successor (a + 1 in a
+  notebook, a random cycle when grading): generate must follow it from the start id;
+- sampling: a model with random parameters; generate must give the same ids for the same seeded generator however
+  torch's global RNG stands, and those ids must be torch.multinomial's draws from softmax(logits) (replayed exactly),
+  or, for another valid sampler, follow softmax(logits) by a likelihood-ratio test against other temperatures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coursekit.checks.bigram_layers import (HIDDEN, find_layer, hidden_and_output, ids_of, leaky_relu, load_weights,
+                                           seeded_weights)
+from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
+from coursekit.checks.probing import with_global_rng_perturbed
+
+VOCABS_BUT_HIDDEN = [5, 6, 7, 9]  # secret vocabularies; never HIDDEN, or the two layers' shapes would be alike
+
+# ---------------------------------------------------------------- generate: the last id is fed back
+
+
+def _cycle() -> list[int]:
+    """successor[a]: the id that certainly follows a in the rigged model; a + 1 (mod 6) in a notebook, a random
+    cycle through 5 to 7 ids when grading."""
+    if is_public():
+        return [(a + 1) % 6 for a in range(6)]
+    rng = probe_rng()
+    order = rng.permutation(int(rng.integers(5, HIDDEN))).tolist()  # the rig needs vocab < hidden
+    successor = [0] * len(order)
+    for a, b in zip(order, order[1:] + order[:1]):
+        successor[a] = b
+    return successor
+
+
+CYCLE_STEPS = 9
+
+
+def _cycle_start(successor: list[int]) -> int:
+    return 2 if is_public() else int(probe_rng().integers(len(successor)))
+
+
+def cycle_probe(kind: str):
+    """A model rigged (through its own layers) so that the next id is successor[current] with certainty."""
+    def probe(model_class):
+        successor = _cycle()
+        vocab = len(successor)
+        torch.manual_seed(0)
+        model = model_class(vocab).eval()
+        first, last = find_layer(model, kind, vocab, HIDDEN), find_layer(model, kind, vocab, HIDDEN, output=True)
+        with torch.no_grad():
+            first.weight.zero_()
+            if kind == "one_hot":
+                first.weight[:vocab, :].copy_(torch.eye(vocab))  # hidden unit a fires for token a
+                first.bias.zero_()
+            else:
+                first.weight[:, :vocab].copy_(torch.eye(vocab))
+            last.weight.zero_()
+            for token in range(vocab):
+                last.weight[successor[token], token] = 40.0  # unit a -> a huge logit for its successor
+            last.bias.zero_()
+        return ids_of(model.generate(_cycle_start(successor), CYCLE_STEPS, generator=torch.Generator().manual_seed(0)))
+    return probe
+
+
+def cycle_judge(got):
+    successor = _cycle()
+    expected = [_cycle_start(successor)]
+    for _ in range(CYCLE_STEPS):
+        expected.append(successor[expected[-1]])
+    ids = got["ids"]
+    call = f"generate(start_id={expected[0]}, num_new={CYCLE_STEPS})"
+    if ids is None:
+        return f"{call} should return a list of ints, got a {got['type']}"
+    if len(ids) == CYCLE_STEPS and ids == expected[1:]:
+        return f"{call} should return the start id followed by the {CYCLE_STEPS} new ids ({CYCLE_STEPS + 1} in all)"
+    if len(ids) != CYCLE_STEPS + 1:
+        return f"{call} should return {CYCLE_STEPS + 1} ids (the start id and {CYCLE_STEPS} new ones), got {len(ids)}"
+    if ids == expected:
+        return None
+    if ids[0] == expected[0] and all(i == expected[1] for i in ids[1:]):
+        return ("every new id is the one that follows the start id: feed the model the last id generated so "
+                "far, not the start id")
+    return (f"with a model that always follows id a by one certain id ({dict(enumerate(successor))}), {call} should "
+            f"give {expected}, got {ids}: take softmax over the vocabulary (dim=-1) of the logits for the last id and "
+            f"sample from it")
+
+# ---------------------------------------------------------------- generate: samples from softmax(logits)
+
+SAMPLE_STEPS = 3000
+INVERSE_TEMPERATURES = [0.0, *np.round(np.arange(0.25, 3.01, 0.05), 2).tolist(), 6.0]  # 0: uniform, 6: ~argmax
+
+
+def _sampling_setup() -> tuple[int, int, int]:
+    """(vocab, start id, generator seed): 6, 0 and 7 in a notebook, random when grading."""
+    if is_public():
+        return 6, 0, 7
+    rng = probe_rng()
+    vocab = int(rng.choice(VOCABS_BUT_HIDDEN))
+    return vocab, int(rng.integers(vocab)), int(rng.integers(2**31))
+
+
+def sampling_probe(kind: str):
+    def probe(model_class):
+        vocab, start, seed = _sampling_setup()
+        torch.manual_seed(0)
+        model = model_class(vocab).eval()
+        load_weights(model, kind, vocab, HIDDEN, _sampling_weights(kind, vocab))
+        runs = with_global_rng_perturbed(  # a generate that ignores its generator sees different random numbers
+            lambda: ids_of(model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
+        return {"runs": runs}
+    return probe
+
+
+def _sampling_weights(kind: str, vocab: int) -> list[torch.Tensor]:
+    """Random weights from the test's seed (probabilities far from uniform, so a temperature shows)."""
+    return seeded_weights(kind, vocab, HIDDEN, probe_torch_generator())
+
+
+def _logits_table(kind: str, vocab: int) -> np.ndarray:
+    """Judge side: the (vocab, vocab) logits of the weights the probe loaded, for every id."""
+    hidden, out_w, out_b = hidden_and_output(kind, _sampling_weights(kind, vocab), np.arange(vocab))
+    return (leaky_relu(hidden) @ out_w.T + out_b).astype(np.float32)
+
+
+def _disagreements(table: np.ndarray, ids: list[int], seed: int, temperature: float = 1.0) -> int:
+    """How many sampled ids differ from what torch.multinomial(softmax(logits / temperature), 1, generator) draws
+    after the id before each (the same generator stream, all steps at once: torch draws them in the same order)."""
+    rows = torch.from_numpy(table)[torch.tensor(ids[:-1])]
+    probs = torch.softmax(rows if temperature == 1.0 else rows / temperature, dim=-1)
+    drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
+    return int((drawn != torch.tensor(ids[1:])).sum())
+
+
+TEMPERATURES = np.round(np.arange(0.5, 2.001, 0.05), 2).tolist()
+
+
+def _log_likelihood(table: np.ndarray, ids: list[int], inverse_temperature: float) -> float:
+    """The log-probability of the sampled transitions under softmax(logits * inverse_temperature)."""
+    logits = table.astype(np.float64) * inverse_temperature
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    current, following = np.array(ids[:-1]), np.array(ids[1:])
+    return float(log_probs[current, following].sum())
+
+
+def sampling_judge(kind: str):
+    return lambda got: _sampling_mistake(got, kind)
+
+
+def _sampling_mistake(got, kind: str) -> str | None:
+    vocab, start, seed = _sampling_setup()
+    first, second = got["runs"]
+    if first["ids"] is None or len(first["ids"]) != SAMPLE_STEPS + 1:
+        return f"generate({start}, num_new={SAMPLE_STEPS}) should return {SAMPLE_STEPS + 1} ids; fix the test above first"
+    table = _logits_table(kind, vocab)
+    followers = {}
+    for current, following in zip(first["ids"], first["ids"][1:]):
+        followers.setdefault(current, set()).add(following)
+    if all(len(options) == 1 for options in followers.values()):
+        return ("each id is always followed by the same id: generate takes the most likely id (argmax); sample "
+                "instead with torch.multinomial(probs, num_samples=1, generator=generator)")
+    if first["ids"] != second["ids"]:
+        return ("two calls with generators seeded the same way gave different ids: pass generator=generator to "
+                "torch.multinomial so results are reproducible")
+    if _disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
+        return None  # torch.multinomial(softmax(logits), generator=generator)
+    mismatches = {t: _disagreements(table, first["ids"], seed, t) for t in TEMPERATURES if t != 1.0}
+    closest = min(mismatches, key=mismatches.get)
+    if mismatches[closest] <= SAMPLE_STEPS // 100:
+        return (f"the samples are torch.multinomial's draws from softmax(logits / {closest:g}), not from the model's "
+                f"own probabilities: generate should sample from F.softmax(logits, dim=-1) as it is, with no "
+                f"temperature")
+    # Another way of sampling: do the samples follow softmax(logits), or a sharper, flatter or uniform one?
+    fits = {beta: _log_likelihood(table, first["ids"], beta) for beta in INVERSE_TEMPERATURES}
+    best = max(fits, key=fits.get)
+    if 2 * (fits[best] - fits[1.0]) < 30.0:  # a likelihood-ratio test: p < 1e-7 for a right sampler
+        return None
+    if best == 0.0:
+        return ("the samples look uniform, not like the model's probabilities: take the softmax over the vocabulary "
+                "(dim=-1) of the logits of the last id and sample from it")
+    return (f"the samples follow softmax(logits / {1 / best:.3g}) rather than the model's own probabilities: generate "
+            f"should sample from F.softmax(logits, dim=-1) as it is, with no temperature")

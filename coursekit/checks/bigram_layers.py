@@ -1,0 +1,99 @@
+"""Probe helpers for notebook 02's model checks: find a model's layers by type and shape, randomise its parameters,
+build its inputs, read what generate returned. Probe-side plumbing: no answer to any exercise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+HIDDEN = 8  # the notebook's default hidden size
+
+
+def layers_by_type(model: nn.Module) -> dict:
+    """Linear and Embedding layers of a model by type: [shape, has bias] each, in registration order.
+
+    >>> layers_by_type(nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5)))
+    {'linear': [[5, 3, True]], 'embedding': [[5, 3]]}
+    """
+    return {
+        "linear": [[m.out_features, m.in_features, m.bias is not None] for m in model.modules()
+                   if isinstance(m, nn.Linear)],
+        "embedding": [[m.num_embeddings, m.embedding_dim] for m in model.modules() if isinstance(m, nn.Embedding)],
+    }
+
+
+def find_layer(model: nn.Module, kind: str, vocab: int, hidden: int, output: bool = False) -> nn.Module:
+    """The first layer (Linear(vocab, hidden) or Embedding(vocab, hidden)) or the output layer Linear(hidden, vocab)."""
+    for module in model.modules():
+        if output or kind == "one_hot":
+            shape = (vocab, hidden) if output else (hidden, vocab)
+            if isinstance(module, nn.Linear) and tuple(module.weight.shape) == shape:
+                return module
+        elif isinstance(module, nn.Embedding) and tuple(module.weight.shape) == (vocab, hidden):
+            return module
+    layer = (f"nn.Linear({hidden}, {vocab}) output" if output else
+             f"nn.Linear({vocab}, {hidden})" if kind == "one_hot" else f"nn.Embedding({vocab}, {hidden})")
+    raise ValueError(f"found no {layer} layer in the model built with vocab_size={vocab}, hidden_size={hidden}")
+
+
+def model_inputs(kind: str, ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    return F.one_hot(ids, vocab).float() if kind == "one_hot" else ids
+
+
+def randomise_all(model: nn.Module, generator: torch.Generator) -> None:
+    """Distinct, large-ish random values for every parameter, so a wrong forward cannot hide behind ~0 logits."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+
+def seeded_weights(kind: str, vocab: int, hidden: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """[first weight, first bias, output weight, output bias] drawn from `generator`. The probe loads them into the
+    student's model and the judge draws the same ones from the same seed, so it never trusts weights read back
+    from what the sandbox reports."""
+    first = (hidden, vocab) if kind == "one_hot" else (vocab, hidden)
+    return [torch.randn(shape, generator=generator) for shape in (first, (hidden,), (vocab, hidden), (vocab,))]
+
+
+def load_weights(model: nn.Module, kind: str, vocab: int, hidden: int, weights: list[torch.Tensor]) -> None:
+    """Put `weights` (see seeded_weights) into the model's first and output layers; any other parameter gets
+    distinct random values too. A layer without a bias keeps none (the judges then expect the biased result)."""
+    first, last = find_layer(model, kind, vocab, hidden), find_layer(model, kind, vocab, hidden, output=True)
+    randomise_all(model, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        first.weight.copy_(weights[0])
+        last.weight.copy_(weights[2])
+        for layer, bias in ((first, weights[1]), (last, weights[3])):
+            if isinstance(layer, nn.Linear) and layer.bias is not None:
+                layer.bias.copy_(bias)
+
+
+def leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
+    return np.where(x >= 0, x, slope * x)
+
+
+def hidden_and_output(kind: str, weights: list[torch.Tensor], ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Judge side: the first layer's output for `ids`, and the output layer's weight and bias, as float64 arrays."""
+    first, first_bias, out_w, out_b = (w.double().numpy() for w in weights)
+    ids = np.asarray(ids)
+    hidden = first[:, ids].T + first_bias if kind == "one_hot" else first[ids]  # one-hot @ W.T picks a column
+    return hidden, out_w, out_b
+
+
+def ids_of(value) -> dict:
+    """A probe's view of generate's result: its type and the ids as a list of ints (when it is a 1-D sequence).
+
+    >>> ids_of(torch.tensor([[3, 1]])), ids_of("abc")
+    ({'type': 'Tensor', 'ids': [3, 1]}, {'type': 'str', 'ids': None})
+    """
+    kind = type(value).__name__
+    if isinstance(value, torch.Tensor):
+        value = value.flatten().tolist() if value.ndim <= 2 and (value.ndim < 2 or value.shape[0] == 1) else None
+    try:
+        ids = [int(i) for i in value]
+    except (TypeError, ValueError):
+        ids = None
+    return {"type": kind, "ids": ids}

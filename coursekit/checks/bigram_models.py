@@ -1,0 +1,155 @@
+"""Checks for notebook 02's two models, `BigramOneHotMLP` and `BigramEmbeddingMLP`: the same four tests each.
+
+The probes find layers by type and shape (nn.Linear, nn.Embedding), never by attribute name, so any layout works:
+separate attributes, an nn.Sequential, F.leaky_relu in forward. Every parameter gets its own random value before
+the forward probe (fresh biases would hide a missing bias term), and in a grading run the vocabulary and hidden
+sizes change too. The weights are drawn from the test's seed, so the judges draw the same ones and recompute the
+forward pass with numpy (never from weights the sandbox reports) and, when it differs, try the usual mistakes to
+name the one that was made. `generate` is judged twice: on a model rigged so the next id is certain (does it feed
+back the last id?), and on a random model (does it sample from softmax(logits), with the generator it is given?).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coursekit.checks.bigram_generate import cycle_judge, cycle_probe, sampling_judge, sampling_probe
+from coursekit.checks.bigram_layers import (HIDDEN, hidden_and_output, layers_by_type, leaky_relu, load_weights,
+                                           model_inputs, seeded_weights)
+from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng, probe_torch_generator
+
+VOCAB = 11  # the forward probe's public vocabulary: != HIDDEN, so layer shapes tell the layers apart
+
+
+# ---------------------------------------------------------------- structure
+
+
+def _structure_probe(model_class):
+    torch.manual_seed(0)
+    return {"default": layers_by_type(model_class(VOCAB)), "hidden_5": layers_by_type(model_class(VOCAB, hidden_size=5))}
+
+
+def _structure_judge(kind: str):
+    first_name = "nn.Linear(vocab_size, hidden_size)" if kind == "one_hot" else "nn.Embedding(vocab_size, hidden_size)"
+
+    def expected(hidden):
+        first = {"linear": [[hidden, VOCAB, True]], "embedding": []} if kind == "one_hot" else \
+            {"linear": [], "embedding": [[VOCAB, hidden]]}
+        return {"linear": first["linear"] + [[VOCAB, hidden, True]], "embedding": first["embedding"]}
+
+    def describe_layers(layers):
+        parts = [f"Linear({i}, {o})" for o, i, _ in layers["linear"]]
+        parts += [f"Embedding({n}, {d})" for n, d in layers["embedding"]]
+        return ", ".join(parts) or "no Linear or Embedding layers"
+
+    def judge(got):
+        for key, hidden, how in [("default", HIDDEN, f"model_class({VOCAB})"),
+                                 ("hidden_5", 5, f"model_class({VOCAB}, hidden_size=5)")]:
+            layers, wanted = got[key], expected(hidden)
+            if kind == "embedding" and not layers["embedding"] and any(i == VOCAB for _, i, _ in layers["linear"]):
+                return (f"{how} has no nn.Embedding: the first layer should be {first_name}, which looks a row up "
+                        f"by id instead of multiplying a one-hot vector")
+            if sorted(map(tuple, layers["linear"])) != sorted(map(tuple, wanted["linear"])) or \
+                    layers["embedding"] != wanted["embedding"]:
+                if key == "hidden_5" and got["default"] == expected(HIDDEN):
+                    return (f"{how} should have a hidden layer of size 5, but it has {describe_layers(layers)}: "
+                            f"use the hidden_size argument instead of a fixed 8")
+                if any(not has_bias for *_, has_bias in layers["linear"]):
+                    return f"{how}: keep the biases of the Linear layers (the default bias=True)"
+                return (f"{how} should have exactly two layers: {first_name} = "
+                        f"{'Linear' if kind == 'one_hot' else 'Embedding'}({VOCAB}, {hidden}) and "
+                        f"nn.Linear(hidden_size, vocab_size) = Linear({hidden}, {VOCAB}); found "
+                        f"{describe_layers(layers)}")
+        return None
+    return judge
+
+# ---------------------------------------------------------------- forward
+
+
+def _forward_sizes() -> tuple[int, int]:
+    """(vocab, hidden): the notebook's default hidden size publicly; other sizes (never equal) when grading."""
+    if is_public():
+        return VOCAB, HIDDEN
+    rng = probe_rng()
+    return int(rng.choice([9, 13, 17, 23])), int(rng.choice([3, 5, 6, 10]))
+
+
+def _forward_case(kind: str) -> tuple[int, int, torch.Tensor, list[torch.Tensor]]:
+    """(vocab, hidden, ids, weights) for the forward probe, drawn from the test's seed: probe and judge alike."""
+    vocab, hidden = _forward_sizes()
+    generator = probe_torch_generator()
+    weights = seeded_weights(kind, vocab, hidden, generator)
+    ids = torch.tensor([3, 0, 10, 3, 7, 1]) if is_public() else torch.randint(vocab, (9,), generator=generator)
+    return vocab, hidden, ids, weights
+
+
+def _forward_probe(kind: str):
+    def probe(model_class):
+        vocab, hidden, ids, weights = _forward_case(kind)
+        torch.manual_seed(0)
+        model = (model_class(vocab) if is_public() else model_class(vocab, hidden_size=hidden)).eval()
+        load_weights(model, kind, vocab, hidden, weights)
+        with torch.no_grad():
+            return {"logits": model(model_inputs(kind, ids, vocab))}
+    return probe
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def _forward_judge(kind: str):
+    def judge(got):
+        vocab, _, ids, weights = _forward_case(kind)
+        hidden, out_w, out_b = hidden_and_output(kind, weights, ids)
+        logits = got["logits"]
+        shape = (len(ids), vocab)
+        call = (f"model({'one-hot rows' if kind == 'one_hot' else 'ids'} of shape "
+                f"{shape if kind == 'one_hot' else (len(ids),)})")
+        if not isinstance(logits, np.ndarray) or logits.shape != shape:
+            return f"{call} should return logits of shape {shape}, got {describe(logits)}"
+        right = leaky_relu(hidden) @ out_w.T + out_b
+        variants = {
+            None: right,
+            "the hidden layer uses ReLU; use nn.LeakyReLU() (negative inputs keep a small slope instead of 0)":
+                np.maximum(hidden, 0) @ out_w.T + out_b,
+            "there is no activation between the two layers: add nn.LeakyReLU() after the first layer":
+                hidden @ out_w.T + out_b,
+            "forward returns probabilities (softmax); return the logits: F.cross_entropy applies log-softmax itself":
+                _softmax(right),
+            "there is an activation after the last layer; return its output unchanged: logits may be any real number":
+                leaky_relu(right),
+            "forward returns log-probabilities (log_softmax); return the raw logits": np.log(_softmax(right)),
+            "the output layer has no bias: keep nn.Linear's default bias=True": leaky_relu(hidden) @ out_w.T,
+        }
+        if kind == "one_hot":
+            unbiased = hidden - weights[1].double().numpy()
+            variants["the first layer has no bias: keep nn.Linear's default bias=True"] = \
+                leaky_relu(unbiased) @ out_w.T + out_b
+        for mistake, expected in variants.items():
+            if np.allclose(logits, expected, atol=1e-4):
+                return mistake
+        return (f"{call} should compute Linear -> LeakyReLU -> Linear and return the logits; with the weights "
+                f"the check loaded, the logits for id {int(ids[0])} should start {np.round(right[0, :3], 4).tolist()}, "
+                f"got {np.round(logits[0, :3], 4).tolist()}")
+    return judge
+
+def _model_check(kind: str, exercise: str, class_name: str, input_words: str) -> Check:
+    return Check(
+        exercise=exercise,
+        expects=[f"the class {class_name} itself (not an instance), built as {class_name}(vocab_size, hidden_size=8)"],
+        accepts=[is_module_class],
+        tests=[
+            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25),
+            Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
+            Test("generate feeds back the last id", cycle_probe(kind), cycle_judge, 1.25),
+            Test("generate samples from softmax(logits) with the generator it is given", sampling_probe(kind),
+                 sampling_judge(kind), 1.25),
+        ],
+    )
+
+
+check_bigram_one_hot_mlp = _model_check("one_hot", "bigram_one_hot_mlp", "BigramOneHotMLP", "one-hot rows (N, V)")
+check_bigram_embedding_mlp = _model_check("embedding", "bigram_embedding_mlp", "BigramEmbeddingMLP", "ids (N,)")

@@ -1,0 +1,129 @@
+"""Checks for notebook 06, part 2: top_k_table lists the k most likely tokens with their probabilities.
+
+The probability of each row is the softmax over the whole vocabulary; a diagnosis (logits, log-probabilities, the
+softmax of the k kept logits) is given only where the inputs tell it from the right answer. See gpt2_similarity.py
+for how the notebook's checks are built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from coursekit.checks.core import Check, Test, describe, is_public, probe_rng
+from coursekit.checks.gpt2_similarity import reference
+from coursekit.checks.probing import large_magnitudes
+from coursekit.checks.sampling_filters import rounded
+
+
+# ---------------------------------------------------------------- top-k next-token table
+
+TABLE_LOGITS = torch.randn(40, generator=torch.Generator().manual_seed(40)) * 3
+
+
+def _table_case(public_k: int, k_range: tuple[int, int], magnitudes: bool = False):
+    """inputs() -> (list of logits tensors, k): the public 40 logits, or another vocabulary in a grading run."""
+    def inputs():
+        if is_public():
+            logits, k = TABLE_LOGITS.clone(), public_k
+        else:
+            rng = probe_rng()
+            k = int(rng.integers(*k_range))  # a vocabulary of at least 3k tokens keeps mass outside the top k
+            logits = torch.from_numpy(rng.normal(0, 2, size=int(rng.integers(3 * k + 10, 3 * k + 40)))).float()
+        return (large_magnitudes(logits) if magnitudes else [logits]), k
+    return inputs
+
+
+def _table_probe(inputs):
+    def probe(function):
+        tables, k = inputs()
+        got = []
+        for logits in tables:
+            result = function(logits.clone(), k)
+            try:
+                rows = [(token, probability) for token, probability in result]
+                got.append({"rows": [[float(token), float(probability)] for token, probability in rows],
+                            "types": sorted({f"{type(token).__name__}, {type(probability).__name__}"
+                                             for token, probability in rows})})
+            except (TypeError, ValueError) as error:
+                return {"error": f"{describe(result)} ({error})"}
+        return {"tables": got}
+    return probe
+
+
+def _table_judge(inputs):
+    def judge(got):
+        if "error" in got:
+            return f"top_k_table should return a list of (token id, probability) pairs, got {got['error']}"
+        tables, k = inputs()
+        for logits, table in zip(tables, got["tables"]):
+            message = _table_mistake(table["rows"], logits, k)
+            if message:
+                if np.isnan(np.array(table["rows"], dtype=float)).any() and float(logits.abs().max()) > 50:
+                    return (f"top_k_table gives NaN for logits around {round(float(logits.max()))}: exp of such logits "
+                            f"overflows (or underflows to 0 / 0). Use torch.softmax, which subtracts the maximum first")
+                return message
+        return None
+    return judge
+
+
+def _table_mistake(rows, logits: torch.Tensor, k: int) -> str | None:
+    expected = reference().top_k_table(logits, k)
+    if len(rows) != k:
+        return f"top_k_table(logits, k={k}) should return {k} rows, got {len(rows)}"
+    if not all(first.is_integer() for first, _ in rows):
+        if all(second.is_integer() for _, second in rows):
+            return ("each row is (probability, token id): put the token id first, (token id, probability), e.g. "
+                    "(int(index), float(probability)) for each of torch.topk's indices and values")
+        return f"the first entry of each row should be a token id (an int), got {rounded([r[0] for r in rows])}"
+    tokens, probabilities = [int(token) for token, _ in rows], np.array([p for _, p in rows])
+    expected_tokens = [token for token, _ in expected]
+    if sorted(tokens) == sorted(expected_tokens) and tokens != expected_tokens:
+        return f"the rows should be sorted most likely first: expected tokens {expected_tokens}, got {tokens}"
+    if tokens != expected_tokens:
+        bottom = torch.topk(logits, k, largest=False).indices.tolist()
+        if sorted(tokens) == sorted(bottom):
+            return "these are the k least likely tokens: take the k largest logits (torch.topk's default)"
+        if k > 1 and np.ptp(probabilities) < 1e-9 < np.ptp([p for _, p in expected]):
+            return (f"top_k_table(logits, k={k}) gave all {k} rows the same probability, so it listed tokens "
+                    f"{tokens} instead of {expected_tokens}: were the logits clamped? torch.softmax needs no "
+                    f"clamping (it subtracts the maximum first)")
+        return f"top_k_table(logits, k={k}) should list tokens {expected_tokens}, got {tokens}"
+    kept = logits[expected_tokens].double()
+    expected_probabilities = np.array([p for _, p in expected])
+    for message, wrong in (
+            ("you returned the logits; the table shows probabilities: softmax over the whole vocabulary", kept),
+            ("these are log-probabilities (log_softmax); the table shows probabilities: use softmax",
+             torch.log_softmax(logits.double(), -1)[expected_tokens]),
+            ("the probabilities sum to 1 over the k rows: you took the softmax of the k kept logits only; each "
+             "token's probability is the softmax over the whole vocabulary (the k rows sum to less than 1)",
+             torch.softmax(kept, -1))):
+        if np.allclose(probabilities, wrong.numpy(), atol=1e-4) and not np.allclose(
+                expected_probabilities, wrong.numpy(), atol=1e-4):  # a diagnosis only where it tells them apart
+            return message
+    if not np.allclose(probabilities, expected_probabilities, atol=1e-5):
+        return (f"the probabilities should be {rounded(expected_probabilities, 4)}, "
+                f"got {rounded(probabilities, 4)}")
+    return None
+
+
+def _types_mistake(got) -> str | None:
+    if "error" in got:
+        return "there are no rows to look at (see the tests above)"
+    kinds = got["tables"][0]["types"]
+    if kinds != ["int, float"]:
+        return (f"each row should hold a Python int and a Python float, got ({' | '.join(kinds)}): tensors as "
+                f"token ids break tokenizer.decode([token]); convert with int(index) and float(probability)")
+    return None
+
+
+check_top_k_table = Check(
+    exercise="top_k_table",
+    expects=["a function top_k_table(logits, k) -> list of (token id, probability)"],
+    tests=[Test(name, _table_probe(inputs), _table_judge(inputs), weight=weight) for name, inputs, weight in (
+        ("the k most likely tokens of a vocabulary, with their probabilities", _table_case(5, (3, 9)), 4),
+        ("k=1: the most likely token", _table_case(1, (1, 2)), 0.5),
+        ("a larger k", _table_case(12, (10, 20)), 1),
+        ("logits around 100 and -120 (exp overflows)", _table_case(5, (3, 9), magnitudes=True), 1))]
+    + [Test("rows are (int, float) pairs", _table_probe(_table_case(3, (2, 5))), _types_mistake, weight=0.1)],
+)

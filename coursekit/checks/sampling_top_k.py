@@ -1,0 +1,99 @@
+"""Checks for notebook 05, part 2: top_k_filter keeps the k largest logits of each row.
+
+Ties at the k-th value have two right answers (every tied token kept, as the notebook's `logits < kth` does, or
+exactly k); `_valid_top_k` accepts both. How a filter is checked: sampling_filters.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from coursekit.checks.core import Check, Test, is_public, probe_rng
+from coursekit.checks.sampling_filters import (LOGITS, dtype_test, error_judge, filter_case, filter_test, keep_only,
+                                               raises, reference)
+
+
+def _rank(logits: torch.Tensor) -> torch.Tensor:
+    """Rank of every entry within its row: 0 for the largest."""
+    return logits.argsort(dim=-1, descending=True).argsort(dim=-1)
+
+
+def _valid_top_k(out: np.ndarray, logits: torch.Tensor, k: int) -> bool:
+    """Every logit above the k-th largest kept, every one below dropped, and the ones tied with it either all kept
+    ("every logit below the k-th largest is -inf", the notebook's wording) or as many as make exactly k."""
+    vocab = logits.size(-1)
+    out, logits = torch.from_numpy(out).double().reshape(-1, vocab), logits.double().reshape(-1, vocab)
+    kth = torch.topk(logits, min(k, vocab), dim=-1).values[:, -1:]
+    kept = ~torch.isneginf(out)
+    above, tied = logits > kth, logits == kth
+    for row_kept, row_above, row_tied in zip(kept, above, tied):
+        if (row_kept & ~(row_above | row_tied)).any() or (row_above & ~row_kept).any():
+            return False
+        if not (row_kept[row_tied].all() or int(row_kept.sum()) == min(k, vocab)):
+            return False
+    return torch.allclose(out.masked_fill(~kept, -math.inf).softmax(-1),
+                          logits.masked_fill(~kept, -math.inf).softmax(-1), atol=1e-6)
+
+
+def _top_k_mistakes():
+    def threshold_keep(keep):
+        return lambda x, k: keep_only(x, keep(x, k))
+    return (
+        ("every logit was kept: set those below the k-th largest to -inf", lambda x, k: x),
+        ("k + 1 tokens were kept: keep logits >= the k-th largest, torch.topk(logits, k).values[..., -1:]",
+         threshold_keep(lambda x, k: _rank(x) < k + 1)),
+        ("k - 1 tokens were kept (the k-th largest itself was dropped): keep logits >= the k-th largest, "
+         "masked_fill(logits < kth, -inf)", threshold_keep(lambda x, k: _rank(x) < k - 1)),
+        ("the k least likely tokens were kept: torch.topk returns the largest by default",
+         threshold_keep(lambda x, k: _rank(x) >= x.size(-1) - k)),
+        ("tokens 0 .. k - 1 were kept (positions in sorted order, not token ids): compare each logit with the k-th "
+         "largest value of its row", threshold_keep(lambda x, k: torch.arange(x.size(-1)) < k)),
+        ("the threshold was taken over the whole batch; each row (each sequence) keeps its own k largest: topk over "
+         "dim=-1 and keep the [..., -1:] column",
+         threshold_keep(lambda x, k: x >= x.flatten().topk(k).values[-1])),
+        ("the other tokens were set to 0, which is an ordinary logit (probability e^0 = 1 before normalising): set "
+         "them to float('-inf')", lambda x, k: reference().top_k_filter(x, k).nan_to_num(neginf=0.0)),
+    )
+
+
+def _top_k(x, k):
+    return reference().top_k_filter(x, k)
+
+
+TIED = torch.tensor([[1.0, 3.0, 2.0, 2.0, 0.0, -1.0],
+                     [0.5, 0.5, 0.5, 2.0, -1.0, 0.5]])  # k = 2: the 2nd largest is tied in both rows
+
+
+def _tied_case():
+    if is_public():
+        return TIED.clone(), 2
+    rng = probe_rng()
+    return torch.from_numpy(rng.integers(-2, 3, size=(3, 7))).float(), int(rng.integers(2, 5))
+
+
+check_top_k = Check(
+    exercise="top_k",
+    expects=["a function top_k_filter(logits, k) -> logits"],
+    tests=[
+        filter_test("top_k_filter keeps the k largest logits of each row",
+                     filter_case(LOGITS, 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=6, accept=_valid_top_k),
+        filter_test("k = 1 keeps only the largest", filter_case(LOGITS, 1, lambda rng, x: 1),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=2, accept=_valid_top_k),
+        filter_test("ties at the k-th largest value", _tied_case, "top_k_filter(logits with ties, {})", _top_k,
+                     _top_k_mistakes(), weight=0.5, accept=_valid_top_k),
+        filter_test("one distribution (a 1-D tensor) works too",
+                     filter_case(LOGITS[1], 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
+                     "top_k_filter on a 1-D tensor of logits, k={}", _top_k, _top_k_mistakes(), weight=0.5,
+                     accept=_valid_top_k),
+        filter_test("k larger than the vocabulary keeps every token",
+                     filter_case(LOGITS, 50, lambda rng, x: int(rng.integers(x.size(-1) + 1, 100))),
+                     "top_k_filter(logits, {}) with fewer tokens than k", lambda x, k: x, weight=0.1),
+        dtype_test("float32 logits stay float32", "top_k_filter(float32 logits, 3)", 3),
+        *(Test(f"k = {k} raises a ValueError naming k", lambda f, k=k: raises(f, LOGITS, k),
+               error_judge(f"top_k_filter(logits, {k})", "k"), weight=0.05) for k in (0, -2)),
+    ],
+)
