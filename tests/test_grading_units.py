@@ -180,9 +180,13 @@ def test_gradescope_zip_has_the_scripts_and_the_course(tmp_path):
     assert "--rubric 01_tiny" in zipfile.ZipFile(out).read("run_autograder").decode()
 
 
-def test_a_data_folder_the_sandbox_cannot_read_is_named_with_what_to_do(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("level", ["bubblewrap", "separate uid"])
+def test_a_data_folder_the_sandbox_cannot_read_is_named_with_what_to_do(tmp_path, monkeypatch, capsys, level):
+    """Under bubblewrap the folders above a bind are made afresh inside the sandbox, so a readable folder inside a
+    private one (CI's layout) is kept; without bubblewrap the sandbox's uid must be able to walk down to it."""
     from coursekit.grading import grader
 
+    monkeypatch.setattr(containment, "level", lambda: level)
     private = tmp_path / "private"  # 0700, with the corpus in it
     private.mkdir(mode=0o700)
     (private / "tinyshakespeare.txt").write_text("First Citizen:")
@@ -197,10 +201,11 @@ def test_a_data_folder_the_sandbox_cannot_read_is_named_with_what_to_do(tmp_path
     readable.chmod(0o755)
     monkeypatch.setenv("COURSEKIT_DATA_DIR", os.pathsep.join(map(str, [private, hidden, empty, readable])))
     kept, notes = containment.sandbox_data_dirs([private, hidden, empty, readable])
-    assert kept == [str(readable.resolve())]
+    unreadable = [private] if level == "bubblewrap" else [private, hidden]
+    assert kept == ([str(hidden.resolve())] if level == "bubblewrap" else []) + [str(readable.resolve())]
     assert grader.grade([], [], ROOT / "solutions") == []
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and lines == notes
-    for folder, line in zip([private, hidden], lines):
+    assert len(lines) == len(unreadable) and lines == notes
+    for folder, line in zip(unreadable, lines):
         assert f"data folder {folder} " in line and "chmod o+rx" in line and "COURSEKIT_DATA_DIR" in line
     readable.rmdir()

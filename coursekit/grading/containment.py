@@ -213,8 +213,8 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
 
 
 def sandbox_data_dirs(folders: list[Path]) -> tuple[list[str], list[str]]:
-    """The data folders the sandbox's uid can read (anyone may list them and every folder above them), and a
-    one-line note for each left out that holds files (a private cache first on COURSEKIT_DATA_DIR would otherwise
+    """The data folders the sandbox's uid can read (anyone may list them and, without bubblewrap, every folder
+    above them), and a one-line note for each left out that holds files (a private cache first on COURSEKIT_DATA_DIR would otherwise
     shadow the shared copy, so every probe reading the corpus would fail with PermissionError).
 
     >>> import tempfile; private = Path(tempfile.mkdtemp()); _ = (private / "x.txt").write_text("x")
@@ -226,7 +226,10 @@ def sandbox_data_dirs(folders: list[Path]) -> tuple[list[str], list[str]]:
         if not folder.is_dir():
             continue
         path = folder.resolve()
-        if path.stat().st_mode & 0o005 == 0o005 and all(p.stat().st_mode & 0o001 for p in path.parents):
+        # Under bubblewrap the folders above a bind are made afresh (0755) inside the sandbox: only the folder
+        # itself must be readable (CI's data lives under a private mktemp folder). Elsewhere every parent counts.
+        parents_open = level() == "bubblewrap" or all(p.stat().st_mode & 0o001 for p in path.parents)
+        if path.stat().st_mode & 0o005 == 0o005 and parents_open:
             kept.append(str(path))
         elif any(path.iterdir()):
             notes.append(f"note: the data folder {folder} is not readable by other users, so the grading sandbox "
