@@ -37,11 +37,14 @@ def install(notes: dict[str, str], report) -> None:
     """Install the import notes and the review hook; `report(kind, detail)` sends a flag to the parent."""
     sys.meta_path.insert(0, Unavailable(notes, report))
     seen: set[str] = set()
-    reviewed = tuple(REVIEWED_EVENTS.items())  # the hook's own copy: clearing the module's dict changes nothing
+    reviewed = tuple(REVIEWED_EVENTS.items())  # an immutable copy: clearing the module's dict changes nothing
+    names = frozenset(name for name, _ in reviewed)  # every audit event passes here: most leave at this test
 
     def hook(event, args):
-        what = next((what for name, what in reviewed if name == event), None)
-        if what and what not in seen:
+        if event not in names:
+            return
+        what = next(what for name, what in reviewed if name == event)
+        if what not in seen:
             seen.add(what)
             report("review", f"{what} ({event})")
 
