@@ -29,6 +29,7 @@ import contextvars
 import copy
 import hashlib
 import linecache
+import math
 import os
 import sysconfig
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ class Check:
             except Exception as error:
                 raise for_the_student(error)
             with seeded(PUBLIC_SEED, self.exercise, test.name):
-                message = test.judge(data)
+                message = test.judge(data) or nan_problem(data)
             if message:
                 raise for_the_student(AssertionError(f"{self.exercise}: {message}"))
         print(f"✓ {self.exercise}: " + ("the test passed." if len(self.tests) == 1 else
@@ -189,7 +190,7 @@ class Check:
                 outcomes.append(Outcome(test.name, False, data.message))
                 continue
             with seeded(run_seed, self.exercise, test.name):
-                message = test.judge(data)
+                message = test.judge(data) or nan_problem(data)
             outcomes.append(Outcome(test.name, message is None, message or ""))
         return outcomes
 
@@ -275,6 +276,33 @@ def to_plain(value: Any) -> Any:
     if type(value) is dict and all(type(key) is str for key in value):
         return {key: to_plain(item) for key, item in value.items()}
     raise TypeError(f"returned {describe(value)} where a plain value (number, string, list, tensor) was expected")
+
+
+def nan_problem(data: Any) -> str | None:
+    """No right answer in this course holds NaN, yet NaN slips through comparisons (`NaN > tol` is False), so a
+    judge that found nothing wrong is overruled when the probe's data holds one.
+
+    >>> nan_problem([1.0, np.array([0.5, np.nan])])
+    'your code returned NaN (not a number): look for 0 * inf (e.g. dropout applied to -inf scores), 0 / 0, log(0) or exp of a large number'
+    >>> nan_problem({"loss": 2.5}) is None
+    True
+    """
+    if _holds_nan(data):
+        return ("your code returned NaN (not a number): look for 0 * inf (e.g. dropout applied to -inf scores), "
+                "0 / 0, log(0) or exp of a large number")
+    return None
+
+
+def _holds_nan(data: Any) -> bool:
+    if type(data) is float:
+        return math.isnan(data)
+    if isinstance(data, np.ndarray):
+        return data.dtype.kind in "fc" and bool(np.isnan(data).any())
+    if type(data) is list:
+        return any(_holds_nan(item) for item in data)
+    if type(data) is dict:
+        return any(_holds_nan(item) for item in data.values())
+    return False
 
 
 def type_and_value(value) -> dict:
