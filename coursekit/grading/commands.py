@@ -89,6 +89,12 @@ def grade_command(arguments) -> int:
     from coursekit.grading import containment
 
     print(f"containment: {containment.describe()}", file=sys.stderr)
+    refused = containment.refusal(arguments.allow_root_student_code)
+    if refused:
+        print(refused, file=sys.stderr)
+        if arguments.gradescope:
+            gradescope.failure_results(refused, root)
+        return 2
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"
@@ -101,7 +107,7 @@ def grade_command(arguments) -> int:
     if not arguments.out:
         print("✗ say where to write the grades: --out DIR", file=sys.stderr)
         return 2
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [str(p) for p in paths if not os.path.lexists(p)]  # a dangling symlink is refused later, with a note
     if missing:
         print(f"✗ not found: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -209,6 +215,8 @@ def add_parsers(commands) -> None:
                        "HTML page per question and written_scores.csv to fill in")
     grade.add_argument("--written-scores", metavar="FILE", help="the filled-in written_scores.csv: merge the TA's "
                        "points into grades.csv, the feedback and Gradescope's results")
+    grade.add_argument("--allow-root-student-code", action="store_true", help="grade although the only containment "
+                       "here is rlimits-only and the grader is root (student code then runs as root; see GRADING.md)")
     grade.add_argument("--gradescope", action="store_true", help="run as a Gradescope autograder")
     grade.add_argument("--gradescope-root", default="/autograder", help="Gradescope's root (default /autograder)")
     grade.set_defaults(run=grade_command)

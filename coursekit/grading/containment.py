@@ -56,6 +56,8 @@ NOT_FOR_STUDENTS = ("coursekit.build", "coursekit.cli", "coursekit.__main__", "c
 CHECKS_INIT = '"""The check modules this notebook\'s probes use (the worker imports each by name)."""\n'
 
 
+ALLOW_ROOT = "COURSEKIT_ALLOW_ROOT_STUDENT_CODE"  # "1": grade as root although student code would run as root
+ALLOW_ROOT_FLAG = "--allow-root-student-code"
 FORCE = "COURSEKIT_CONTAINMENT"  # "separate-uid" or "rlimits-only": use a fallback although bwrap works (tests)
 # One uid per sandbox running at the same time, from a block drawn at random for this grader process (no account
 # uses them): sandboxes cannot signal each other, do not share a process limit or a kernel keyring, and neither
@@ -123,6 +125,20 @@ def describe() -> str:
     """The one line that says which containment student code gets here, and why when it is a fallback."""
     kind, why = _decide()
     return LEVELS[kind] + (f" [{why}]" if why else "")
+
+
+def refusal(allowed: bool = False) -> str | None:
+    """The one line that says why grading is refused here (student code would run as root), or None.
+
+    Only "rlimits only" as root is refused, unless `allowed` (the instructor's flag) or ALLOW_ROOT=1 says go on.
+    """
+    if level() != "rlimits only" or not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return None
+    if allowed or os.environ.get(ALLOW_ROOT) == "1":
+        return None
+    return (f"✗ not grading: only rlimits-only containment works here and the grader is root, so student code would "
+            f"run as root ({_decide()[1]}); install bubblewrap or open this Python to other users for the "
+            f"separate-uid fallback, or pass {ALLOW_ROOT_FLAG} ({ALLOW_ROOT}=1) to grade anyway")
 
 
 class _UidPool:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from coursekit.grading import containment, wire
+from coursekit.grading import containment, protocol, wire
 
 BOOT = ("import os, sys; sys.dont_write_bytecode = True; sys.path.insert(0, os.environ['COURSEKIT_STAGED']); "
         "from coursekit.grading.worker import main; main({job}, {channel})")
@@ -43,6 +43,7 @@ class Limits:
     restarts: int = 3
     startup_seconds: float = 120.0
     tmpfs_bytes: int = 512 * 2**20  # the sandbox's private HOME/TMPDIR (held in memory)
+    judge_seconds: float = 60.0  # judging one test's claim, in the grader's limited judge child (judging.py)
 
     def grace(self, seconds: float) -> float:
         return seconds + max(2.0, 0.25 * seconds)
@@ -205,8 +206,11 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                 break
             done, corrupt = False, None
             exercise_started: dict[str, float] = {}
+            order = protocol.Order([c["index"] for c in cells if c["index"] not in skip_cells], todo, tests,
+                                   {item["exercise"]: item["skip_tests"] for item in todo})
             try:
                 for message in child.messages():
+                    order.check(message)  # a frame out of the worker's order was written by someone else
                     kind = message.get("type")
                     now = time.monotonic()
                     if kind == "ready":
