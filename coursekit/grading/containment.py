@@ -5,11 +5,11 @@ is built from nothing: read-only binds of the operating system's libraries, the 
 data, a read-only copy of coursekit that holds only the modules this notebook may use (`stage`), a private tmpfs
 as HOME and TMPDIR, and a /proc that shows only the sandbox's own processes. The project tree, solutions/, tests/,
 the grader's output folder, its environment and every other process are simply not there. The worker runs as
-a uid of its own (see UIDS; as the user namespace's 65534 when not root) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
+a fresh uid for each run (see UID_BLOCK; as the user namespace's 65534 when not root) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
 kills everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
 
 Fallbacks, weaker and said so in one line (`describe`): as root without bwrap, the worker runs as a uid of its
-own (one per sandbox running at once, see UIDS) with the rlimits: it cannot read the grader's private
+own (a fresh one for each run, see UID_BLOCK) with the rlimits: it cannot read the grader's private
 files or signal the grader or another sandbox, and every process of that uid is killed at the end of the run;
 but it reads whatever the machine lets anyone read and can use the network. Otherwise it runs as the grader's
 own user with rlimits only. `COURSEKIT_CONTAINMENT=separate-uid` or `rlimits-only` picks a fallback on purpose.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -59,13 +60,14 @@ CHECKS_INIT = '"""The check modules this notebook\'s probes use (the worker impo
 ALLOW_ROOT = "COURSEKIT_ALLOW_ROOT_STUDENT_CODE"  # "1": grade as root although student code would run as root
 ALLOW_ROOT_FLAG = "--allow-root-student-code"
 FORCE = "COURSEKIT_CONTAINMENT"  # "separate-uid" or "rlimits-only": use a fallback although bwrap works (tests)
-# One uid per sandbox running at the same time, from a block drawn at random for this grader process (no account
-# uses them): sandboxes cannot signal each other, do not share a process limit or a kernel keyring, and neither
-# another grader on the machine nor a later batch gets the same uids (so the uid fallback's kill of "every process
-# of that uid" reaches only this run's). With more parallel jobs than uids, a job waits for one.
-UID_BLOCK = 16
-_FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow(2**26)
-UIDS = tuple(range(_FIRST_UID, _FIRST_UID + UID_BLOCK))
+# A uid of its own for every sandbox run, never used twice: from a block drawn at random for this grader process
+# (no account uses them), the next one for each run. Sandboxes cannot signal each other, share no process limit,
+# and leave nothing per uid behind for a later one (a kernel keyring key outlives the run that added it, while the
+# uid's record is kept); neither another grader on the machine nor a later batch gets the same uids (so the uid
+# fallback's kill of "every process of that uid" reaches only this run's).
+UID_BLOCK = 2**20
+_FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow(2**10)
+_next_uid = itertools.count(_FIRST_UID)
 
 
 def _bwrap_problem(privileged: bool) -> str | None:
@@ -141,24 +143,17 @@ def refusal(allowed: bool = False) -> str | None:
             f"separate-uid fallback, or pass {ALLOW_ROOT_FLAG} ({ALLOW_ROOT}=1) to grade anyway")
 
 
-class _UidPool:
-    def __init__(self, uids):
-        self.free, self.ready = list(uids), threading.Condition()
-
-    @contextlib.contextmanager
-    def take(self):
-        with self.ready:
-            self.ready.wait_for(lambda: self.free)
-            uid = self.free.pop(0)
-        try:
-            yield uid
-        finally:
-            with self.ready:
-                self.free.insert(0, uid)
-                self.ready.notify()
+@contextlib.contextmanager
+def sandbox_uid():
+    """`with sandbox_uid() as uid:` a fresh uid for one sandbox run (see UID_BLOCK)."""
+    with _uid_lock:
+        uid = next(_next_uid)
+    if uid >= _FIRST_UID + UID_BLOCK:
+        raise OSError(f"this grader process has used up its {UID_BLOCK} sandbox uids: grade the rest in a new run")
+    yield uid
 
 
-sandbox_uid = _UidPool(UIDS).take  # `with sandbox_uid() as uid:` one sandbox's uid, its own while it runs
+_uid_lock = threading.Lock()
 
 
 def kill_uid(uid: int) -> None:

@@ -206,6 +206,7 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                 break
             done, corrupt = False, None
             exercise_started: dict[str, float] = {}
+            claimed_since_cell: list[tuple[str, str]] = []  # voided if junk follows: maybe not the worker's
             order = protocol.Order([c["index"] for c in cells if c["index"] not in skip_cells], todo, tests,
                                    {item["exercise"]: item["skip_tests"] for item in todo})
             try:
@@ -217,6 +218,7 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                         child.stage, child.stage_deadline = ("ready", None, None), now + 30
                     elif kind == "stage" and message.get("stage") == "cell" and type(message.get("cell")) is int:
                         child.stage = ("cell", message["cell"], None)
+                        claimed_since_cell.clear()
                         child.stage_deadline = now + limits.grace(limits.cell_seconds)
                     elif kind == "stage" and message.get("stage") == "probe" and message.get("exercise") in received:
                         exercise, test = message["exercise"], message.get("test")
@@ -235,6 +237,7 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                     elif kind == "test" and message.get("exercise") in received and message.get("test") in known_tests.get(
                             message.get("exercise"), ()) and message["test"] not in received[message["exercise"]]:
                         received[message["exercise"]][message["test"]] = wire.decode_value(message.get("data"))
+                        claimed_since_cell.append((message["exercise"], message["test"]))
                         if set(received[message["exercise"]]) >= known_tests[message["exercise"]]:
                             finished.add(message["exercise"])
                     elif kind == "missing" and message.get("exercise") in received and type(message.get("reason")) is str:
@@ -266,6 +269,9 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
             if corrupt:  # only the student's own code can write this run's pipe
                 run.notes.append(f"your code wrote something that is not a result into the grader's channel "
                                  f"({corrupt}); the tests after that point did not run")
+                for exercise, test in claimed_since_cell:  # the frames before the junk may be forged in order too
+                    received[exercise][test] = _error("your code wrote into the grader's channel while this was "
+                                                      "tested, so its result is not used")
                 run.flags.append(f"wrote junk into its results channel ({corrupt})")
                 break
             stage, where, test = child.stage
