@@ -213,7 +213,8 @@ def test_a_forged_import_note_goes_to_review_not_to_the_student(graded):
     _, out = graded
     flags = [row["flag"] for row in csv.DictReader(open(out / "review.csv")) if row["student"] == "injects_frames"]
     assert any("does not know (forged?): GRADER NOTE" in flag for flag in flags), flags
-    assert "GRADER NOTE" not in feedback(out, "injects_frames")
+    notes = feedback(out, "injects_frames").split("## Flagged for review")[0]  # the flags list it, as its own text
+    assert "## Notes" in notes and "GRADER NOTE" not in notes
     assert "not available while grading" in feedback(out, "imports_tooling")  # the grader's own notes do reach it
 
 

@@ -1,11 +1,15 @@
 """Red team 3's findings against the landed grader (/work/redteam3/FINDINGS.md), one test each: the route it
 found, rebuilt here, must now earn nothing, while the reference still earns everything."""
 
+import subprocess
+
+import pytest
 import torch
 import torch.nn as nn
 
 from coursekit import gpt
 from coursekit.checks import CHECKS
+from coursekit.grading import containment
 
 SEED = 977  # a grading run's seed (not the public one)
 
@@ -51,3 +55,34 @@ def test_f1_zeroed_weights_no_longer_pass_the_mlp_and_block_checks():
     assert fraction("check_mlp", gpt.MLP) == 1.0 and fraction("check_block", gpt.Block) == 1.0
     assert fraction("check_mlp", ZeroMLP) < 0.5
     assert fraction("check_block", ZeroBlock) < 0.5
+
+
+def test_f2_every_sandbox_run_gets_a_uid_never_used_before():
+    """F2: with --jobs 1 every sandbox got the same uid, and a key one student left in its keyring reached the
+    next (the corpus's keyring_across_runs shows it end to end, across a notebook's own restarts)."""
+    uids = []
+    for _ in range(3):
+        with containment.sandbox_uid() as uid:
+            uids.append(uid)
+    assert len(set(uids)) == 3 and all(uid >= 1_000_000 for uid in uids)
+
+
+@pytest.mark.skipif(containment.level() != "bubblewrap", reason="needs the bubblewrap sandbox")
+def test_f4_a_pip_installed_coursekit_is_an_empty_folder_inside_the_sandbox(tmp_path, monkeypatch):
+    """F4: with coursekit pip-installed, the bound site-packages held the full reference next to the trimmed copy."""
+    site = tmp_path / "python" / "lib" / "python3.11" / "site-packages"
+    (site / "coursekit").mkdir(parents=True)
+    (site / "coursekit" / "gpt.py").write_text("REFERENCE = True\n")
+    (site / "neighbour.py").write_text("")
+    for path in [tmp_path, *(tmp_path / "python").rglob("*")]:
+        path.chmod(0o755)
+    roots = containment.python_roots()
+    monkeypatch.setattr(containment, "python_roots", lambda: [*roots, str(tmp_path / "python")])
+    assert containment.installed_coursekit() == [str((site / "coursekit").resolve())]
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    staged.chmod(0o755)
+    boot = f"import os; print(sorted(os.listdir({str(site)!r})), os.listdir({str(site / 'coursekit')!r}))"
+    argv, options = containment.command(boot, str(staged), [], 16 * 2**20)
+    seen = subprocess.run(argv, capture_output=True, text=True, timeout=120, **options)
+    assert seen.stdout.split("\n")[0] == "['coursekit', 'neighbour.py'] []", seen.stderr[-500:]

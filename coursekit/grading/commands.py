@@ -49,7 +49,8 @@ def _collect(paths: list[Path]) -> tuple[list[submissions.Submission], dict[str,
 def _limits(arguments) -> sandbox.Limits:
     return sandbox.Limits(cell_seconds=arguments.cell_seconds, exercise_seconds=arguments.exercise_seconds,
                           notebook_seconds=arguments.notebook_seconds, memory_bytes=arguments.memory_mb * 2**20,
-                          exercise_memory_bytes=arguments.exercise_memory_mb * 2**20)
+                          exercise_memory_bytes=arguments.exercise_memory_mb * 2**20,
+                          judge_seconds=arguments.judge_seconds)
 
 
 def _rubric_name(arguments, paths: list[Path], solutions: Path) -> str:
@@ -207,6 +208,8 @@ def add_parsers(commands) -> None:
     grade.add_argument("--notebook-seconds", type=float, default=900, help="time limit per notebook (900)")
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
+    grade.add_argument("--judge-seconds", type=float, default=120, help="time limit for judging one test's "
+                       "result, in the grader's judge process (120)")
     grade.add_argument("--secret", help="the secret the probes' inputs are drawn from (default: "
                        "$COURSEKIT_GRADING_SECRET, else a fresh one); it is saved as OUT/grading-secret.txt, and "
                        "the same secret regrades to the same grades.csv")

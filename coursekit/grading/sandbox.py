@@ -43,7 +43,7 @@ class Limits:
     restarts: int = 3
     startup_seconds: float = 120.0
     tmpfs_bytes: int = 512 * 2**20  # the sandbox's private HOME/TMPDIR (held in memory)
-    judge_seconds: float = 60.0  # judging one test's claim, in the grader's limited judge child (judging.py)
+    judge_seconds: float = 120.0  # judging one test's claim, in the grader's limited judge child (judging.py)
 
     def grace(self, seconds: float) -> float:
         return seconds + max(2.0, 0.25 * seconds)
