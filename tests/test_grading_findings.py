@@ -2,6 +2,7 @@
 found, rebuilt here, must now earn nothing, while the reference still earns everything."""
 
 import subprocess
+import time
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.nn as nn
 
 from coursekit import gpt
 from coursekit.checks import CHECKS
-from coursekit.grading import containment
+from coursekit.grading import containment, judging
 
 SEED = 977  # a grading run's seed (not the public one)
 
@@ -86,3 +87,60 @@ def test_f4_a_pip_installed_coursekit_is_an_empty_folder_inside_the_sandbox(tmp_
     argv, options = containment.command(boot, str(staged), [], 16 * 2**20)
     seen = subprocess.run(argv, capture_output=True, text=True, timeout=120, **options)
     assert seen.stdout.split("\n")[0] == "['coursekit', 'neighbour.py'] []", seen.stderr[-500:]
+
+
+class NanHead(nn.Module):
+    """F3: no attention at all, only NaN, which passed every `difference > tolerance` of the causality test."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__()
+        self.head_size = head_size
+
+    def forward(self, x):
+        return torch.full((*x.shape[:2], self.head_size), float("nan"))
+
+
+class NanMultiHead(nn.Module):
+    """F3: sees the future (a sum over every position), hidden by NaN."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__()
+
+    def forward(self, x):
+        return x.sum(1, keepdim=True).expand_as(x) * float("nan")
+
+
+@pytest.mark.parametrize("check_name, answer", [("check_attention_head", NanHead),
+                                                ("check_multi_head_attention", NanMultiHead)])
+def test_f3_nan_outputs_fail_the_causality_test(check_name, answer):
+    check = CHECKS[check_name]
+    outcomes = check.judge(check.probe_all((answer,), SEED), SEED)
+    future = [o for o in outcomes if "future" in o.test or "past" in o.test]
+    assert future and not any(o.passed for o in future), outcomes
+
+
+class ManyNormsBlock(gpt.Block):
+    """F6: 1,500 unused LayerNorms and an output no wiring gives: the block judge tries every ordered pair of
+    LayerNorms in every wiring (days of judging)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.spare = nn.ModuleList(nn.LayerNorm(config.n_embd) for _ in range(1500))
+
+    def forward(self, x):
+        return 2 * x
+
+
+def test_f6_a_claim_that_makes_a_judge_loop_for_days_costs_its_tests_not_the_batch():
+    judges = judging.Judges([], memory_bytes=4 * 2**30, seconds=5)
+    try:
+        started = time.monotonic()
+        outcomes = judges.judge("check_block", CHECKS["check_block"].probe_all((ManyNormsBlock,), SEED), SEED)
+        took = time.monotonic() - started
+        assert not any(o.passed for o in outcomes)
+        assert any("took longer than 5 s" in o.message for o in outcomes), outcomes
+        assert took < 5 * len(outcomes) + 300  # each test stopped at its deadline (plus restarts of the judge)
+        [honest] = judges.judge("check_mlp", CHECKS["check_mlp"].probe_all((gpt.MLP,), SEED), SEED)[:1]
+        assert honest.passed  # the batch goes on: the next student is judged as usual
+    finally:
+        judges.close()

@@ -27,6 +27,9 @@ from coursekit.grading import containment, explain, judging, matching, sandbox, 
 from coursekit.grading.submissions import CodeCell, StudentNotebook, Submission
 
 
+CELL_NOTES = 20  # cell errors (and scan flags) listed per notebook; a notebook of 3,000 failing cells gets a count
+
+
 @dataclass
 class ExerciseGrade:
     label: str
@@ -235,9 +238,10 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         untouched = explain.untouched_cells(notebook, given)
         grade.notes.extend(f"{notebook.filename}: {note}" for note in run.notes)
         hidden = [cell for cell, error in run.cell_errors.items() if cell in untouched and explain.is_consequence(error)]
-        for cell, error in sorted(run.cell_errors.items()):
-            if cell not in hidden:
-                grade.notes.append(f"{notebook.filename}, cell {cell}: {error}")
+        shown = [(cell, error) for cell, error in sorted(run.cell_errors.items()) if cell not in hidden]
+        grade.notes.extend(f"{notebook.filename}, cell {cell}: {error}" for cell, error in shown[:CELL_NOTES])
+        if len(shown) > CELL_NOTES:
+            grade.notes.append(f"{notebook.filename}: {len(shown) - CELL_NOTES} more cells failed (not listed)")
         if hidden:
             grade.notes.append(f"{notebook.filename}: {len(hidden)} handed-out cell(s) (cells "
                                f"{', '.join(map(str, sorted(hidden)))}) also stopped, because work they use is "
@@ -248,9 +252,11 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
                 grade.notes.append(f"{notebook.filename}: the cell of exercise {item.exercise!r} was not found "
                                    "(deleted or its metadata lost); graded whatever your notebook defines")
         grade.flags.extend(f"{notebook.filename}, {flag}" for flag in run.flags)
-        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scan.scan_cells(
-            [(c.index, c.source) for c in notebook.cells if c.source.strip() not in given], set(allowed[stem]),
-            {name.split(".")[0] for name in check_modules}))
+        scanned = scan.scan_cells([(c.index, c.source) for c in notebook.cells if c.source.strip() not in given],
+                                  set(allowed[stem]), {name.split(".")[0] for name in check_modules})
+        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scanned[:CELL_NOTES])
+        if len(scanned) > CELL_NOTES:
+            grade.flags.append(f"{notebook.filename}: {len(scanned) - CELL_NOTES} more flags from the scan (not listed)")
         run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
                        for exercise, reason in run.missing.items()}
         for item in items:

@@ -137,6 +137,7 @@ ROUTES = {
                ".b64encode(value.astype('<f4').tobytes()).decode()}}\n"
                "    send({'type': 'test', 'exercise': 'square', 'test': test.name, 'data': value})\n"
                "check_square(square)"]),
+    "floods_cell_errors": course(before_square=["raise ValueError('<b>' + 'A' * 280)"] * 30),  # 30 notes
     "keyring_across_runs": notebook(  # a kernel key left for the next sandbox of the same uid; the crash reruns it
         SETUP, "import ctypes, os, platform\nadd_key, keyctl = {'x86_64': (248, 250), 'aarch64': (217, 219)}"
                "[platform.machine()]\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
