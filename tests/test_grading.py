@@ -20,7 +20,7 @@ import pytest
 
 from coursekit import build
 from coursekit.cli import main
-from coursekit.grading.feedback import file_name
+from coursekit.grading.feedback import file_name, from_cell
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "grading_submissions"
@@ -144,7 +144,7 @@ def grade(course, out, jobs="2", secret="the same secret"):
                  secret, *LIMITS])
     assert code == 0
     with open(out / "grades.csv", newline="") as handle:  # a leading = is quoted in the CSV: spreadsheets run it
-        return {row["student"].removeprefix("'"): row for row in csv.DictReader(handle)}
+        return {from_cell(row["student"]): row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,8 @@ def test_regrading_with_the_same_secret_gives_identical_grades_csv(course, grade
 def test_scans_and_the_sandbox_flag_for_review(graded):
     _, out = graded
     flagged = {row["student"] for row in csv.DictReader(open(out / "review.csv"))}
-    assert {"monkeypatch", "lying_objects", "starts_a_shell", "forges_results", "fork_bomb", "injects_frames"} <= flagged
+    assert {"monkeypatch", "lying_objects", "starts_a_shell", "forges_results", "fork_bomb",
+            "injects_frames"} <= flagged
     assert "solution" not in flagged and "unsolved" not in flagged
 
 

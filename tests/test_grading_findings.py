@@ -144,3 +144,14 @@ def test_f6_a_claim_that_makes_a_judge_loop_for_days_costs_its_tests_not_the_bat
         assert honest.passed  # the batch goes on: the next student is judged as usual
     finally:
         judges.close()
+
+
+def test_f8_the_reference_head_gets_full_marks_when_the_secret_draws_fewer_channels_than_heads():
+    """F8: this secret draws head_size 3 with n_head 4, and reading the head's matrices by head divided by 0."""
+    from coursekit import attention
+    from coursekit.grading.grader import run_seed
+
+    seed = run_seed("e7eaa23bb0f6f751a3d6e9966290886c")
+    check = CHECKS["check_attention_head"]
+    outcomes = check.judge(check.probe_all((attention.AttentionHead,), seed), seed)
+    assert all(o.passed for o in outcomes), outcomes

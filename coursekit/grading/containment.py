@@ -5,8 +5,9 @@ is built from nothing: read-only binds of the operating system's libraries, the 
 data, a read-only copy of coursekit that holds only the modules this notebook may use (`stage`), a private tmpfs
 as HOME and TMPDIR, and a /proc that shows only the sandbox's own processes. The project tree, solutions/, tests/,
 the grader's output folder, its environment and every other process are simply not there. The worker runs as
-a fresh uid for each run (see UID_BLOCK; as the user namespace's 65534 when not root) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
-kills everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
+a fresh uid for each run (see UID_BLOCK; as the user namespace's 65534 when not root) with no capabilities and
+no_new_privs, so its rlimits (processes included) hold; a course installed into that Python is hidden; bwrap kills
+everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
 
 Fallbacks, weaker and said so in one line (`describe`): as root without bwrap, the worker runs as a uid of its
 own (a fresh one for each run, see UID_BLOCK) with the rlimits: it cannot read the grader's private

@@ -15,7 +15,8 @@ its own next frame, that repeats one already seen and ends the run.
 >>> order = Order(cells=[0, 2], exercises=[{"exercise": "f", "after_cell": 2}], tests={"f": ["a", "b"]},
 ...               skip_tests={"f": ["a"]})
 >>> for message in [{"type": "ready"}, {"type": "stage", "stage": "cell", "cell": 0},
-...                 {"type": "stage", "stage": "cell", "cell": 2}, {"type": "stage", "stage": "probe", "exercise": "f", "test": ""},
+...                 {"type": "stage", "stage": "cell", "cell": 2},
+...                 {"type": "stage", "stage": "probe", "exercise": "f", "test": ""},
 ...                 {"type": "stage", "stage": "probe", "exercise": "f", "test": "b"}]:
 ...     order.check(message)
 >>> order.check({"type": "test", "exercise": "f", "test": "a", "data": 1})
