@@ -155,3 +155,15 @@ def test_f8_the_reference_head_gets_full_marks_when_the_secret_draws_fewer_chann
     check = CHECKS["check_attention_head"]
     outcomes = check.judge(check.probe_all((attention.AttentionHead,), seed), seed)
     assert all(o.passed for o in outcomes), outcomes
+
+
+def test_f9_a_nan_gradient_fails_the_zero_grad_and_clipping_tests():
+    """F9: one NaN gradient entry made every `residual > tolerance` and `|norm - clip| > tolerance` False."""
+    from coursekit.checks import gpt_training
+
+    nan, clip = float("nan"), gpt_training.CLIP
+    fine = {"residual": 0.0, "norm": clip, "fresh_norm": 10 * clip}
+    assert gpt_training._zero_grad_judge({"steps": [fine, fine]}) is None
+    assert gpt_training._clip_judge({"steps": [fine, fine]}) is None
+    assert gpt_training._zero_grad_judge({"steps": [fine, {**fine, "residual": nan}]})
+    assert gpt_training._clip_judge({"steps": [fine, {**fine, "norm": nan, "fresh_norm": nan}]})
