@@ -73,8 +73,9 @@ class Order:
         elif kind == "test":
             if (message.get("exercise"), message.get("test")) != (self.exercise, self.test) or not self.test \
                     or self.answered:
+                running = f"{self.exercise} / {self.test!r} is running" if self.test else "no test is running"
                 raise WireError(f"a result for {str(message.get('exercise'))[:40]} / {str(message.get('test'))[:60]!r}"
-                                f" while {self.exercise} / {self.test!r} is running" if not self.answered else
+                                f" while {running}" if not self.answered else
                                 f"a second result for {self.exercise} / {self.test!r}")
             self.answered = True
         elif kind == "missing":
