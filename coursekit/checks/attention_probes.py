@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 
 from coursekit.checks.core import is_public, probe_rng
-from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, randomise_parameters,
-                                      run_module, single_threaded, train_and_eval_runs)
+from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
+                                      single_threaded, train_and_eval_runs)
 
 B = 2
 HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
@@ -114,7 +114,7 @@ def values_probe(build, sizes_of):
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
-        module = randomise_parameters(build(module_class, sizes), weights=True).eval()  # zeroed q, k hide nothing
+        module = build(module_class, sizes).eval()
         zero_biases(module)
         x = probe_input(sizes)
         named = named_projections(module)
