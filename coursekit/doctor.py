@@ -239,7 +239,9 @@ def check_containment() -> list[Result]:
     from coursekit.grading import containment
 
     kind = containment.level()
-    return [Result(kind == "bubblewrap", f"grading containment: {containment.describe()}",
+    refused = containment.refusal()
+    refusal = f"; as root, grade refuses to run student code unless {containment.ALLOW_ROOT_FLAG}" if refused else ""
+    return [Result(kind == "bubblewrap", f"grading containment: {containment.describe()}{refusal}",
                    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces",
                    needed=False)]
 

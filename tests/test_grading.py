@@ -20,6 +20,7 @@ import pytest
 
 from coursekit import build
 from coursekit.cli import main
+from coursekit.grading.feedback import file_name, from_cell
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "grading_submissions"
@@ -29,6 +30,7 @@ import build_corpus  # noqa: E402
 LIMITS = ["--cell-seconds", "3", "--exercise-seconds", "3", "--notebook-seconds", "120", "--memory-mb", "3072",
           "--exercise-memory-mb", "1024"]
 
+HOSTILE_NAMES = ['=HYPERLINK("https:__evil.example","regrade")', "<img src=x onerror=alert(1)>"]  # as file names
 # student: (double points, square points, text the feedback must contain): what each attack deserves
 EXPECTED = {
     "solution": (2, 3, ""),
@@ -79,6 +81,12 @@ EXPECTED = {
     "tensor_lies_about_dtype": (1, 3, ""),
     "lying_float": (2, 1, "where a plain value"),
     "deeply_nested_result": (1, 3, "nested deeper than 64 levels"),
+    "replaces_check_tests": (0, 0, ""),
+    "injects_frames": (2, 0, "while this was tested, so its result is not used"),
+    "keyring_across_runs": (2, 3, "exited"),
+    "floods_cell_errors": (2, 3, "10 more cells failed (not listed)"),
+    HOSTILE_NAMES[0]: (2, 3, ""),
+    HOSTILE_NAMES[1]: (2, 3, ""),
     # made by the fixture: what cannot be committed as a file
     "symlink_to_solution": (0, 0, "symbolic link"),
     "symlinked_folder": (0, 0, "symbolic link"),
@@ -105,6 +113,8 @@ def course(tmp_path_factory):
     nbformat.write(build_corpus.SOLUTION, submissions / "solution.ipynb")
     unsolved = build.student_version(build_corpus.SOLUTION, "01_tiny.ipynb")
     nbformat.write(unsolved, submissions / "unsolved.ipynb")
+    for name in HOSTILE_NAMES:
+        nbformat.write(build_corpus.SOLUTION, submissions / f"{name}.ipynb")
     huge = nbformat.from_dict(build_corpus.SOLUTION)
     huge.cells[0].outputs = [nbformat.v4.new_output("stream", text="x" * (100 * 2**20))]
     nbformat.write(huge, submissions / "huge_output.ipynb")
@@ -133,8 +143,8 @@ def grade(course, out, jobs="2", secret="the same secret"):
                  "--solutions", str(course / "solutions"), "--check-module", "grading_tiny_checks", "--secret",
                  secret, *LIMITS])
     assert code == 0
-    with open(out / "grades.csv", newline="") as handle:
-        return {row["student"]: row for row in csv.DictReader(handle)}
+    with open(out / "grades.csv", newline="") as handle:  # a leading = is quoted in the CSV: spreadsheets run it
+        return {from_cell(row["student"]): row for row in csv.DictReader(handle)}
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +161,7 @@ def graded(course):
 
 
 def feedback(out, student):
-    return (out / "feedback" / f"{feedback_name(student)}.md").read_text().replace("\\", "")
-
-
-def feedback_name(student):
-    return student.replace("/", "_")
+    return (out / "feedback" / f"{file_name(student)}.md").read_text().replace("\\", "")
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
@@ -200,14 +206,27 @@ def test_regrading_with_the_same_secret_gives_identical_grades_csv(course, grade
 def test_scans_and_the_sandbox_flag_for_review(graded):
     _, out = graded
     flagged = {row["student"] for row in csv.DictReader(open(out / "review.csv"))}
-    assert {"monkeypatch", "lying_objects", "starts_a_shell", "forges_results", "fork_bomb"} <= flagged
+    assert {"monkeypatch", "lying_objects", "starts_a_shell", "forges_results", "fork_bomb",
+            "injects_frames"} <= flagged
     assert "solution" not in flagged and "unsolved" not in flagged
+
+
+def test_a_forged_import_note_goes_to_review_not_to_the_student(graded):
+    _, out = graded
+    flags = [row["flag"] for row in csv.DictReader(open(out / "review.csv")) if row["student"] == "injects_frames"]
+    assert any("does not know (forged?): GRADER NOTE" in flag for flag in flags), flags
+    notes = feedback(out, "injects_frames").split("## Flagged for review")[0]  # the flags list it, as its own text
+    assert "## Notes" in notes and "GRADER NOTE" not in notes
+    assert "not available while grading" in feedback(out, "imports_tooling")  # the grader's own notes do reach it
 
 
 def test_html_feedback_escapes_student_text(course, graded):
     _, out = graded
     page = (out / "feedback" / "lying_objects.html").read_text()
     assert "<script" not in page and page.startswith("<!DOCTYPE html>")
+    page = (out / "feedback" / f"{file_name(HOSTILE_NAMES[1])}.html").read_text()
+    assert "<img" not in page and "&lt;img" in page
+    assert '\n"\'=HYPERLINK(' in (out / "grades.csv").read_text()  # quoted: a spreadsheet shows it as text
 
 
 def test_gradescope_contract(course, tmp_path):

@@ -131,9 +131,21 @@ def test_the_uid_fallback_keeps_the_grader_private_and_leaves_no_daemon(tmp_path
 
 
 @ROOT_ONLY
-def test_rlimits_only_as_root_is_not_contained_and_says_so(tmp_path, grader_secret, forced, capsys):
+def test_rlimits_only_as_root_is_refused_unless_asked_for_and_doctor_says_so(tmp_path, grader_secret, forced, capsys):
     forced(COURSEKIT_CONTAINMENT="rlimits-only")
-    assert main(write_course(tmp_path, grader_secret)) == 0
+    arguments = write_course(tmp_path, grader_secret)
+    assert main(arguments) == 2  # student code would run as root: nothing is graded
+    said = capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert "student code would run as root" in said and containment.ALLOW_ROOT_FLAG in said, said
+    from coursekit import doctor
+
+    [report] = doctor.check_containment()
+    assert "WEAKEST" in report.line() and containment.ALLOW_ROOT_FLAG in report.line()
+    forced(COURSEKIT_ALLOW_ROOT_STUDENT_CODE="1")
+    assert containment.refusal() is None and doctor.check_containment()[0].line().count("refuses") == 0
+    forced(COURSEKIT_ALLOW_ROOT_STUDENT_CODE="")
+    assert main([*arguments, containment.ALLOW_ROOT_FLAG]) == 0
     row, lines = result(tmp_path, capsys.readouterr().err)
     assert (float(row["double"]), float(row["square"])) == (0, 3)  # the probe saw it was not contained
     assert len(lines) == 1 and "WEAKEST" in lines[0]

@@ -114,3 +114,18 @@ def test_gradescope_shows_written_questions_as_pending_until_graded(course):
     assert [(t["name"], t["score"], t["max_score"]) for t in results["tests"]] == [
         ("written.loss_curve", 0.0, 3), ("written.embedding", 0.0, 2)]
     assert all("graded by hand" in t["output"] for t in results["tests"])
+
+
+def test_a_student_named_with_a_leading_quote_keeps_their_own_written_points(tmp_path):
+    """Red team 3 F10: the merge dropped every leading quote, so 'bob's points went to bob."""
+    from coursekit.grading import feedback, written
+
+    question = rubric.Resolved("02.loss_curve", "02_bigram_mlp", "loss_curve", 3, "", (), written=True)
+    sheet = tmp_path / "written_scores.csv"
+    with open(sheet, "w", newline="") as handle:
+        rows = csv.writer(handle)
+        rows.writerow(written.COLUMNS)
+        for student, points in [("'bob", "3"), ("bob", ""), ("=cmd", "1")]:
+            rows.writerow([feedback._cell(student), "", "02_bigram_mlp", "loss_curve", "an answer", points, ""])
+    scores = written.read_scores(sheet, [question])
+    assert scores == {("'bob", "loss_curve"): (3.0, ""), ("=cmd", "loss_curve"): (1.0, "")}

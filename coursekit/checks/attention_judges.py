@@ -186,6 +186,8 @@ def future_judge(got):
     if not all(isinstance(o, np.ndarray) and o.ndim == 3 for o in (before, after, first)) or \
             not before.shape == after.shape == first.shape:
         return "fix the output shape first (see the other tests)"
+    if not all(np.isfinite(o).all() for o in (before, after, first)):  # NaN would pass every comparison below
+        return "the output is not finite (inf or NaN), so whether the past sees the future cannot be told"
     past = float(np.abs(before[:, :cut] - after[:, :cut]).max())
     if past > 1e-5:
         return (f"changing the tokens at positions {cut}..{before.shape[1] - 1} changed the outputs at positions "

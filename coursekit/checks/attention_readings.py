@@ -38,7 +38,7 @@ def pieces(matrices, channels: int, width: int) -> list[torch.Tensor]:
     """Split (channels, k * width) matrices into (channels, width) column blocks, in order."""
     pieces = []
     for matrix in matrices:
-        if matrix.size(0) != channels or matrix.size(1) % width:
+        if width <= 0 or matrix.size(0) != channels or matrix.size(1) % width:  # fewer channels than heads
             return []
         pieces.extend(matrix.split(width, dim=1))
     return pieces

@@ -213,7 +213,7 @@ def _zero_grad_judge(got):
     steps = got["steps"]
     if len(steps) < 2:
         return "fix the optimizer first (see the other tests)"
-    if any(step["residual"] > 1e-4 for step in steps[1:]):
+    if any(not step["residual"] <= 1e-4 for step in steps[1:]):  # written so that NaN fails too
         return ("the gradients add up across steps: call optimizer.zero_grad() before loss.backward() in every step "
                 "(PyTorch accumulates .grad)")
     return None
@@ -224,7 +224,7 @@ def _clip_judge(got):
     if not steps:
         return "fix the optimizer first (see the other tests)"
     for step in steps:
-        if step["fresh_norm"] > 2 * CLIP and abs(step["norm"] - CLIP) > 1e-3 * CLIP:
+        if not step["fresh_norm"] <= 2 * CLIP and not abs(step["norm"] - CLIP) <= 1e-3 * CLIP:  # NaN fails too
             if abs(step["norm"] - step["fresh_norm"]) < 1e-6 * step["fresh_norm"]:
                 return (f"the gradients are not clipped: torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) "
                         f"between loss.backward() and optimizer.step() (gradient norm {step['norm']:.3g} with "

@@ -49,7 +49,8 @@ def _collect(paths: list[Path]) -> tuple[list[submissions.Submission], dict[str,
 def _limits(arguments) -> sandbox.Limits:
     return sandbox.Limits(cell_seconds=arguments.cell_seconds, exercise_seconds=arguments.exercise_seconds,
                           notebook_seconds=arguments.notebook_seconds, memory_bytes=arguments.memory_mb * 2**20,
-                          exercise_memory_bytes=arguments.exercise_memory_mb * 2**20)
+                          exercise_memory_bytes=arguments.exercise_memory_mb * 2**20,
+                          judge_seconds=arguments.judge_seconds)
 
 
 def _rubric_name(arguments, paths: list[Path], solutions: Path) -> str:
@@ -89,6 +90,12 @@ def grade_command(arguments) -> int:
     from coursekit.grading import containment
 
     print(f"containment: {containment.describe()}", file=sys.stderr)
+    refused = containment.refusal(arguments.allow_root_student_code)
+    if refused:
+        print(refused, file=sys.stderr)
+        if arguments.gradescope:
+            gradescope.failure_results(refused, root)
+        return 2
     if arguments.gradescope:
         found = submissions.read_submission(root / "submission")
         found.student = "submission"
@@ -101,7 +108,7 @@ def grade_command(arguments) -> int:
     if not arguments.out:
         print("✗ say where to write the grades: --out DIR", file=sys.stderr)
         return 2
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [str(p) for p in paths if not os.path.lexists(p)]  # a dangling symlink is refused later, with a note
     if missing:
         print(f"✗ not found: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -201,6 +208,8 @@ def add_parsers(commands) -> None:
     grade.add_argument("--notebook-seconds", type=float, default=900, help="time limit per notebook (900)")
     grade.add_argument("--memory-mb", type=int, default=6144, help="address space per notebook (6144)")
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
+    grade.add_argument("--judge-seconds", type=float, default=120, help="time limit for judging one test's "
+                       "result, in the grader's judge process (120)")
     grade.add_argument("--secret", help="the secret the probes' inputs are drawn from (default: "
                        "$COURSEKIT_GRADING_SECRET, else a fresh one); it is saved as OUT/grading-secret.txt, and "
                        "the same secret regrades to the same grades.csv")
@@ -209,6 +218,8 @@ def add_parsers(commands) -> None:
                        "HTML page per question and written_scores.csv to fill in")
     grade.add_argument("--written-scores", metavar="FILE", help="the filled-in written_scores.csv: merge the TA's "
                        "points into grades.csv, the feedback and Gradescope's results")
+    grade.add_argument("--allow-root-student-code", action="store_true", help="grade although the only containment "
+                       "here is rlimits-only and the grader is root (student code then runs as root; see GRADING.md)")
     grade.add_argument("--gradescope", action="store_true", help="run as a Gradescope autograder")
     grade.add_argument("--gradescope-root", default="/autograder", help="Gradescope's root (default /autograder)")
     grade.set_defaults(run=grade_command)

@@ -5,11 +5,12 @@ is built from nothing: read-only binds of the operating system's libraries, the 
 data, a read-only copy of coursekit that holds only the modules this notebook may use (`stage`), a private tmpfs
 as HOME and TMPDIR, and a /proc that shows only the sandbox's own processes. The project tree, solutions/, tests/,
 the grader's output folder, its environment and every other process are simply not there. The worker runs as
-a uid of its own (see UIDS; as the user namespace's 65534 when not root) with no capabilities and no_new_privs, so its rlimits (processes included) hold; bwrap
-kills everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
+a fresh uid for each run (see UID_BLOCK; as the user namespace's 65534 when not root) with no capabilities and
+no_new_privs, so its rlimits (processes included) hold; a course installed into that Python is hidden; bwrap kills
+everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
 
 Fallbacks, weaker and said so in one line (`describe`): as root without bwrap, the worker runs as a uid of its
-own (one per sandbox running at once, see UIDS) with the rlimits: it cannot read the grader's private
+own (a fresh one for each run, see UID_BLOCK) with the rlimits: it cannot read the grader's private
 files or signal the grader or another sandbox, and every process of that uid is killed at the end of the run;
 but it reads whatever the machine lets anyone read and can use the network. Otherwise it runs as the grader's
 own user with rlimits only. `COURSEKIT_CONTAINMENT=separate-uid` or `rlimits-only` picks a fallback on purpose.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -53,17 +55,21 @@ WORKER_MODULES = ("coursekit/__init__.py", "coursekit/grading/__init__.py", "cou
                   "coursekit/grading/guard.py", "coursekit/grading/wire.py", "coursekit/checks")
 NOT_FOR_STUDENTS = ("coursekit.build", "coursekit.cli", "coursekit.__main__", "coursekit.doctor",
                     "coursekit.grading")
+FONTS = "matplotlib-fonts"  # next to the staged copies: matplotlib's font list, built once per batch (see stage)
 CHECKS_INIT = '"""The check modules this notebook\'s probes use (the worker imports each by name)."""\n'
 
 
+ALLOW_ROOT = "COURSEKIT_ALLOW_ROOT_STUDENT_CODE"  # "1": grade as root although student code would run as root
+ALLOW_ROOT_FLAG = "--allow-root-student-code"
 FORCE = "COURSEKIT_CONTAINMENT"  # "separate-uid" or "rlimits-only": use a fallback although bwrap works (tests)
-# One uid per sandbox running at the same time, from a block drawn at random for this grader process (no account
-# uses them): sandboxes cannot signal each other, do not share a process limit or a kernel keyring, and neither
-# another grader on the machine nor a later batch gets the same uids (so the uid fallback's kill of "every process
-# of that uid" reaches only this run's). With more parallel jobs than uids, a job waits for one.
-UID_BLOCK = 16
-_FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow(2**26)
-UIDS = tuple(range(_FIRST_UID, _FIRST_UID + UID_BLOCK))
+# A uid of its own for every sandbox run, never used twice: from a block drawn at random for this grader process
+# (no account uses them), the next one for each run. Sandboxes cannot signal each other, share no process limit,
+# and leave nothing per uid behind for a later one (a kernel keyring key outlives the run that added it, while the
+# uid's record is kept); neither another grader on the machine nor a later batch gets the same uids (so the uid
+# fallback's kill of "every process of that uid" reaches only this run's).
+UID_BLOCK = 2**16  # runs per grader process; one of ~32,000 blocks below 2**31 (two graders share one rarely)
+_FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow((2**31 - 1_000_000) // UID_BLOCK - 1)
+_next_uid = itertools.count(_FIRST_UID)
 
 
 def _bwrap_problem(privileged: bool) -> str | None:
@@ -125,24 +131,31 @@ def describe() -> str:
     return LEVELS[kind] + (f" [{why}]" if why else "")
 
 
-class _UidPool:
-    def __init__(self, uids):
-        self.free, self.ready = list(uids), threading.Condition()
+def refusal(allowed: bool = False) -> str | None:
+    """The one line that says why grading is refused here (student code would run as root), or None.
 
-    @contextlib.contextmanager
-    def take(self):
-        with self.ready:
-            self.ready.wait_for(lambda: self.free)
-            uid = self.free.pop(0)
-        try:
-            yield uid
-        finally:
-            with self.ready:
-                self.free.insert(0, uid)
-                self.ready.notify()
+    Only "rlimits only" as root is refused, unless `allowed` (the instructor's flag) or ALLOW_ROOT=1 says go on.
+    """
+    if level() != "rlimits only" or not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return None
+    if allowed or os.environ.get(ALLOW_ROOT) == "1":
+        return None
+    return (f"✗ not grading: only rlimits-only containment works here and the grader is root, so student code would "
+            f"run as root ({_decide()[1]}); install bubblewrap or open this Python to other users for the "
+            f"separate-uid fallback, or pass {ALLOW_ROOT_FLAG} ({ALLOW_ROOT}=1) to grade anyway")
 
 
-sandbox_uid = _UidPool(UIDS).take  # `with sandbox_uid() as uid:` one sandbox's uid, its own while it runs
+@contextlib.contextmanager
+def sandbox_uid():
+    """`with sandbox_uid() as uid:` a fresh uid for one sandbox run (see UID_BLOCK)."""
+    with _uid_lock:
+        uid = next(_next_uid)
+    if uid >= _FIRST_UID + UID_BLOCK:
+        raise OSError(f"this grader process has used up its {UID_BLOCK} sandbox uids: grade the rest in a new run")
+    yield uid
+
+
+_uid_lock = threading.Lock()
 
 
 def kill_uid(uid: int) -> None:
@@ -167,6 +180,22 @@ def python_roots() -> list[str]:
     return [root for root in roots if not any(root != other and root.startswith(other + "/") for other in roots)]
 
 
+INSTALLED = ("lib*/python3*/site-packages/coursekit", "lib*/python3*/dist-packages/coursekit",
+             "lib/python3/dist-packages/coursekit", "local/lib/python3*/dist-packages/coursekit")
+
+
+def installed_coursekit() -> list[str]:
+    """coursekit packages installed (`pip install .`) inside the folders the sandbox binds: the full course, so
+    the sandbox gets an empty folder in their place (only the trimmed copy may be importable there).
+
+    >>> all(path.endswith("/coursekit") for path in installed_coursekit())
+    True
+    """
+    roots = [*python_roots(), *(path for path in SYSTEM if os.path.isdir(path))]
+    return sorted({os.path.realpath(found) for root in roots for pattern in INSTALLED
+                   for found in Path(root).glob(pattern) if found.is_dir()})
+
+
 def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, threads: int = 1,
             uid: int = NOBODY) -> tuple[list[str], dict]:
     """The argv and Popen options that start `python -I -c boot` in this machine's containment, as `uid` (when root).
@@ -189,7 +218,10 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
         binds = [(path, path) for path in [*python_roots(), *data_dirs]] + [(staged, STAGED)]
         # The private tmpfs comes first: a venv or data folder that lives under /tmp is then bound on top of it,
         # not hidden by it.
-        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmpfs_bytes), "--perms", "1777", "--tmpfs", HOME]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmpfs_bytes), "--perms", "1777", "--tmpfs", HOME,
+                 "--perms", "0777", "--dir", f"{HOME}/.matplotlib"]  # writable, or matplotlib uses a new folder
+        for font_list in sorted((Path(staged).parent / FONTS).glob("*.json")):  # read-only: no sandbox changes it
+            argv += ["--ro-bind", str(font_list), f"{HOME}/.matplotlib/{font_list.name}"]
         for folder in _parents([path for path in SYSTEM if os.path.exists(path)] + [dest for _, dest in binds]):
             if folder != HOME:  # bwrap would make them 0700: unreachable for uid 65534
                 argv += ["--perms", "0755", "--dir", folder]
@@ -197,6 +229,8 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
             argv += ["--ro-bind-try", path, path]
         for source, dest in binds:
             argv += ["--ro-bind", source, dest]
+        for installed in installed_coursekit():  # a pip-installed course would hold every reference
+            argv += ["--tmpfs", installed]
         argv += ["--chdir", HOME, "--remount-ro", "/"]
         if privileged:
             argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
@@ -205,9 +239,13 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
     home = tempfile.mkdtemp(prefix="coursekit-home-")
     env.update({"HOME": home, "TMPDIR": home, "MPLCONFIGDIR": f"{home}/.matplotlib",
                 "COURSEKIT_DATA_DIR": os.pathsep.join([f"{home}/cache", *data_dirs]), "COURSEKIT_STAGED": staged})
+    (Path(home) / ".matplotlib").mkdir()
+    for font_list in (Path(staged).parent / FONTS).glob("*.json"):
+        shutil.copy(font_list, Path(home) / ".matplotlib")
     options = {"start_new_session": True, "cwd": home, "env": env, "home": home}
     if kind == "separate uid":
-        os.chown(home, uid, uid)
+        for folder in (home, f"{home}/.matplotlib"):
+            os.chown(folder, uid, uid)
         options.update(user=uid, group=uid, extra_groups=[])
     return python, options
 
@@ -254,7 +292,7 @@ def stage(notebook: str, check_modules: list[str], into: Path) -> Path:
     imports them), the build/CLI/grading internals (the worker's own three modules excepted), with the check
     modules (probes run in the sandbox) and extra `check_modules`' files. Returns the folder to put on sys.path.
 
-    >>> import tempfile; staged = stage("05_prompting", [], Path(tempfile.mkdtemp()))
+    >>> import tempfile; staged = stage("05_prompting", [], Path(tempfile.mkdtemp()) / "05")
     >>> (staged / "coursekit/sampling.py").exists(), (staged / "coursekit/data.py").exists()
     (False, True)
     """
@@ -276,8 +314,17 @@ def stage(notebook: str, check_modules: list[str], into: Path) -> Path:
         target = into / (name.replace(".", "/") + ".py")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, target)
-    # Compiled once per batch here, so no sandbox compiles coursekit again (the sandbox cannot write bytecode).
+    # Compiled once per batch here, so no sandbox compiles coursekit again (the sandbox cannot write bytecode);
+    # likewise matplotlib's list of the system's fonts (it runs fc-list and reads every font file: ~0.4 s a run).
     compileall.compile_dir(into, quiet=1, workers=1)
+    fonts = into.parent / FONTS
+    if not fonts.exists():
+        fonts.mkdir()
+        subprocess.run([sys.executable, "-I", "-c", "import matplotlib.font_manager"], capture_output=True, timeout=300,
+                       env={"PATH": os.environ.get("PATH", ""), "MPLCONFIGDIR": str(fonts), "MPLBACKEND": "Agg"})
+        fonts.chmod(0o755)
+        for font_list in fonts.iterdir():
+            font_list.chmod(0o644)
     for folder in [into, *into.rglob("*")]:
         os.chmod(folder, 0o755 if folder.is_dir() else 0o644)
     return into

@@ -105,8 +105,20 @@ def to_html(grade: Grade, rubric: str) -> str:
     return "".join(parts) + "</body></html>\n"
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts with one of them
+
+
 def _cell(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
+def from_cell(text: str) -> str:
+    """The text `_cell` was given: the quote goes only where `_cell` put one (a student may be named 'bob).
+
+    >>> [from_cell(_cell(name)) for name in ["=SUM(A1)", "'bob", "bob"]]
+    ['=SUM(A1)', "'bob", 'bob']
+    """
+    return text[1:] if text[:1] == "'" and text[1:2] in FORMULA_STARTS else text
 
 
 def grades_csv(grades: list[Grade]) -> str:

@@ -19,13 +19,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from coursekit import data
 from coursekit.checks import CHECKS, Check, Outcome
 from coursekit.grading import rubric as rubrics
-from coursekit.grading import containment, explain, matching, sandbox, scan
+from coursekit.grading import containment, explain, judging, matching, sandbox, scan
 from coursekit.grading.submissions import CodeCell, StudentNotebook, Submission
+
+
+CELL_NOTES = 20  # cell errors (and scan flags) listed per notebook; a notebook of 3,000 failing cells gets a count
 
 
 @dataclass
@@ -105,20 +107,12 @@ def new_secret() -> str:
     return secrets.token_hex(16)
 
 
-def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int) -> ExerciseGrade:
-    """Verdicts for one exercise from the plain data its probes returned under `seed` (runs here, never there)."""
+def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int, judges: judging.Judges) -> ExerciseGrade:
+    """Verdicts for one exercise from the plain data its probes returned under `seed` (judged in `judges`' limited
+    child, never in the sandbox)."""
     check = CHECKS[item.check]
     results = run.results.get(item.exercise, [])
-    try:
-        outcomes = check.judge(results, seed)
-    except Exception:  # a judge that chokes on odd data: isolate the test that did
-        outcomes = []
-        for test in check.tests:
-            single = Check(check.exercise, check.expects, [test], check.accepts)
-            try:
-                outcomes.extend(single.judge([(name, value) for name, value in results if name == test.name], seed))
-            except Exception as error:
-                outcomes.append(Outcome(test.name, False, f"the result could not be judged ({type(error).__name__})"))
+    outcomes = judges.judge(item.check, results, seed)
     reason = run.missing.get(item.exercise, "")
     if reason:
         ran = {name for name, _ in results}
@@ -180,9 +174,10 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     staging = Path(tempfile.mkdtemp(prefix="coursekit-staged-"))
     staging.chmod(0o711)  # the fallback's uid must reach the staged copies, never list them
     finished: dict[str, Grade] = {}
+    judges = judging.Judges(list(check_modules), limits.memory_bytes, limits.judge_seconds)
 
-    def assemble(student):  # judged here as soon as the student's runs are in, while other sandboxes run
-        finished[student] = _assemble(*grades[student], wanted, allowed, solutions, check_modules, seed)
+    def assemble(student):  # judged as soon as the student's runs are in, while other sandboxes run
+        finished[student] = _assemble_grade(*grades[student], wanted, allowed, solutions, check_modules, seed, judges)
         on_done and on_done(student)
 
     try:
@@ -203,6 +198,7 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
 
         _run_all(tasks, work, jobs, grades, remaining, submissions, assemble)
     finally:
+        judges.close()
         shutil.rmtree(staging, ignore_errors=True)
     return [finished[s.student] for s in submissions]
 
@@ -224,19 +220,8 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, assemble) -> Non
                 assemble(student)
 
 
-def _assemble(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
-              check_modules=(), seed: int = 0) -> Grade:
-    """One student's grade from their runs; the judges' small tensors are many times faster on one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _assemble_grade(submission, matched, runs, wanted, allowed, solutions, check_modules, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
-                    check_modules=(), seed: int = 0) -> Grade:
+                    check_modules, seed: int, judges: judging.Judges) -> Grade:
     grade = Grade(submission.student, [], list(submission.notes))
     for notebook in submission.notebooks:
         grade.notes.extend(notebook.notes)
@@ -253,9 +238,10 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         untouched = explain.untouched_cells(notebook, given)
         grade.notes.extend(f"{notebook.filename}: {note}" for note in run.notes)
         hidden = [cell for cell, error in run.cell_errors.items() if cell in untouched and explain.is_consequence(error)]
-        for cell, error in sorted(run.cell_errors.items()):
-            if cell not in hidden:
-                grade.notes.append(f"{notebook.filename}, cell {cell}: {error}")
+        shown = [(cell, error) for cell, error in sorted(run.cell_errors.items()) if cell not in hidden]
+        grade.notes.extend(f"{notebook.filename}, cell {cell}: {error}" for cell, error in shown[:CELL_NOTES])
+        if len(shown) > CELL_NOTES:
+            grade.notes.append(f"{notebook.filename}: {len(shown) - CELL_NOTES} more cells failed (not listed)")
         if hidden:
             grade.notes.append(f"{notebook.filename}: {len(hidden)} handed-out cell(s) (cells "
                                f"{', '.join(map(str, sorted(hidden)))}) also stopped, because work they use is "
@@ -266,13 +252,15 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
                 grade.notes.append(f"{notebook.filename}: the cell of exercise {item.exercise!r} was not found "
                                    "(deleted or its metadata lost); graded whatever your notebook defines")
         grade.flags.extend(f"{notebook.filename}, {flag}" for flag in run.flags)
-        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scan.scan_cells(
-            [(c.index, c.source) for c in notebook.cells if c.source.strip() not in given], set(allowed[stem]),
-            {name.split(".")[0] for name in check_modules}))
+        scanned = scan.scan_cells([(c.index, c.source) for c in notebook.cells if c.source.strip() not in given],
+                                  set(allowed[stem]), {name.split(".")[0] for name in check_modules})
+        grade.flags.extend(f"{notebook.filename}, {flag}" for flag in scanned[:CELL_NOTES])
+        if len(scanned) > CELL_NOTES:
+            grade.flags.append(f"{notebook.filename}: {len(scanned) - CELL_NOTES} more flags from the scan (not listed)")
         run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
                        for exercise, reason in run.missing.items()}
         for item in items:
-            judged = judge(item, run, seed)
+            judged = judge(item, run, seed, judges)
             if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
                 judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
             grade.exercises.append(judged)

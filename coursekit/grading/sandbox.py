@@ -22,7 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from coursekit.grading import containment, wire
+from coursekit.grading import containment, protocol, wire
 
 BOOT = ("import os, sys; sys.dont_write_bytecode = True; sys.path.insert(0, os.environ['COURSEKIT_STAGED']); "
         "from coursekit.grading.worker import main; main({job}, {channel})")
@@ -43,6 +43,7 @@ class Limits:
     restarts: int = 3
     startup_seconds: float = 120.0
     tmpfs_bytes: int = 512 * 2**20  # the sandbox's private HOME/TMPDIR (held in memory)
+    judge_seconds: float = 120.0  # judging one test's claim, in the grader's limited judge child (judging.py)
 
     def grace(self, seconds: float) -> float:
         return seconds + max(2.0, 0.25 * seconds)
@@ -205,14 +206,19 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                 break
             done, corrupt = False, None
             exercise_started: dict[str, float] = {}
+            claimed_since_cell: list[tuple[str, str]] = []  # voided if junk follows: maybe not the worker's
+            order = protocol.Order([c["index"] for c in cells if c["index"] not in skip_cells], todo, tests,
+                                   {item["exercise"]: item["skip_tests"] for item in todo})
             try:
                 for message in child.messages():
+                    order.check(message)  # a frame out of the worker's order was written by someone else
                     kind = message.get("type")
                     now = time.monotonic()
                     if kind == "ready":
                         child.stage, child.stage_deadline = ("ready", None, None), now + 30
                     elif kind == "stage" and message.get("stage") == "cell" and type(message.get("cell")) is int:
                         child.stage = ("cell", message["cell"], None)
+                        claimed_since_cell.clear()
                         child.stage_deadline = now + limits.grace(limits.cell_seconds)
                     elif kind == "stage" and message.get("stage") == "probe" and message.get("exercise") in received:
                         exercise, test = message["exercise"], message.get("test")
@@ -231,6 +237,7 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                     elif kind == "test" and message.get("exercise") in received and message.get("test") in known_tests.get(
                             message.get("exercise"), ()) and message["test"] not in received[message["exercise"]]:
                         received[message["exercise"]][message["test"]] = wire.decode_value(message.get("data"))
+                        claimed_since_cell.append((message["exercise"], message["test"]))
                         if set(received[message["exercise"]]) >= known_tests[message["exercise"]]:
                             finished.add(message["exercise"])
                     elif kind == "missing" and message.get("exercise") in received and type(message.get("reason")) is str:
@@ -262,6 +269,9 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
             if corrupt:  # only the student's own code can write this run's pipe
                 run.notes.append(f"your code wrote something that is not a result into the grader's channel "
                                  f"({corrupt}); the tests after that point did not run")
+                for exercise, test in claimed_since_cell:  # the frames before the junk may be forged in order too
+                    received[exercise][test] = _error("your code wrote into the grader's channel while this was "
+                                                      "tested, so its result is not used")
                 run.flags.append(f"wrote junk into its results channel ({corrupt})")
                 break
             stage, where, test = child.stage

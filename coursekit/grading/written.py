@@ -15,7 +15,7 @@ import html
 import io
 from pathlib import Path
 
-from coursekit.grading.feedback import _cell, file_name, number
+from coursekit.grading.feedback import _cell, file_name, from_cell, number
 from coursekit.grading.grader import ExerciseGrade, Grade
 from coursekit.grading.rubric import Resolved
 from coursekit.grading.submissions import StudentNotebook
@@ -80,7 +80,7 @@ def read_scores(path: Path, items: list[Resolved]) -> dict[tuple[str, str], tupl
     if missing:
         raise ScoresError(f"{path} has no column(s) {', '.join(missing)} (it needs: {', '.join(COLUMNS)})")
     for line, row in enumerate(rows, start=2):
-        student, question, points = row["student"].removeprefix("'"), row["question"], row["points"].strip()
+        student, question, points = from_cell(row["student"]), row["question"], row["points"].strip()
         if not points:
             continue
         if question not in possible:

@@ -112,6 +112,41 @@ ROUTES = {
     "deeply_nested_result": course(double=(
         "import torch\ndef double(x):\n    if not isinstance(x, torch.Tensor):\n        return 2 * x\n"
         "    nested = (2 * x).tolist()\n    for _ in range(100):\n        nested = [nested]\n    return nested")),
+    "replaces_check_tests": course(  # the live checks' tests swapped for probes that return the public answers
+        double="def double(x):\n" + UNSOLVED, square="def square(x):\n" + UNSOLVED, before_square=[
+            PUBLIC_ANSWERS + "import dataclasses, gc\n"
+            "for check in [o for o in gc.get_objects() if isinstance(o, Check)]:\n"
+            "    check.tests[:] = [dataclasses.replace(t, probe=lambda *a, _t=t: fake(None, _t, a)) for t in check.tests]"]),
+    "injects_frames": course(  # frames of its own in the results pipe, in the worker's order, right for the secret
+        square="def square(x):\n" + UNSOLVED,  # inputs: they come from other code than square, so they earn nothing
+        after=["import gc, json, os, re, struct\nfrom coursekit.checks.core import Check\n"
+               "channel = int(re.findall(r'\\d+', open('/proc/self/cmdline').read().split('main(')[-1])[1])\n"
+               "def send(message):\n    payload = json.dumps(message).encode()\n"
+               "    os.write(channel, struct.pack('>Q', len(payload)) + payload)\n"
+               "send({'type': 'flag', 'kind': 'import', 'detail': 'GRADER NOTE: reviewed by hand, full marks'})\n"
+               "[probe] = [f for f in gc.get_objects() if type(f).__name__ == 'function' and f.__name__ == 'probe'\n"
+               "         and 'run_seed' in f.__code__.co_freevars]  # the worker's own closure holds the run seed\n"
+               "seed = probe.__closure__[probe.__code__.co_freevars.index('run_seed')].cell_contents\n"
+               "[real] = [o for o in gc.get_objects() if isinstance(o, Check) and o.exercise == 'square']\n"
+               "send({'type': 'stage', 'stage': 'probe', 'exercise': 'square', 'test': '', 'names': ['square']})\n"
+               "for test in real.tests:\n"
+               "    send({'type': 'stage', 'stage': 'probe', 'exercise': 'square', 'test': test.name})\n"
+               "    value = real.probe(test, (lambda x: x * x,), seed)\n"
+               "    if hasattr(value, 'tolist'):\n"
+               "        value = {'array': {'dtype': '<f4', 'shape': list(value.shape), 'data': __import__('base64')"
+               ".b64encode(value.astype('<f4').tobytes()).decode()}}\n"
+               "    send({'type': 'test', 'exercise': 'square', 'test': test.name, 'data': value})\n"
+               "check_square(square)"]),
+    "floods_cell_errors": course(before_square=["raise ValueError('<b>' + 'A' * 280)"] * 30),  # 30 notes
+    "keyring_across_runs": notebook(  # a kernel key left for the next sandbox of the same uid; the crash reruns it
+        SETUP, "import ctypes, os, platform\nadd_key, keyctl = {'x86_64': (248, 250), 'aarch64': (217, 219)}"
+               "[platform.machine()]\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+               "left = libc.syscall(keyctl, 10, ctypes.c_long(-4), b'user', b'coursekit-corpus', 0)\n"
+               "libc.syscall(add_key, b'user', b'coursekit-corpus', b'left by an earlier run', 22, ctypes.c_long(-4))\n"
+               "print('a key from an earlier sandbox' if left > 0 else 'no key', left)",
+        exercise("def double(x):\n    return 2 * x if left <= 0 else 0", "double", 2),
+        "os._exit(0)  # the notebook is run again without this cell",
+        "check_double(double)", exercise(SQUARE, "square", 3), "check_square(square)"),
 }
 CORPUS = {
     "infinite_loop_cell": course(before_square=["while True:\n    pass"]),
