@@ -3,6 +3,8 @@ mistake's first failing test names it under the public and five secret run seeds
 
 import math
 
+import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -486,3 +488,30 @@ MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead],
 def test_every_exercise_has_a_broad_set():
     assert all(len(bugs) >= 8 for bugs in STUDENT_BUGS.values())
     assert all(len(valid) >= 3 for valid in MORE_VALID.values())
+
+
+# ---------------------------------------------------------------- the judge trusts only outputs for its own inputs
+
+
+def forged(results, output_of):
+    """probe_all's results with each values test's output replaced and all-zero weights claimed beside it."""
+    out = []
+    for name, data in results:
+        if isinstance(data, dict) and "layout" in data:
+            zeros = [np.zeros(shape, dtype=np.float32) for _, shape, _ in data["layout"]]
+            data = {**data, "matrices": zeros, "weights": zeros,
+                    "result": {"output": output_of(data["result"]["output"]), "error": None}}
+        out.append((name, data))
+    return out
+
+
+@pytest.mark.parametrize("check, answer", [(checks.check_attention_head, Head), (checks.check_multi_head_attention, Multi),
+                                           (checks.check_causal_self_attention, Causal)])
+def test_weights_claimed_by_the_sandbox_do_not_change_the_verdict(check, answer):
+    """Zero weights with a zero output would be consistent attention; the judge redraws the weights from the seed,
+    so the claim is ignored: the forged zeros fail, the honest output still passes beside the same claim."""
+    for seed in (0, 3):
+        results = check.probe_all((answer,), seed)
+        values = [o for o in check.judge(forged(results, np.zeros_like), seed) if "layout" in dict(results)[o.test]]
+        assert values and not any(o.passed for o in values), seed
+        assert all(o.passed for o in check.judge(forged(results, lambda output: output), seed)), seed
