@@ -3,6 +3,8 @@ mistake's first failing test names it under the public and five secret run seeds
 
 import math
 
+import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -296,7 +298,7 @@ FORWARD_BUGS = [
     ("mean|sum|average", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"))),
     ("order", forward_with(run=reversed_blocks)),
-    ("Blocks|in order|each Block", forward_with(run=last_block_only)),
+    ("index -1 is out of range", forward_with(run=last_block_only)),
     ("Blocks|in order|each Block", forward_with(run=blocks_on_embeddings)),
     ("ln_f|final LayerNorm", forward_with(head=lambda self, x: self.lm_head(x))),
     ("softmax|logits", forward_with(head=lambda self, x: F.softmax(self.lm_head(self.transformer.ln_f(x)), -1))),
@@ -511,7 +513,7 @@ TRAINING_BUGS = [
     ("generator", (get_batch, student_train(train_generator=False))),
     ("step 0|eval_interval|0, eval_interval", (get_batch, student_train(eval_every=lambda s, n: s % n == 0 and s > 0))),
     ("learning_rate|lr", (get_batch, student_train(lr=3e-4))),
-    ("optimizer|AdamW|once", (get_batch, student_train(optimizer_each_step=True))),
+    ("created anew", (get_batch, student_train(optimizer_each_step=True))),
 ]
 
 
@@ -545,3 +547,30 @@ MORE_VALID = {
 def test_every_exercise_has_a_broad_set():
     assert all(len(bugs) >= 8 for bugs in STUDENT_BUGS.values())
     assert all(len(valid) >= 3 for valid in MORE_VALID.values())
+
+
+# ---------------------------------------------------------------- the judge trusts only outputs for its own inputs
+
+
+def forged(results, output_of):
+    """probe_all's results with each values test's output replaced, and zero layers claimed beside it."""
+    out = []
+    for name, data in results:
+        if isinstance(data, dict) and "layout" in data:
+            zeros = [{"in": n_in, "out": n_out, "weight": np.zeros((n_out, n_in), np.float32), "bias": None}
+                     for n_in, n_out, _ in data["layout"]["linears"]]
+            data = {**data, "linears": zeros, "norms": [{"weight": None, "bias": None}] * 2,
+                    "result": {**data["result"], "output": output_of(data["result"]["output"])}}
+        out.append((name, data))
+    return out
+
+
+@pytest.mark.parametrize("check, answer", [(checks.check_mlp, MLP), (checks.check_block, Block)])
+def test_layers_claimed_by_the_sandbox_do_not_change_the_verdict(check, answer):
+    """Zero layers with a zero output would be a consistent MLP; the judge redraws the layers from the seed, so
+    the claim is ignored: the forged zeros fail, the honest output passes beside the same claim."""
+    for seed in (0, 3):
+        results = check.probe_all((answer,), seed)
+        first = check.judge(forged(results, np.zeros_like), seed)[0]
+        assert not first.passed, seed
+        assert all(o.passed for o in check.judge(forged(results, lambda output: output), seed)), seed

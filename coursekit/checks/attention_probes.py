@@ -84,16 +84,19 @@ def build_causal(module_class, sizes, attn_pdrop=0.0, resid_pdrop=0.0):
                                         resid_pdrop=resid_pdrop))
 
 
-def _projection_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter, bool]]:
-    """Every 2-D weight as (name, parameter, whether it is an nn.Linear's (out, in) weight), in registration order."""
+def _projection_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter, str]]:
+    """Every 2-D weight as (name, parameter, kind), in registration order: kind "linear" for an nn.Linear's (out, in)
+    weight, "mask" for a raw parameter of 0s and 1s (a causal mask registered as a parameter, left as it is),
+    "matrix" for any other raw parameter (used as x @ W)."""
     found = []
     for module_name, submodule in module.named_modules():
         if isinstance(submodule, nn.Linear):
-            found.append((module_name, submodule.weight, True))
+            found.append((module_name, submodule.weight, "linear"))
             continue
         for name, parameter in submodule.named_parameters(recurse=False):
             if parameter.dim() == 2:
-                found.append((f"{module_name}.{name}".strip("."), parameter, False))
+                zeros_and_ones = bool(((parameter == 0) | (parameter == 1)).all())
+                found.append((f"{module_name}.{name}".strip("."), parameter, "mask" if zeros_and_ones else "matrix"))
     return found
 
 
@@ -103,38 +106,44 @@ def weights_generator() -> torch.Generator:
 
 
 def seeded_matrices(layout: list) -> list[torch.Tensor]:
-    """The matrices load_seeded_weights puts into a module whose layout is `layout` ([name, shape, is_linear] per
-    2-D weight), each as an (in, out) matrix M applied as x @ M (an nn.Linear stores (out, in): its M is W.T).
+    """The matrices load_seeded_weights puts into a module whose layout is `layout` ([name, shape, kind] per 2-D
+    weight), each as an (in, out) matrix M applied as x @ M (an nn.Linear stores (out, in): its M is W.T); a
+    "mask" is given back as a lower-triangular matrix of ones.
 
     The judge redraws them from the test's seed: it trusts only the layout the sandbox reports, never weights
     read back, so reporting other weights than the module used changes nothing.
 
-    >>> layout = [["0", [2, 3], True]]
+    >>> layout = [["0", [2, 3], "linear"]]
     >>> [tuple(m.shape) for m in seeded_matrices(layout)], torch.equal(*seeded_matrices(layout * 2))
     ([(3, 2)], False)
     """
     generator, matrices = weights_generator(), []
-    for _, shape, is_linear in layout:
+    for _, shape, kind in layout:
         rows, columns = (int(size) for size in shape)
-        if not (0 < rows <= 4096 and 0 < columns <= 4096):
+        if not (0 < rows <= 4096 and 0 < columns <= 4096) or kind not in ("linear", "matrix", "mask"):
             raise ValueError(f"a weight of shape {shape} is not a projection of this exercise")
-        drawn = torch.randn(rows, columns, generator=generator) / (columns if is_linear else rows) ** 0.5
-        matrices.append(drawn.T if is_linear else drawn)
+        if kind == "mask":
+            matrices.append(torch.ones(rows, columns).tril())
+            continue
+        drawn = torch.randn(rows, columns, generator=generator) / (columns if kind == "linear" else rows) ** 0.5
+        matrices.append(drawn.T if kind == "linear" else drawn)
     return matrices
 
 
 def load_seeded_weights(module: nn.Module) -> list:
-    """Fill every 2-D weight of `module` from weights_generator(); returns its layout (see seeded_matrices).
+    """Fill every 2-D weight of `module` (but a mask) from weights_generator(); returns its layout (see
+    seeded_matrices).
 
     >>> layer = nn.Sequential(nn.Linear(3, 2))
     >>> torch.equal(layer[0].weight.T, seeded_matrices(load_seeded_weights(layer))[0])
     True
     """
     found = _projection_parameters(module)
-    layout = [[name, list(parameter.shape), is_linear] for name, parameter, is_linear in found]
+    layout = [[name, list(parameter.shape), kind] for name, parameter, kind in found]
     with torch.no_grad():
-        for (_, parameter, is_linear), matrix in zip(found, seeded_matrices(layout)):
-            parameter.copy_(matrix.T if is_linear else matrix)
+        for (_, parameter, kind), matrix in zip(found, seeded_matrices(layout)):
+            if kind != "mask":
+                parameter.copy_(matrix.T if kind == "linear" else matrix)
     return layout
 
 
