@@ -96,6 +96,8 @@ def _mlp_mistake(got, config) -> str | None:
 
 
 def _mlp_bias_judge(got):
+    if _mlp_mistake(got, probe_config()):
+        return "fix the MLP's output first (see the first test)"
     without = [f"nn.Linear({n_in}, {n_out})" for n_in, n_out, has_bias in got["layout"]["linears"] if not has_bias]
     if without:
         return (f"{without[0]} has no bias, though config.bias = True: GPT-2's MLP layers have biases "
@@ -104,6 +106,9 @@ def _mlp_bias_judge(got):
 
 
 def _norm_bias_judge(got):
+    with one_thread():
+        if _block_mistake(got, probe_config()):
+            return "fix the block's output first (see the first test)"
     if any(not has_bias for _, has_gain, has_bias in got["layout"]["norms"] if has_gain):
         return ("a LayerNorm has no bias, though config.bias = True: use nn.LayerNorm(config.n_embd, bias=config.bias), "
                 "as GPT-2 does (notebook 06 loads its gains and biases)")
