@@ -160,7 +160,7 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
     for variant, message in mistakes.items():
         if any(matches(compute(reading, variant)) for reading in readings):
             return message
-    if with_output and n_head <= 4:  # 24 orders at most: more heads would take too long to replay
+    if with_output and n_head <= 6:  # 720 orders at most: 12 heads would be 479 million replays
         for order in itertools.permutations(range(n_head)):
             if order != tuple(range(n_head)) and any(matches(compute(reading, "", order)) for reading in readings):
                 return (f"the heads are concatenated in the order {list(order)}; concatenate them in order "
