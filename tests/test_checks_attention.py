@@ -543,8 +543,9 @@ class NotebookSizesHead(attention.AttentionHead):
         return self.dropout(scores.masked_fill(self.mask[:T, :T] == 0, float("-inf")).softmax(-1)) @ self.value(x)
 
 
-def test_sizes_hard_coded_to_the_notebook_pass_public_and_fail_secret():
-    checks.check_attention_head(NotebookSizesHead)
+def test_sizes_hard_coded_to_the_notebook_fail_in_the_notebook_and_in_grading():
+    with pytest.raises(AssertionError, match=r"another size|AttentionHead\(10, 5, 9\)"):
+        checks.check_attention_head(NotebookSizesHead)
     assert max(grade(checks.check_attention_head, NotebookSizesHead, seed) for seed in (1, 2, 3)) < 0.5
 
 

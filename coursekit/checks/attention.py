@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from coursekit.checks.attention_judges import bias_judge, diagnose, dropout_judge, future_judge
 from coursekit.checks.attention_probes import (bias_probe, build_causal, build_head, build_multi, dropout_probe,
-                                               future_probe, head_sizes, multi_sizes, other_heads_sizes,
+                                               future_probe, head_sizes, multi_sizes, other_head_sizes, other_heads_sizes,
                                                values_probe)
 from coursekit.checks.core import Check, Test, is_module_class
 
@@ -37,6 +37,8 @@ check_attention_head = Check(
     tests=[
         _value_test("AttentionHead(12, 4, 8, 0.0) on x (2, 6, 12): causal scaled attention with its own weights",
                     build_head, head_sizes, False, "AttentionHead"),
+        Test("another size (AttentionHead(10, 5, 9) on T = 7)", values_probe(build_head, other_head_sizes),
+             _values_judge(other_head_sizes, False, "AttentionHead"), weight=2.0),
         Test("changing future tokens leaves past outputs alone", future_probe(build_head, head_sizes),
              future_judge, weight=2.0),
         Test("dropout on the attention weights in training, off in eval",
@@ -54,6 +56,8 @@ check_multi_head_attention = Check(
     tests=[
         _value_test("MultiHeadAttention(24, 4, 8, 0.0) on x (2, 6, 24): heads, concatenation, projection",
                     build_multi, multi_sizes, True, "MultiHeadAttention"),
+        Test("another head count (n_embd=12, n_head=3)", values_probe(build_multi, other_heads_sizes),
+             _values_judge(other_heads_sizes, True, "MultiHeadAttention"), weight=2.0),
         Test("changing future tokens leaves past outputs alone", future_probe(build_multi, multi_sizes),
              future_judge, weight=2.0),
         Test("dropout on every head's weights and on the output in training, off in eval",

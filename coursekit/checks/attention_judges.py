@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import torch
 
-from coursekit.checks.attention_probes import B, dropout_probability, probe_input
+from coursekit.checks.attention_probes import B, dropout_probability, probe_input, seeded_matrices
 from coursekit.checks.attention_readings import assignments
 from coursekit.checks.core import describe
 from coursekit.checks.probing import dropout_summary, eval_mode_problem, one_thread
@@ -50,6 +50,10 @@ SPLIT_MISTAKES = {
     "no transpose when splitting": (
         "q, k and v were reshaped to (B, n_head, T, head_size) straight from (B, T, C) without the transpose, "
         "which mixes positions and heads: .view(B, T, n_head, head_size).transpose(1, 2)"),
+    "heads interleaved": (
+        "the heads' outputs are interleaved channel by channel (torch.stack(..., dim=-1) then a reshape): "
+        "concatenate them in order along the last dimension, torch.cat([h(x) for h in self.heads], dim=-1), so head "
+        "h owns channels h * head_size to (h + 1) * head_size - 1"),
     "no transpose at all": (
         "the heads are split and merged with .view alone, without the transposes, which mixes positions and "
         "heads: split with .view(B, T, n_head, head_size).transpose(1, 2), merge with .transpose(1, 2)"
@@ -74,7 +78,7 @@ def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
     return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {width}) -> each "
             f".view(B, T, {n_head}, {hs}).transpose(1, 2) = (B, {n_head}, T, {hs}) -> scores (B, {n_head}, T, T) -> "
             f"weights @ v (B, {n_head}, T, {hs}) -> .transpose(1, 2).contiguous().view(B, T, {width}) -> "
-            f"projection (B, T, {n_embd})")
+            f"projection (B, T, {n_embd}). Nothing may be fixed to the notebook's sizes")
 
 
 def _missing_weights_advice(matrices, sizes: dict, with_output: bool) -> str | None:
@@ -121,8 +125,11 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
         return ("the output contains NaN: some query has every score set to -inf (a row with nothing visible); "
                 "each position must at least see itself: mask with torch.tril (keep the diagonal)")
     out = torch.from_numpy(out).double()
-    matrices = [torch.from_numpy(m) for m in got["matrices"]]
-    names = got["names"]
+    try:
+        matrices = seeded_matrices(got["layout"])  # redrawn from the seed, never read back from the sandbox
+        names = [str(name) for name, _, _ in got["layout"]]
+    except (TypeError, ValueError) as error:
+        return f"could not read the module's weights: {error}"
     readings = list(assignments(matrices, names, n_embd, width, n_head, with_output))
     if not readings:
         advice = _missing_weights_advice(matrices, sizes, with_output)
@@ -153,7 +160,7 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
     for variant, message in mistakes.items():
         if any(matches(compute(reading, variant)) for reading in readings):
             return message
-    if with_output:
+    if with_output and n_head <= 6:  # 720 orders at most: 12 heads would be 479 million replays
         for order in itertools.permutations(range(n_head)):
             if order != tuple(range(n_head)) and any(matches(compute(reading, "", order)) for reading in readings):
                 return (f"the heads are concatenated in the order {list(order)}; concatenate them in order "
@@ -225,7 +232,7 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
                     f"nn.Dropout({argument}) to " + ("the attention weights" if on_weights else "the output"))
         if not calls:
             return None  # dropout inside a fused kernel (F.scaled_dot_product_attention(dropout_p=...)): not visible
-        if on_weights and "weights" not in sites:
+        if on_weights and "weights" not in sites and not (got.get("hidden_dropout") is True and "heads" not in sites):
             if "heads" in sites:
                 return ("dropout is applied to the head's output (weights @ v) instead of the attention weights: "
                         "self.dropout(weights) @ v")

@@ -1,7 +1,8 @@
 """What notebook 03's module checks feed the student's attention classes, and what they read back.
 
-A probe builds the student's class at the test's sizes, hands the judge every projection matrix in registration
-order (as "x @ M" matrices, biases zeroed first) with its name, and the module's output on random inputs (also of
+A probe builds the student's class at the test's sizes, fills every projection matrix with values drawn from the
+test's seed (biases zeroed), hands the judge their names and shapes (the judge redraws the values: it never trusts
+weights the sandbox reports), and the module's output on random inputs (also of
 magnitude ~100 and ~-120), or its runs in eval and training mode with every dropout call recorded. Probes compute
 nothing about attention themselves: the judges (attention_judges.py) do, from the reference.
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from coursekit.checks.core import is_public, probe_rng
+from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
 from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
                                       single_threaded, train_and_eval_runs)
 
@@ -39,7 +40,15 @@ class AttentionConfig:
 def head_sizes() -> dict:
     """The single head's sizes: the notebook's in public, others (n_embd 10-16, head_size 3-6) in a grading run."""
     sizes = attention_sizes(HEAD_PUBLIC)
-    sizes.update(probe_sizes({"n_embd": HEAD_PUBLIC["n_embd"]}, n_embd=[10, 14, 16]))
+    sizes.update(probe_sizes({"n_embd": HEAD_PUBLIC["n_embd"]}, n_embd=[10, 14, 16]), n_head=1)
+    return sizes
+
+
+def other_head_sizes() -> dict:
+    """A second single head at other sizes (public: AttentionHead(10, 5, 9) on T = 7), so that a size fixed to the
+    notebook's is seen in the notebook too."""
+    sizes = attention_sizes({"n_head": 1, "head_size": 5, "n_embd": 10, "block_size": 9, "T": 7})
+    sizes.update(probe_sizes({"n_embd": 10}, n_embd=[9, 13, 15]), n_head=1)
     return sizes
 
 
@@ -75,23 +84,67 @@ def build_causal(module_class, sizes, attn_pdrop=0.0, resid_pdrop=0.0):
                                         resid_pdrop=resid_pdrop))
 
 
-def named_projections(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Every 2-D weight as (name, an (in, out) matrix M applied as x @ M), in registration order.
-
-    nn.Linear stores (out, in) and computes x @ W.T; a raw 2-D nn.Parameter is taken to be used as x @ W.
-
-    >>> [(name, tuple(m.shape)) for name, m in named_projections(nn.Sequential(nn.Linear(3, 2)))]
-    [('0', (3, 2))]
-    """
+def _projection_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter, str]]:
+    """Every 2-D weight as (name, parameter, kind), in registration order: kind "linear" for an nn.Linear's (out, in)
+    weight, "mask" for a raw parameter of 0s and 1s (a causal mask registered as a parameter, left as it is),
+    "matrix" for any other raw parameter (used as x @ W)."""
     found = []
     for module_name, submodule in module.named_modules():
         if isinstance(submodule, nn.Linear):
-            found.append((module_name, submodule.weight.detach().T))
+            found.append((module_name, submodule.weight, "linear"))
             continue
         for name, parameter in submodule.named_parameters(recurse=False):
             if parameter.dim() == 2:
-                found.append((f"{module_name}.{name}".strip("."), parameter.detach()))
+                zeros_and_ones = bool(((parameter == 0) | (parameter == 1)).all())
+                found.append((f"{module_name}.{name}".strip("."), parameter, "mask" if zeros_and_ones else "matrix"))
     return found
+
+
+def weights_generator() -> torch.Generator:
+    """The stream the probe fills the module's matrices from and the judge redraws them from (not the inputs')."""
+    return torch.Generator().manual_seed(probe_torch_generator().initial_seed() ^ 0x5EED)
+
+
+def seeded_matrices(layout: list) -> list[torch.Tensor]:
+    """The matrices load_seeded_weights puts into a module whose layout is `layout` ([name, shape, kind] per 2-D
+    weight), each as an (in, out) matrix M applied as x @ M (an nn.Linear stores (out, in): its M is W.T); a
+    "mask" is given back as a lower-triangular matrix of ones.
+
+    The judge redraws them from the test's seed: it trusts only the layout the sandbox reports, never weights
+    read back, so reporting other weights than the module used changes nothing.
+
+    >>> layout = [["0", [2, 3], "linear"]]
+    >>> [tuple(m.shape) for m in seeded_matrices(layout)], torch.equal(*seeded_matrices(layout * 2))
+    ([(3, 2)], False)
+    """
+    generator, matrices = weights_generator(), []
+    for _, shape, kind in layout:
+        rows, columns = (int(size) for size in shape)
+        if not (0 < rows <= 4096 and 0 < columns <= 4096) or kind not in ("linear", "matrix", "mask"):
+            raise ValueError(f"a weight of shape {shape} is not a projection of this exercise")
+        if kind == "mask":
+            matrices.append(torch.ones(rows, columns).tril())
+            continue
+        drawn = torch.randn(rows, columns, generator=generator) / (columns if kind == "linear" else rows) ** 0.5
+        matrices.append(drawn.T if kind == "linear" else drawn)
+    return matrices
+
+
+def load_seeded_weights(module: nn.Module) -> list:
+    """Fill every 2-D weight of `module` (but a mask) from weights_generator(); returns its layout (see
+    seeded_matrices).
+
+    >>> layer = nn.Sequential(nn.Linear(3, 2))
+    >>> torch.equal(layer[0].weight.T, seeded_matrices(load_seeded_weights(layer))[0])
+    True
+    """
+    found = _projection_parameters(module)
+    layout = [[name, list(parameter.shape), kind] for name, parameter, kind in found]
+    with torch.no_grad():
+        for (_, parameter, kind), matrix in zip(found, seeded_matrices(layout)):
+            if kind != "mask":
+                parameter.copy_(matrix.T if kind == "linear" else matrix)
+    return layout
 
 
 def zero_biases(module: nn.Module) -> None:
@@ -110,16 +163,15 @@ def large_inputs(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def values_probe(build, sizes_of):
-    """The module's projections (names and matrices) and its output on a random x and on large-magnitude xs."""
+    """The module's layout with seeded weights (load_seeded_weights) and its output on a random x and on
+    large-magnitude xs."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
         module = build(module_class, sizes).eval()
         zero_biases(module)
         x = probe_input(sizes)
-        named = named_projections(module)
-        return {"names": [name for name, _ in named], "matrices": [matrix for _, matrix in named],
-                "result": run_module(module, x),
+        return {"layout": load_seeded_weights(module), "result": run_module(module, x),
                 "large": [run_module(module, big)["output"] for big in large_inputs(x)]}
     return single_threaded(probe)
 

@@ -30,9 +30,11 @@ def worked_example() -> dict:
 
 
 def random_matrices(scale: float = 1.0) -> dict:
-    """n1=3, n2=5, d=4, d_k=3, d_v=2 in a notebook; other sizes (n1 != n2) in a grading run. scale multiplies S1."""
+    """n1=3, n2=5, d=4, d_k=3, d_v=2 in a notebook; other sizes in a grading run (n1 != n2, and d, d_k, d_v all
+    different and d_k never the worked example's 2, so that each scaling mistake stays distinct). scale multiplies
+    S1."""
     sizes = probe_sizes({"n1": 3, "n2": 5, "d": 4, "d_k": 3, "d_v": 2},
-                        n1=[2, 3, 4], n2=[5, 6, 7], d=[3, 4, 5], d_k=[2, 3, 4], d_v=[2, 3, 5])
+                        n1=[2, 3, 4], n2=[5, 6, 7], d=[6, 7], d_k=[3, 4], d_v=[2, 5])
     n1, n2, d, d_k, d_v = (sizes[key] for key in ("n1", "n2", "d", "d_k", "d_v"))
     flat = probe_tensor(n1 * d + n2 * d + 2 * d * d_k + d * d_v)
     shapes = [(n1, d), (n2, d), (d, d_k), (d, d_k), (d, d_v)]
@@ -44,11 +46,15 @@ def random_matrices(scale: float = 1.0) -> dict:
 
 def large_matrices() -> dict:
     """Random matrices whose scores reach the hundreds: exp without the maximum subtracted overflows."""
-    return random_matrices(scale=60.0)
+    return random_matrices(scale=200.0)
 
 
 CROSS_MISTAKES = {
     "no scaling": "the scores are not scaled: divide S1 W_Q (S2 W_K)^T by sqrt(d_k), the width of W_Q and W_K",
+    "1/d_k": "the scores are divided by d_k; divide by sqrt(d_k) (math.sqrt(W_K.shape[1]))",
+    "times sqrt(d_k)": "the scores are multiplied by sqrt(d_k); divide by it instead",
+    "1/sqrt(d)": ("the scores are divided by sqrt(d), the width of S1 and S2; divide by sqrt(d_k), the width of W_Q "
+                  "and W_K: the length of the vectors in each dot product"),
     "sqrt(d_v)": "the scores are divided by sqrt(d_v); divide by sqrt(d_k), the length of the vectors in each dot product",
     "softmax over the queries": ("the softmax runs over the wrong axis: each query's weights over the keys (a row "
                                  "of the (n1, n2) scores) should sum to 1: softmax(dim=-1)"),
@@ -86,9 +92,10 @@ def _cross_judge(description, inputs_of):
         tolerance = 1e-4 * max(1.0, float(expected.abs().max()))
         if torch.allclose(got, expected, atol=tolerance, rtol=1e-4):
             return None
-        for variant, message in CROSS_MISTAKES.items():
-            if torch.allclose(got, cross(*doubles, variant=variant), atol=tolerance, rtol=1e-4):
-                return message
+        named = [message for variant, message in CROSS_MISTAKES.items()
+                 if torch.allclose(got, cross(*doubles, variant=variant), atol=tolerance, rtol=1e-4)]
+        if named:  # on the worked example sqrt(d_v) = d_k = 2: two mistakes can give the same numbers
+            return named[0] if len(named) == 1 else f"{named[0]} (or: {named[1]})"
         return (f"on {description} the output should be {np.round(expected.numpy(), 4).tolist()}, got "
                 f"{np.round(got.numpy(), 4).tolist()}: Q = S1 @ W_Q, K = S2 @ W_K, V = S2 @ W_V, "
                 f"softmax(Q @ K.T / sqrt(d_k), dim=-1) @ V")

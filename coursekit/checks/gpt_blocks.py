@@ -1,9 +1,10 @@
 """Checks for notebook 04's building blocks: mlp (Linear -> GELU -> Linear -> Dropout) and block (pre-LayerNorm
 attention and MLP with residual connections).
 
-Before probing, every LayerNorm gain and bias and every Linear bias gets its own random values
-(probing.randomise_parameters): at initialisation ln_1 and ln_2 are identical, and swapping them would go unseen.
-The judge rebuilds the block from the weights the probe found and tries the right wiring and the usual wrong ones.
+Before probing, every Linear weight and bias and every LayerNorm gain and bias gets its own random values drawn
+from the test's seed (gpt_common.load_seeded_layers): at initialisation ln_1 and ln_2 are identical, and swapping
+them would go unseen. The judge redraws those values from the same seed (it never trusts weights the sandbox
+reports), rebuilds the block from them and tries the right wiring and the usual wrong ones.
 Dropout is checked by recording every dropout call in training mode: its probability and what it was applied to.
 """
 
@@ -13,8 +14,8 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_module_class
-from coursekit.checks.gpt_common import (close, dropout_probability, find, layer_norms, linears, norms_named_by_role,
-                                         output_problem, probe_config, probe_stream, sequence_length)
+from coursekit.checks.gpt_common import (close, dropout_probability, find, load_seeded_layers, norms_named_by_role,
+                                         output_problem, probe_config, probe_stream, seeded_layers, sequence_length)
 from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
                                       run_module, train_and_eval_runs)
 
@@ -22,8 +23,8 @@ from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_th
 
 
 def _values_probe(changes: dict, dropout: bool = False):
-    """The module built from probe_config(**changes) with distinct random LayerNorms and biases: its Linears,
-    LayerNorms and output on a random stream; with dropout, also its runs in eval and training mode."""
+    """The module built from probe_config(**changes), its Linears and LayerNorms filled from the test's seed
+    (load_seeded_layers; the judge redraws them), their layout and its output on a random stream; with dropout, also its runs in eval and training mode."""
     def probe(module_class):
         with one_thread():
             return _probe(module_class)
@@ -33,7 +34,7 @@ def _values_probe(changes: dict, dropout: bool = False):
         torch.manual_seed(0)
         module = randomise_parameters(module_class(config), weights=True).eval()  # zeroed weights hide nothing
         x = probe_stream(config)
-        got = {"linears": linears(module), "norms": layer_norms(module), "named": norms_named_by_role(module),
+        got = {"layout": load_seeded_layers(module), "named": norms_named_by_role(module),
                "result": run_module(module, x)}
         if dropout:
             got["runs"] = train_and_eval_runs(module, x)
@@ -62,7 +63,13 @@ MLP_MISTAKES = {
 }
 
 
+def _redrawn(got) -> dict:
+    """got with the layers' values redrawn from the seed (seeded_layers), never taken from the sandbox."""
+    return {**got, **seeded_layers(got["layout"])}
+
+
 def _mlp_mistake(got, config) -> str | None:
+    got = _redrawn(got)
     C, x = config.n_embd, probe_stream(config).double()
     problem = output_problem(got["result"], tuple(x.shape), f"MLP on x of shape {tuple(x.shape)}")
     if problem:
@@ -86,6 +93,26 @@ def _mlp_mistake(got, config) -> str | None:
             return MLP_MISTAKES[name.split(" (")[0]]
     return ("the MLP does not compute c_proj(gelu(c_fc(x))) with its own layers: check the order "
             "Linear(n_embd, 4 * n_embd) -> GELU -> Linear(4 * n_embd, n_embd) -> Dropout")
+
+
+def _mlp_bias_judge(got):
+    if _mlp_mistake(got, probe_config()):
+        return "fix the MLP's output first (see the first test)"
+    without = [f"nn.Linear({n_in}, {n_out})" for n_in, n_out, has_bias in got["layout"]["linears"] if not has_bias]
+    if without:
+        return (f"{without[0]} has no bias, though config.bias = True: GPT-2's MLP layers have biases "
+                f"(nn.Linear(..., bias=config.bias); notebook 06 loads them)")
+    return None
+
+
+def _norm_bias_judge(got):
+    with one_thread():
+        if _block_mistake(got, probe_config()):
+            return "fix the block's output first (see the first test)"
+    if any(not has_bias for _, has_gain, has_bias in got["layout"]["norms"] if has_gain):
+        return ("a LayerNorm has no bias, though config.bias = True: use nn.LayerNorm(config.n_embd, bias=config.bias), "
+                "as GPT-2 does (notebook 06 loads its gains and biases)")
+    return None
 
 
 def _mlp_judge(changes: dict):
@@ -126,6 +153,7 @@ check_mlp = Check(
              _mlp_judge({"n_embd": 20, "n_head": 4}), weight=1.0),
         Test("dropout(config.dropout) on the output in training, off in eval", _values_probe({}, dropout=True),
              _mlp_dropout_judge, weight=1.0),
+        Test("both Linears have biases (config.bias = True)", _values_probe({}), _mlp_bias_judge, weight=0.5),
     ],
 )
 
@@ -156,6 +184,7 @@ BLOCK_MISTAKES = {
 
 
 def _block_mistake(got, config) -> str | None:
+    got = _redrawn(got)
     C, x = config.n_embd, probe_stream(config)
     what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
     problem = output_problem(got["result"], tuple(x.shape), what)
@@ -268,5 +297,7 @@ check_block = Check(
              _block_judge({"n_embd": 16, "n_head": 4}), weight=4.0),
         Test("dropout in training inside the sub-layers, with config.dropout; off in eval",
              _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0),
+        Test("the LayerNorms have gains and biases (config.bias = True)", _values_probe({}), _norm_bias_judge,
+             weight=0.5),
     ],
 )

@@ -76,16 +76,19 @@ def probe_stream(config: GPTConfig) -> torch.Tensor:
     return probe_tensor(B, sequence_length(config), config.n_embd, scale=2.0, shift=0.5)
 
 
-def linears(module: nn.Module) -> list[dict]:
-    """Every nn.Linear as {"in", "out", "weight", "bias"} (weight as stored: (out, in)), in registration order."""
+def _linear_modules(module: nn.Module) -> list[nn.Linear]:
     found, seen = [], set()
     for submodule in module.modules():
         if isinstance(submodule, nn.Linear) and id(submodule) not in seen:
             seen.add(id(submodule))
-            found.append({"in": submodule.in_features, "out": submodule.out_features,
-                          "weight": submodule.weight.detach().clone(),
-                          "bias": None if submodule.bias is None else submodule.bias.detach().clone()})
+            found.append(submodule)
     return found
+
+
+def linears(module: nn.Module) -> list[dict]:
+    """Every nn.Linear as {"in", "out", "weight", "bias"} (weight as stored: (out, in)), in registration order."""
+    return [{"in": m.in_features, "out": m.out_features, "weight": m.weight.detach().clone(),
+             "bias": None if m.bias is None else m.bias.detach().clone()} for m in _linear_modules(module)]
 
 
 def norm_role(name: str) -> int:
@@ -109,13 +112,77 @@ def norms_named_by_role(module: nn.Module) -> bool:
     return 0 in roles and 1 in roles
 
 
-def layer_norms(module: nn.Module) -> list[dict]:
-    """Every LayerNorm's gain and bias (None when it has none): the one named for the attention first, then the
-    MLP's (see norm_role), the others in registration order."""
+def _norm_modules(module: nn.Module) -> list[nn.Module]:
+    """The LayerNorms, the one named for the attention first, then the MLP's (see norm_role), the others in
+    registration order."""
     named = [(name, m) for name, m in module.named_modules() if is_norm(m)]
     named.sort(key=lambda pair: norm_role(pair[0]))
-    return [{"weight": None if getattr(m, "weight", None) is None else m.weight.detach().clone(),
-             "bias": None if getattr(m, "bias", None) is None else m.bias.detach().clone()} for _, m in named]
+    return [m for _, m in named]
+
+
+def _gain_and_bias(norm: nn.Module) -> tuple:
+    return getattr(norm, "weight", None), getattr(norm, "bias", None)
+
+
+def layer_norms(module: nn.Module) -> list[dict]:
+    """Every LayerNorm's gain and bias (None when it has none), in _norm_modules' order."""
+    return [{"weight": None if gain is None else gain.detach().clone(), "bias": None if bias is None else
+             bias.detach().clone()} for gain, bias in map(_gain_and_bias, _norm_modules(module))]
+
+
+def _layers_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(int(probe_rng().integers(2**62)) ^ 0x1A7E5)
+
+
+def seeded_layers(layout: dict) -> dict:
+    """{"linears": [...], "norms": [...]} as linears() and layer_norms() give them, for a module whose layout
+    (see load_seeded_layers) the sandbox reported, with the values load_seeded_layers put there: the judge redraws
+    them from the test's seed and never trusts weights read back from the sandbox.
+
+    >>> drawn = seeded_layers({"linears": [[3, 2, False]], "norms": [[2, True, True]]})
+    >>> tuple(drawn["linears"][0]["weight"].shape), drawn["linears"][0]["bias"], drawn["norms"][0]["bias"].shape
+    ((2, 3), None, torch.Size([2]))
+    """
+    generator = _layers_generator()
+    sizes = [int(n) for n_in, n_out, _ in layout["linears"] for n in (n_in, n_out)]
+    sizes += [int(n) for n, _, _ in layout["norms"]]
+    if len(sizes) > 256 or not all(0 < n <= 4096 for n in sizes):
+        raise ValueError("the reported layers are not this exercise's")
+
+    def draw(*shape, scale=1.0, shift=0.0):
+        return torch.randn(*shape, generator=generator) * scale + shift
+    linears = [{"in": int(n_in), "out": int(n_out), "weight": draw(int(n_out), int(n_in), scale=int(n_in) ** -0.5),
+                "bias": draw(int(n_out), scale=0.5) if has_bias else None}
+               for n_in, n_out, has_bias in layout["linears"]]
+    norms = [{"weight": draw(int(n), scale=0.5, shift=1.0) if has_gain else None,
+              "bias": draw(int(n), scale=0.5) if has_bias else None} for n, has_gain, has_bias in layout["norms"]]
+    return {"linears": linears, "norms": norms}
+
+
+def load_seeded_layers(module: nn.Module) -> dict:
+    """Fill every nn.Linear's weight and bias and every LayerNorm's gain and bias with values drawn from the test's
+    seed; returns the layout ({"linears": [[in, out, has bias]], "norms": [[size, has gain, has bias]]}) from
+    which seeded_layers redraws them.
+
+    >>> layer = nn.Sequential(nn.Linear(3, 2))
+    >>> torch.equal(layer[0].weight, seeded_layers(load_seeded_layers(layer))["linears"][0]["weight"])
+    True
+    """
+    modules, norms = _linear_modules(module), _norm_modules(module)
+    layout = {"linears": [[m.in_features, m.out_features, m.bias is not None] for m in modules],
+              "norms": [[(gain if gain is not None else bias).numel() if (gain is not None or bias is not None)
+                         else 1, gain is not None, bias is not None] for gain, bias in map(_gain_and_bias, norms)]}
+    drawn = seeded_layers(layout)
+    with torch.no_grad():
+        for m, values in zip(modules, drawn["linears"]):
+            m.weight.copy_(values["weight"])
+            if m.bias is not None:
+                m.bias.copy_(values["bias"])
+        for (gain, bias), values in zip(map(_gain_and_bias, norms), drawn["norms"]):
+            for parameter, value in ((gain, values["weight"]), (bias, values["bias"])):
+                if parameter is not None:
+                    parameter.copy_(value)
+    return layout
 
 
 def blocks_of(model: nn.Module, config) -> list[nn.Module]:

@@ -82,6 +82,9 @@ def _forward_problem(result, what: str) -> str | None:
         if "index out of range" in result["error"]:
             return (f"{what} raised {result['error']}: the positions must be torch.arange(T) for the T tokens of idx "
                     f"(T <= block_size), not the token ids")
+        if "must match the size of tensor" in result["error"]:
+            return (f"{what} raised {result['error']}: idx has T = {T} tokens, fewer than block_size; the positions "
+                    f"are torch.arange(T), not torch.arange(block_size)")
         return f"{what} raised {result['error']}"
     if not result["pair"]:
         return f"{what} should return a pair (logits, loss), got {result['returned']}"
@@ -198,7 +201,8 @@ def _causal_probe(gpt_class):
 
 
 def _causal_judge(got):
-    problem = _forward_problem(got["before"], "forward(idx) with n_layer=2")
+    problem = _forward_problem(got["before"], "forward(idx) with n_layer=2") or \
+        _forward_problem(got["after"], "forward(idx) with n_layer=2 on other tokens")
     if problem:
         return problem
     before, after = got["before"]["logits"], got["after"]["logits"]

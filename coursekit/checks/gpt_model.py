@@ -90,7 +90,9 @@ def _structure_mistake(got, config) -> str | None:
     expected = num_parameters(config)
     if got["parameters"] != expected:
         extra = got["parameters"] - expected
-        hint = " (the LM head has a bias: use bias=False)" if got["head_bias"] and extra == V else ""
+        hint = " (the LM head has a bias: use bias=False)" if got["head_bias"] and extra == V else \
+            " (a LayerNorm has no gain and bias: use nn.LayerNorm(n_embd), elementwise_affine left on)" \
+            if extra < 0 and extra % (2 * C) == 0 else ""
         return (f"{where}: the model has {got['parameters']:,} parameters, GPT-2's layout has {expected:,} "
                 f"({extra:+,}){hint}")
     return None

@@ -144,7 +144,8 @@ def _spied_training(train, global_seed: int, data_seed: int):
                                  if g is not None and f is not None))
         steps.append({"optimizer": type(optimizer).__name__, "owns_model": all(any(p is q for q in params)
                                                                                  for p in model.parameters()),
-                      "lr": float(optimizer.param_groups[0]["lr"]), "norm": total, "fresh_norm": fresh_norm,
+                      "lr": float(optimizer.param_groups[0]["lr"]), "norm": total,
+                      "earlier_steps": int(optimizer.state.get(params[0], {}).get("step", 0)) if params else 0, "fresh_norm": fresh_norm,
                       "residual": residual / total if total else 0.0})
         model.fresh.clear()
 
@@ -206,6 +207,9 @@ def _optimizer_judge(got):
                 f"{steps[0]['lr']}")
     if len(steps) != STEPS:
         return f"with max_steps={STEPS} there should be {STEPS} optimizer steps, got {len(steps)}"
+    if [step["earlier_steps"] for step in steps] != list(range(STEPS)):
+        return ("the optimizer is created anew during training, so AdamW's running averages start over: create it "
+                "once, before the loop")
     return None
 
 

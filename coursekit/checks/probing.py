@@ -142,8 +142,8 @@ def with_global_rng_perturbed(call: Callable[[], Any], seeds=(1, 2)) -> list:
 
 
 @contextlib.contextmanager
-def recorded_dropout():
-    """Record every F.dropout call inside (nn.Dropout and F.dropout both go through it), as a list of dicts:
+def recorded_dropout(switched_off: bool = False):
+    """Record every F.dropout call inside (switched_off: each returns its input unchanged) (nn.Dropout and F.dropout both go through it), as a list of dicts:
     p, training, the input's shape, whether the input held -inf or NaN, whether its last axis summed to 1 (attention
     weights do), and the input and output themselves.
 
@@ -157,7 +157,7 @@ def recorded_dropout():
 
     def dropout(input, p=0.5, training=True, inplace=False):
         before = input.detach().clone()
-        output = original(input, p, training, inplace)
+        output = input if switched_off else original(input, p, training, inplace)
         finite = torch.isfinite(before)
         calls.append({"p": float(p), "training": bool(training), "shape": list(before.shape),
                       "non_finite": bool((~finite).any()),
@@ -233,7 +233,8 @@ def run_module(module: nn.Module, *args) -> dict:
 
 def train_and_eval_runs(module: nn.Module, *args, seed: int = 0) -> dict:
     """The module on the same inputs: twice in eval mode, and in training mode with every dropout call recorded
-    (under a fixed global seed). Returns plain data: {"eval": [out, out], "train": out, "calls": [...]} with the
+    (under a fixed global seed), and once more with those calls switched off. Returns plain data: {"eval": [out, out],
+    "train": out, "hidden_dropout": whether training mode still differs then, "calls": [...]} with the
     raw recorded calls (judges use `dropout_summary`-like views; tensors are converted by core.to_plain).
 
     >>> runs = train_and_eval_runs(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), torch.ones(1, 3))
@@ -246,8 +247,13 @@ def train_and_eval_runs(module: nn.Module, *args, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     with recorded_dropout() as calls:
         train = run_module(module, *args)["output"]
+    torch.manual_seed(seed)
+    with recorded_dropout(switched_off=True):  # what is left is dropout inside a fused kernel (e.g. SDPA's dropout_p)
+        unrecorded = run_module(module, *args)["output"]
     module.eval()
-    return {"eval": evaluations, "train": train,
+    hidden = isinstance(unrecorded, torch.Tensor) and isinstance(evaluations[0], torch.Tensor) and \
+        unrecorded.shape == evaluations[0].shape and not torch.allclose(unrecorded, evaluations[0], atol=1e-6)
+    return {"eval": evaluations, "train": train, "hidden_dropout": bool(hidden),
             "calls": [{key: call[key] for key in ("p", "training", "shape", "non_finite", "rows_sum_to_one")}
                       for call in calls]}
 

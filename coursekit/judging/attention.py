@@ -69,12 +69,18 @@ def multi_out(x, Wq, Wk, Wv, Wo, n_head: int, variant: str = "", order=None) -> 
     """(B, T, C): the heads merged in `order` (default 0, 1, ...) and projected by Wo, or with the named mistake
     ("no output projection", a transpose left out (SPLITS), or one of weights()'s)."""
     split_transpose, merge_transpose = SPLITS.get(variant, (True, True))
-    heads = heads_out(x, Wq, Wk, Wv, n_head, "" if variant in SPLITS or variant == "no output projection"
+    heads = heads_out(x, Wq, Wk, Wv, n_head, "" if variant in SPLITS or variant in ("no output projection",
+                                                                                    "heads interleaved")
                       else variant, split_transpose)
     B, nh, T, hs = heads.shape
     if order is not None:
         heads = heads[:, list(order)]
-    merged = heads.transpose(1, 2).reshape(B, T, nh * hs) if merge_transpose else heads.reshape(B, T, nh * hs)
+    if variant == "heads interleaved":  # torch.stack([...], dim=-1).reshape(B, T, C): channel j of head h at j * nh + h
+        merged = heads.permute(0, 2, 3, 1).reshape(B, T, nh * hs)
+    elif merge_transpose:
+        merged = heads.transpose(1, 2).reshape(B, T, nh * hs)
+    else:
+        merged = heads.reshape(B, T, nh * hs)
     return merged if variant == "no output projection" else merged @ Wo
 
 
@@ -87,6 +93,9 @@ def cross(S1, S2, W_Q, W_K, W_V, variant: str = "") -> torch.Tensor:
         return cross_attention(S1, S2, W_Q * math.sqrt(d_k), W_K, W_V)
     if variant == "sqrt(d_v)":
         return cross_attention(S1, S2, W_Q * math.sqrt(d_k / d_v), W_K, W_V)
+    if variant in ("1/d_k", "times sqrt(d_k)", "1/sqrt(d)"):  # the reference divides by sqrt(d_k)
+        factor = {"1/d_k": 1 / math.sqrt(d_k), "times sqrt(d_k)": d_k, "1/sqrt(d)": math.sqrt(d_k / S1.size(1))}
+        return cross_attention(S1, S2, W_Q * factor[variant], W_K, W_V)
     if variant == "queries from S2":
         return cross_attention(S2, S1, W_Q, W_K, W_V)
     scores = (S1 @ W_Q) @ (S2 @ W_K).T / math.sqrt(d_k)

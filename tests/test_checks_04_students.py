@@ -1,0 +1,577 @@
+"""Notebook 04's checks against answers written as students would write them, from the notebook's text alone: each
+mistake's first failing test names it under the public and five secret run seeds; each valid variant passes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from check_family import student_tests
+from coursekit import checks
+from coursekit.gpt_config import GPTConfig
+from test_checks_gpt import (GPT, MLP, Block, FunctionalMLP, InlineBlock, ListGPT, SequentialMLP, attention,
+                             get_batch, train, train_with_set_to_none, unfold_batches)
+
+NEG_INF = float("-inf")
+
+# ---------------------------------------------------------------- MLP
+
+
+def mlp_bug(init=None, forward=None):
+    methods = {}
+    if init:
+        def __init__(self, config):
+            MLP.__init__(self, config)
+            init(self, config)
+        methods["__init__"] = __init__
+    if forward:
+        methods["forward"] = forward
+    return type("StudentMLP", (MLP,), methods)
+
+
+class ManualGeluMLP(MLP):
+    """GELU's tanh formula written out."""
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        h = 0.5 * h * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h ** 3)))
+        return self.dropout(self.c_proj(h))
+
+
+MLP_BUGS = [
+    ("exact GELU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.GELU()))),
+    ("ReLU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.ReLU()))),
+    ("no activation", mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.c_fc(x))))),
+    ("after the second layer", mlp_bug(forward=lambda self, x: self.dropout(self.gelu(self.c_proj(self.gelu(self.c_fc(x))))))),
+    ("residual", mlp_bug(forward=lambda self, x: x + self.dropout(self.c_proj(self.gelu(self.c_fc(x)))))),
+    ("hidden", mlp_bug(forward=lambda self, x: self.c_proj(self.dropout(self.gelu(self.c_fc(x)))))),
+    ("same output as eval|no dropout|dropout", mlp_bug(forward=lambda self, x: self.c_proj(self.gelu(self.c_fc(x))))),
+    ("fixed probability|p = 0.1", mlp_bug(init=lambda self, c: setattr(self, "dropout", nn.Dropout(0.1)))),
+    ("still active|eval", mlp_bug(forward=lambda self, x: F.dropout(self.c_proj(self.gelu(self.c_fc(x))), self.dropout.p))),
+    ("4 \\* n_embd|fixed|notebook", mlp_bug(init=lambda self, c: (setattr(self, "c_fc", nn.Linear(c.n_embd, 64)),
+                                                                setattr(self, "c_proj", nn.Linear(64, c.n_embd))))),
+    ("has no bias, though config.bias = True", mlp_bug(init=lambda self, c: setattr(self, "c_proj", nn.Linear(4 * c.n_embd, c.n_embd, bias=False)))),
+    ("wider|4 \\* n_embd|hidden", mlp_bug(init=lambda self, c: (setattr(self, "c_fc", nn.Linear(c.n_embd, 2 * c.n_embd)),
+                                                           setattr(self, "c_proj", nn.Linear(2 * c.n_embd, c.n_embd))))),
+]
+
+# ---------------------------------------------------------------- Block
+
+
+def block_bug(forward=None, init=None):
+    methods = {}
+    if init:
+        def __init__(self, config):
+            Block.__init__(self, config)
+            init(self, config)
+        methods["__init__"] = __init__
+    if forward:
+        methods["forward"] = forward
+    return type("StudentBlock", (Block,), methods)
+
+
+def swapped_norms(self, x):
+    x = x + self.attn(self.ln_2(x))
+    return x + self.mlp(self.ln_1(x))
+
+
+def residual_after_norm(self, x):
+    x = self.ln_1(x)
+    x = x + self.attn(x)
+    x = self.ln_2(x)
+    return x + self.mlp(x)
+
+
+def post_norm(self, x):
+    x = self.ln_1(x + self.attn(x))
+    return self.ln_2(x + self.mlp(x))
+
+
+def mlp_first(self, x):
+    x = x + self.mlp(self.ln_2(x))
+    return x + self.attn(self.ln_1(x))
+
+
+def parallel(self, x):
+    return x + self.attn(self.ln_1(x)) + self.mlp(self.ln_2(x))
+
+
+def one_norm(self, x):
+    x = x + self.attn(self.ln_1(x))
+    return x + self.mlp(self.ln_1(x))
+
+
+def no_mlp_residual(self, x):
+    x = x + self.attn(self.ln_1(x))
+    return self.mlp(self.ln_2(x))
+
+
+def no_attention_residual(self, x):
+    x = self.attn(self.ln_1(x))
+    return x + self.mlp(self.ln_2(x))
+
+
+def stream_dropout(self, x):
+    x = x + self.attn(self.ln_1(x))
+    x = x + self.mlp(self.ln_2(x))
+    return F.dropout(x, self.drop_p, self.training)
+
+
+class MLPWithoutDropoutBlock(Block):
+    """The MLP built from a fresh config: the block's dropout never reaches it."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.mlp = MLP(GPTConfig(n_embd=config.n_embd, n_head=config.n_head, block_size=config.block_size))
+
+
+class NotebookNormsBlock(Block):
+    def __init__(self, config):
+        super().__init__(config)
+        self.ln_1, self.ln_2 = nn.LayerNorm(64), nn.LayerNorm(64)
+
+
+BLOCK_BUGS = [
+    ("swapped|ln_1|ln_2", block_bug(forward=swapped_norms)),
+    ("residual starts after the LayerNorm|after the LayerNorm", block_bug(forward=residual_after_norm)),
+    ("post-LN|after the addition|pre-LayerNorm|normalis", block_bug(forward=post_norm)),
+    ("order|attention first|before the attention", block_bug(forward=mlp_first)),
+    ("both read the block's input", block_bug(forward=parallel)),
+    ("same LayerNorm|ln_2|two LayerNorms", block_bug(forward=one_norm)),
+    ("residual", block_bug(forward=no_mlp_residual)),
+    ("residual", block_bug(forward=no_attention_residual)),
+    ("stream|outside the sub-layers|inside the sub-layers", block_bug(
+        forward=stream_dropout, init=lambda self, c: setattr(self, "drop_p", c.dropout))),
+    ("MLP|dropout", MLPWithoutDropoutBlock),
+    ("fixed|notebook|LayerNorm\\(n_embd\\)|shape", NotebookNormsBlock),
+    ("gain|weight|elementwise_affine|LayerNorm", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", nn.LayerNorm(c.n_embd, elementwise_affine=False)),
+        setattr(self, "ln_2", nn.LayerNorm(c.n_embd, elementwise_affine=False))))),
+    ("a LayerNorm has no bias", block_bug(init=lambda self, c: (setattr(self, "ln_1", nn.LayerNorm(c.n_embd, bias=False)),
+                                                       setattr(self, "ln_2", nn.LayerNorm(c.n_embd, bias=False))))),
+]
+
+
+class DictBlock(nn.Module):
+    """The sub-layers in an nn.ModuleDict, the MLP's norm registered first, a loop over (norm, sub-layer)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.parts = nn.ModuleDict({"ln_2": nn.LayerNorm(config.n_embd), "mlp": FunctionalMLP(config),
+                                    "ln_1": nn.LayerNorm(config.n_embd), "attn": attention(config)})
+
+    def forward(self, x):
+        for norm, layer in (("ln_1", "attn"), ("ln_2", "mlp")):
+            x = x + self.parts[layer](self.parts[norm](x))
+        return x
+
+
+class FunctionalNormBlock(Block):
+    """F.layer_norm with the LayerNorms' own parameters; additions written as torch.add."""
+
+    def forward(self, x):
+        n = (x.size(-1),)
+        x = torch.add(x, self.attn(F.layer_norm(x, n, self.ln_1.weight, self.ln_1.bias, self.ln_1.eps)))
+        return torch.add(x, self.mlp(F.layer_norm(x, n, self.ln_2.weight, self.ln_2.bias, self.ln_2.eps)))
+
+
+# ---------------------------------------------------------------- GPT constructor
+
+
+def gpt_bug(change=None, blocks=None):
+    def __init__(self, config):
+        GPT.__init__(self, config)
+        if blocks:
+            self.transformer.h = blocks(config)
+        if change:
+            change(self, config)
+    return type("StudentGPT", (GPT,), {"__init__": __init__})
+
+
+class HiddenBlocksGPT(GPT):
+    """The blocks as a plain list beside the ModuleDict: the optimiser never sees them."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        del self.transformer["h"]
+        self.h = [Block(config) for _ in range(config.n_layer)]
+
+    def forward(self, idx, targets=None):
+        x = self.transformer.drop(self.embed(idx))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        return logits, None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+CONSTRUCTOR_BUGS = [
+    ("tie|tied|weight tying", gpt_bug(lambda self, c: setattr(self, "lm_head", nn.Linear(c.n_embd, c.vocab_size, bias=False)))),
+    ("block_size|position", gpt_bug(lambda self, c: self.transformer.__setitem__("wpe", nn.Embedding(c.vocab_size, c.n_embd)))),
+    ("n_layer|Blocks", gpt_bug(blocks=lambda c: nn.ModuleList([Block(c) for _ in range(3)]))),
+    ("same Block|distinct|one Block|n_layer|Blocks", gpt_bug(blocks=lambda c: nn.ModuleList([Block(c)] * c.n_layer))),
+    ("bias", gpt_bug(lambda self, c: (setattr(self, "lm_head", nn.Linear(c.n_embd, c.vocab_size)),
+                                      setattr(self.lm_head, "weight", self.transformer.wte.weight)))),
+    ("final LayerNorm|ln_f", gpt_bug(lambda self, c: self.transformer.__setitem__("ln_f", nn.Identity()))),
+    ("fixed probability|dropout", gpt_bug(lambda self, c: self.transformer.__setitem__("drop", nn.Dropout(0.1)))),
+    ("Blocks|registered|ModuleList|n_layer", HiddenBlocksGPT),
+    ("a LayerNorm has no gain and bias", gpt_bug(lambda self, c: self.transformer.__setitem__(
+        "ln_f", nn.LayerNorm(c.n_embd, elementwise_affine=False)))),
+    ("vocab_size|embedding|wte", gpt_bug(lambda self, c: (self.transformer.__setitem__("wte", nn.Embedding(
+        c.vocab_size + 1, c.n_embd)), setattr(self.lm_head, "weight", self.transformer.wte.weight)))),
+]
+
+
+class TiedOtherWayGPT(GPT):
+    """Tied the other way round (the embedding takes the head's matrix) and the head built first."""
+
+    def __init__(self, config):
+        nn.Module.__init__(self)
+        self.config = config
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd), wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout), h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd)))
+        self.transformer.wte.weight = self.lm_head.weight
+
+
+class DictBlockGPT(GPT):
+    def __init__(self, config):
+        super().__init__(config, block=DictBlock)
+
+
+# ---------------------------------------------------------------- forward
+
+
+def forward_with(embed=None, run=None, loss=None, head=None):
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        pos = torch.arange(T, device=idx.device)
+        x = embed(self, idx, pos) if embed else self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = run(self, x) if run else self._blocks(x)
+        logits = head(self, x) if head else self.lm_head(self.transformer.ln_f(x))
+        if targets is None:
+            return logits, None
+        if loss:
+            return logits, loss(logits, targets, idx)
+        return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+    return type("StudentGPT", (GPT,), {"forward": forward, "_blocks": _blocks})
+
+
+def _blocks(self, x):
+    for block in self.transformer.h:
+        x = block(x)
+    return x
+
+
+def reversed_blocks(self, x):
+    for block in reversed(self.transformer.h):
+        x = block(x)
+    return x
+
+
+def last_block_only(self, x):
+    return self.transformer.h[-1](x)
+
+
+def blocks_on_embeddings(self, x):
+    out = x
+    for block in self.transformer.h:
+        out = block(x)
+    return out
+
+
+FORWARD_BUGS = [
+    ("embedding dropout|embeddings", forward_with(embed=lambda self, idx, pos: self.transformer.wte(idx) + self.transformer.wpe(pos))),
+    ("position", forward_with(embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx)))),
+    ("not torch.arange\\(block_size\\)", forward_with(embed=lambda self, idx, pos: self.transformer.drop(
+        self.transformer.wte(idx) + self.transformer.wpe(torch.arange(self.config.block_size))))),
+    ("position", forward_with(embed=lambda self, idx, pos: self.transformer.drop(
+        self.transformer.wte(idx) + self.transformer.wpe(idx)))),
+    ("shift|already shifted", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), targets[:, 1:].reshape(-1)))),
+    ("targets|idx", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), idx.reshape(-1)))),
+    ("mean|sum|average", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"))),
+    ("order", forward_with(run=reversed_blocks)),
+    ("index -1 is out of range", forward_with(run=last_block_only)),
+    ("Blocks|in order|each Block", forward_with(run=blocks_on_embeddings)),
+    ("ln_f|final LayerNorm", forward_with(head=lambda self, x: self.lm_head(x))),
+    ("softmax|logits", forward_with(head=lambda self, x: F.softmax(self.lm_head(self.transformer.ln_f(x)), -1))),
+]
+
+
+def forward_transposed_loss(self, idx, targets=None):
+    """cross_entropy over (B, vocab, T) logits, the positions' table sliced instead of indexed."""
+    T = idx.size(1)
+    x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe.weight[:T])
+    for block in self.transformer.h:
+        x = block(x)
+    logits = self.lm_head(self.transformer.ln_f(x))
+    return logits, None if targets is None else F.cross_entropy(logits.transpose(1, 2), targets)
+
+
+def forward_nll(self, idx, targets=None):
+    """log_softmax and nll_loss, positions broadcast with unsqueeze."""
+    pos = torch.arange(idx.shape[1]).unsqueeze(0)
+    x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+    for block in self.transformer.h:
+        x = block(x)
+    logits = self.lm_head(self.transformer.ln_f(x))
+    if targets is None:
+        return logits, None
+    return logits, F.nll_loss(F.log_softmax(logits, dim=-1).flatten(0, 1), targets.flatten())
+
+
+# ---------------------------------------------------------------- generate
+
+
+def generating(filters=None, crop=None, position=-1, sample=None):
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        for _ in range(max_new_tokens):
+            context = crop(self, idx) if crop else idx[:, -self.config.block_size:]
+            logits, _ = self(context)
+            logits = logits[:, position, :]
+            logits = filters(logits, temperature, top_k, top_p) if filters else \
+                GPT.next_logits(self, logits, temperature, top_k, top_p)
+            probs = F.softmax(logits, dim=-1)
+            nxt = sample(probs, generator) if sample else torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat([idx, nxt], dim=1)
+        return idx
+    return type("StudentGPT", (GPT,), {"generate": generate})
+
+
+def top_k(logits, k):
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]]
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def top_p(logits, p, strict=False, crossing=True, gather=False):
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = F.softmax(sorted_logits, dim=-1)
+    before = probs.cumsum(-1) - probs if crossing else probs.cumsum(-1)
+    drop = before > p if strict else before >= p
+    if gather:
+        return logits.masked_fill(drop.gather(-1, order), NEG_INF)
+    return logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
+
+
+def filters(order="tkp", **top_p_options):
+    def apply(logits, temperature, k, p):
+        for step in order:
+            if step == "t":
+                logits = logits / temperature
+            elif step == "k" and k is not None:
+                logits = top_k(logits, k)
+            elif step == "p" and p is not None:
+                logits = top_p(logits, p, **top_p_options)
+        return logits
+    return apply
+
+
+def no_min_top_k(logits, temperature, k, p):
+    logits = logits / temperature
+    if k is not None:
+        logits = logits.masked_fill(logits < torch.topk(logits, k).values[:, [-1]], NEG_INF)
+    return filters("p")(logits, temperature, None, p)
+
+
+def one_too_many(logits, temperature, k, p):
+    """Keeps k + 1 tokens: the threshold is the (k+1)-th largest logit."""
+    logits = logits / temperature
+    if k is not None:
+        logits = logits.masked_fill(logits < torch.topk(logits, k + 1).values[:, [-1]], NEG_INF)
+    return filters("p")(logits, temperature, None, p)
+
+
+GENERATE_BUGS = [
+    ("crop|block_size", generating(crop=lambda self, idx: idx)),
+    ("crop|last block_size", generating(crop=lambda self, idx: idx[:, :self.config.block_size])),
+    ("last position", generating(position=0)),
+    ("temperature", generating(filters=filters("kpt"))),
+    ("temperature", generating(filters=lambda logits, t, k, p: filters("kp")(logits * t, t, k, p))),
+    ("top_p|top-p|nucleus|top_k|top-k", generating(filters=filters("tpk"))),
+    ("boundary|reaching", generating(filters=filters(strict=True))),
+    ("crossing|crosses|reaches|top_p", generating(filters=filters(crossing=False))),
+    ("scatter", generating(filters=filters(gather=True))),
+    ("min\\(|vocab", generating(filters=no_min_top_k)),
+    ("generator", generating(sample=lambda probs, g: torch.multinomial(probs, 1))),
+    ("greedy|argmax|sample", generating(sample=lambda probs, g: probs.argmax(-1, keepdim=True))),
+    ("top_k|k-th|top-k", generating(filters=one_too_many)),
+]
+
+
+def generate_where(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """torch.where for both filters, top-p by scattering the sorted, filtered logits back."""
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.config.block_size:])[0][:, -1, :] / temperature
+            if top_k is not None:
+                kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+                logits = torch.where(logits < kth, torch.full_like(logits, NEG_INF), logits)
+            if top_p is not None:
+                sorted_logits, order = logits.sort(dim=-1, descending=True)
+                probs = sorted_logits.softmax(-1)
+                keep = probs.cumsum(-1) - probs < top_p
+                sorted_logits = torch.where(keep, sorted_logits, torch.full_like(sorted_logits, NEG_INF))
+                logits = torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+            idx = torch.cat([idx, torch.multinomial(logits.softmax(-1), 1, generator=generator)], dim=-1)
+    return idx
+
+
+class WhereGenerateGPT(GPT):
+    generate = generate_where
+
+
+# ---------------------------------------------------------------- get_batch and train
+
+
+def batch_bug(x_of, y_of, high=lambda data, block_size: len(data) - block_size, use_generator=True):
+    def get_batch(data, batch_size, block_size, generator=None):
+        starts = torch.randint(high(data, block_size), (batch_size,), generator=generator if use_generator else None)
+        return (torch.stack([x_of(data, i, block_size) for i in starts]),
+                torch.stack([y_of(data, i, block_size) for i in starts]))
+    return get_batch
+
+
+def window(shift):
+    return lambda data, i, block_size: data[i + shift:i + shift + block_size]
+
+
+def student_train(zero_grad="before", clip="after backward", final=True, eval_every=lambda s, n: s % n == 0,
+                  eval_after_step=False, back_to_train=True, eval_mode=True, item=True, optimizer_class=None,
+                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False):
+    def train(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3, eval_interval=100,
+              eval_batches=10, grad_clip=1.0, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        block_size = model.config.block_size
+        make = optimizer_class or torch.optim.AdamW
+        optimizer = make(model.parameters(), lr=lr or learning_rate)
+        history = {"loss": [], "eval_step": [], "val_loss": []}
+
+        def evaluate(step):
+            if eval_mode:
+                model.eval()
+            data = val_data if val_source == "val" else train_data
+            with torch.no_grad():
+                losses = [model(*get_batch(data, batch_size, block_size, generator))[1].item()
+                          for _ in range(eval_batches)]
+            if back_to_train:
+                model.train()
+            history["eval_step"].append(step)
+            history["val_loss"].append(sum(losses) / len(losses))
+
+        for step in range(max_steps):
+            if not eval_after_step and eval_every(step, eval_interval):
+                evaluate(step)
+            if optimizer_each_step:
+                optimizer = make(model.parameters(), lr=learning_rate)
+            if zero_grad == "start":
+                optimizer.zero_grad()
+            x, y = get_batch(train_data, batch_size, block_size, generator if train_generator else None)
+            _, loss = model(x, y)
+            if zero_grad == "before":
+                optimizer.zero_grad()
+            if clip == "before backward":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            loss.backward()
+            if clip == "after backward":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if zero_grad == "after backward":
+                optimizer.zero_grad()
+            optimizer.step()
+            history["loss"].append(loss.item() if item else loss)
+            if eval_after_step and eval_every(step + 1, eval_interval):
+                evaluate(step + 1)
+        if final:
+            evaluate(max_steps)
+        return history
+    return train
+
+
+TRAINING_BUGS = [
+    ("y|next|shift|one token later", (batch_bug(window(0), window(0)), train)),
+    ("y|next|shift|one token later", (batch_bug(window(0), window(2)), train)),
+    ("start|randint|len\\(data\\) - block_size", (batch_bug(window(0), window(1), high=lambda d, b: len(d) - b - 1), train)),
+    ("generator", (batch_bug(window(0), window(1), use_generator=False), train)),
+    ("zero_grad", (get_batch, student_train(zero_grad="never"))),
+    ("zero_grad", (get_batch, student_train(zero_grad="after backward"))),
+    ("clip", (get_batch, student_train(clip="never"))),
+    ("clip", (get_batch, student_train(clip="before backward"))),
+    ("final evaluation|at the end|max_steps", (get_batch, student_train(final=False))),
+    ("before the update|before the step|evaluat", (get_batch, student_train(eval_after_step=True, final=False))),
+    ("model.train\\(\\)|train\\(\\) again|dropout", (get_batch, student_train(back_to_train=False))),
+    ("model.eval\\(\\)|eval", (get_batch, student_train(eval_mode=False))),
+    ("val_data|validation", (get_batch, student_train(val_source="train"))),
+    ("item|float", (get_batch, student_train(item=False))),
+    ("AdamW", (get_batch, student_train(optimizer_class=torch.optim.Adam))),
+    ("generator", (get_batch, student_train(train_generator=False))),
+    ("step 0|eval_interval|0, eval_interval", (get_batch, student_train(eval_every=lambda s, n: s % n == 0 and s > 0))),
+    ("learning_rate|lr", (get_batch, student_train(lr=3e-4))),
+    ("created anew", (get_batch, student_train(optimizer_each_step=True))),
+]
+
+
+def batch_by_index(data, batch_size, block_size, generator=None):
+    """Advanced indexing with an index matrix, y read as x's rows one later."""
+    starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    index = starts.unsqueeze(1) + torch.arange(block_size).unsqueeze(0)
+    return data[index], data[index + 1]
+
+
+CHECKS = {check.exercise: check for check in (checks.check_mlp, checks.check_block, checks.check_gpt_constructor,
+                                              checks.check_forward, checks.check_generate, checks.check_training_loop)}
+STUDENT_BUGS = {"mlp": MLP_BUGS, "block": BLOCK_BUGS, "gpt_constructor": CONSTRUCTOR_BUGS, "forward": FORWARD_BUGS,
+                "generate": GENERATE_BUGS, "training_loop": TRAINING_BUGS}
+MORE_VALID = {
+    "mlp": [MLP, SequentialMLP, FunctionalMLP, ManualGeluMLP],
+    "block": [Block, InlineBlock, DictBlock, FunctionalNormBlock],
+    "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT],
+    "forward": [GPT, ListGPT, type("TransposedLossGPT", (GPT,), {"forward": forward_transposed_loss}),
+                type("NllGPT", (GPT,), {"forward": forward_nll})],
+    "generate": [GPT, ListGPT, WhereGenerateGPT],
+    "training_loop": [(get_batch, train), (unfold_batches, train_with_set_to_none), (batch_by_index, student_train()),
+                      (get_batch, student_train(zero_grad="start"))],
+}
+
+(test_more_valid_alternatives_pass_under_public_and_secret_seeds,
+ test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
+ test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID,
+                                            secret_seeds=(1, 2))  # two secret seeds keep the run short
+
+
+def test_every_exercise_has_a_broad_set():
+    assert all(len(bugs) >= 8 for bugs in STUDENT_BUGS.values())
+    assert all(len(valid) >= 3 for valid in MORE_VALID.values())
+
+
+# ---------------------------------------------------------------- the judge trusts only outputs for its own inputs
+
+
+def forged(results, output_of):
+    """probe_all's results with each values test's output replaced, and zero layers claimed beside it."""
+    out = []
+    for name, data in results:
+        if isinstance(data, dict) and "layout" in data:
+            zeros = [{"in": n_in, "out": n_out, "weight": np.zeros((n_out, n_in), np.float32), "bias": None}
+                     for n_in, n_out, _ in data["layout"]["linears"]]
+            data = {**data, "linears": zeros, "norms": [{"weight": None, "bias": None}] * 2,
+                    "result": {**data["result"], "output": output_of(data["result"]["output"])}}
+        out.append((name, data))
+    return out
+
+
+@pytest.mark.parametrize("check, answer", [(checks.check_mlp, MLP), (checks.check_block, Block)])
+def test_layers_claimed_by_the_sandbox_do_not_change_the_verdict(check, answer):
+    """Zero layers with a zero output would be a consistent MLP; the judge redraws the layers from the seed, so
+    the claim is ignored: the forged zeros fail, the honest output passes beside the same claim."""
+    for seed in (0, 3):
+        results = check.probe_all((answer,), seed)
+        first = check.judge(forged(results, np.zeros_like), seed)[0]
+        assert not first.passed, seed
+        assert all(o.passed for o in check.judge(forged(results, lambda output: output), seed)), seed
