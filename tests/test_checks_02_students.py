@@ -1,12 +1,16 @@
 """Notebook 02's checks against mistakes a student makes, written from the student notebook: each is named under
 the public seed and under secret seeds, and valid code written differently passes under both."""
 
+import re
+
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
 from check_family import student_tests
+from test_checks_bigram import trained  # noqa: F401  (the fixture: a reference model and its losses)
 from coursekit import bigram, checks
 
 OneHot, Embedding = bigram.BigramOneHotMLP, bigram.BigramEmbeddingMLP
@@ -250,3 +254,86 @@ CHECKS = {"one_hot_pairs": checks.check_one_hot_pairs, "bigram_one_hot_mlp": che
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
  test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))
+
+
+# ---------------------------------------------------------------- train_one_hot (the notebook's model and losses)
+
+
+def train_loop(*, make_optimizer=None, loss_of=None, indices=None, steps=None, generator_seed=None, returns=None):
+    """The notebook's train with one part replaced (each keyword is one part a student gets wrong)."""
+    def train(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+        generator = torch.Generator().manual_seed(seed if generator_seed is None else generator_seed)
+        optimizer = (make_optimizer or (lambda p, lr: torch.optim.Adam(p, lr=lr)))(model.parameters(), learning_rate)
+        losses = []
+        for _ in range(num_steps if steps is None else steps(num_steps)):
+            batch = (indices or (lambda n, b, g: torch.randint(n, (b,), generator=g)))(len(inputs), batch_size,
+                                                                                       generator)
+            logits = model(inputs[batch])
+            loss = (loss_of or (lambda lg, t: F.cross_entropy(lg, t)))(logits, targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses if returns is None else returns(losses)
+    return train
+
+
+TRAIN_BUGS = [
+    ("use torch.optim.Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.AdamW(p, lr=lr))),
+    ("losses differ from Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=0.1))),
+    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.cross_entropy(F.softmax(lg, -1), t))),
+    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.mse_loss(F.softmax(lg, -1), t))),
+    ("draw pair indices from 0 to", train_loop(indices=lambda n, b, g: torch.randint(b // 2, (b,), generator=g))),
+    ("should take \\d+ steps", train_loop(steps=lambda n: n - 1)),
+    ("should return the list of losses", train_loop(returns=lambda losses: losses[-1])),
+    ("should return the list of losses", train_loop(returns=lambda losses: sum(losses) / len(losses))),
+    ("runs with different seeds drew the same batches", train_loop(generator_seed=0)),
+    ("learning rate should be the learning_rate argument",
+     train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=1e-3))),
+]
+
+
+def by_multinomial_and_log_softmax(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    weights, losses = torch.ones(len(inputs)), []
+    for _ in range(num_steps):
+        batch = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        loss = -(targets[batch] * F.log_softmax(model(inputs[batch]), dim=-1)).sum(dim=1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses += [loss.item()]
+    return losses
+
+
+def step_function_inside(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), learning_rate)
+
+    def step(batch):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(inputs[batch]), targets[batch].argmax(-1))
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+    return [step(torch.randint(0, len(inputs), (batch_size,), generator=generator)) for _ in range(num_steps)]
+
+
+def outcomes_of(train, trained, seed):
+    check = checks.check_train_one_hot
+    return check.judge(check.probe_all((train, *trained), seed), seed)
+
+
+@pytest.mark.parametrize("index", range(len(TRAIN_BUGS)))
+def test_each_training_mistake_is_named_under_the_public_and_secret_seeds(trained, index):  # noqa: F811
+    mistake, train = TRAIN_BUGS[index]
+    for seed in (0, 1, 2):
+        failed = [o for o in outcomes_of(train, trained, seed) if not o.passed]
+        assert failed and re.search(mistake, failed[0].message), (seed, failed[:1])
+
+
+@pytest.mark.parametrize("train", [by_multinomial_and_log_softmax, step_function_inside])
+def test_more_valid_training_loops_pass_under_the_public_and_secret_seeds(trained, train):  # noqa: F811
+    for seed in (0, 1, 2):
+        assert all(o.passed for o in outcomes_of(train, trained, seed)), (seed, train.__name__)
