@@ -20,9 +20,11 @@ FIXED_MERGES = {(104, 101): 256, (116, 256): 257, (32, 257): 258, (109, 101): 25
 # of the pairs; in "hi, he has his hat" " h" is the most frequent pair but "he" was learned first.
 CODEC_SAMPLES = [("the theme", 0.25), ("hello there! he has his hat", 0.25), ("naïve café 🙂", 0.05), ("", 0.05),
                  ("zzz", 0.05), ("oh hi, he has his hat", 0.5), ("he", 0.05)]
-PUBLIC_TEXTS = ["the themes of these theses: he has 'héllo' there", "ah, his hat: he hit him, he is here",
+PUBLIC_TEXTS = ["the themes of these theses: he has 'héllo' there", "Ah, his hat: He hit him, he is here",
                 " the thesis of these themes of the themes is "]
-CODEC_WORDS = ["the", "theme", "these", "thesis", "he", "has", "his", "hat", "héllo", "café", "🙂", "are", "of", "s"]
+CODEC_WORDS = ["the", "theme", "these", "thesis", "he", "has", "his", "hat", "héllo", "café", "🙂", "are", "of", "s",
+               "The", "HE", "ROMEO:"]
+EDGES = ["", " ", "  ", "\n", "\t "]  # around the secret texts: leading and trailing whitespace is part of the text
 H_WORDS = ["hi", "he", "has", "his", "hat", "him", "oh", "ah", "is", "the"]  # " h" outnumbers "he": order matters
 
 
@@ -32,8 +34,8 @@ def _codec_texts() -> list[str]:
     if is_public():
         return list(PUBLIC_TEXTS)
     rng = probe_rng()
-    texts = [" ".join(str(word) for word in rng.choice(CODEC_WORDS, size=int(rng.integers(6, 16))))
-             for _ in range(2)]
+    texts = [str(rng.choice(EDGES[1:])) + " ".join(str(word) for word in rng.choice(CODEC_WORDS, size=int(
+        rng.integers(6, 16)))) + str(rng.choice(EDGES)) for _ in range(2)]
     texts += [" ".join(str(word) for word in rng.choice(H_WORDS, size=int(rng.integers(6, 12)))) for _ in range(2)]
     return texts
 
