@@ -295,9 +295,10 @@ def _train_greedy_mistake(got) -> str | None:
         return f"fix this first: {shape}"
     text = _train_case()[0]
     mistake = _replay_mistake(list(text.encode("utf-8")), got["rows"])
-    if mistake and _replay_mistake([ord(char) for char in text], got["rows"]) is None:
-        return ("these merges were learned on characters (code points, ord), not on bytes: start from "
-                "ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not ord('é') = 233")
+    other_starts = [[ord(char) for char in text], list(text.encode("latin-1", errors="replace"))]
+    if mistake and any(_replay_mistake(ids, got["rows"]) is None for ids in other_starts):
+        return ("these merges were learned on characters (code points, ord) or Latin-1, not on bytes: "
+                "start from ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not 233")
     return mistake
 
 
