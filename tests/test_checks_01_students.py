@@ -5,25 +5,8 @@ from collections import Counter, defaultdict
 
 from check_family import student_tests
 from coursekit import checks
-
-
-def pair_counts(ids):
-    counts = {}
-    for pair in zip(ids, ids[1:]):
-        counts[pair] = counts.get(pair, 0) + 1
-    return counts
-
-
-def merge_pair(ids, pair, new_id):
-    merged, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(ids[i])
-            i += 1
-    return merged
+from coursekit.bpe import merge_pair, pair_counts
+from test_checks_tokenization import decode_recursively
 
 
 def trainer(count=pair_counts, merge=merge_pair, choose=lambda counts: max(counts, key=counts.get),
@@ -78,14 +61,6 @@ def merges_in_learning_order(text, merges):
     for pair, new_id in merges.items():
         ids = merge_pair(ids, pair, new_id)
     return ids
-
-
-def decode_recursively(ids, merges):
-    parts = {new_id: pair for pair, new_id in merges.items()}
-
-    def spelt(i):
-        return bytes([i]) if i < 256 else spelt(parts[i][0]) + spelt(parts[i][1])
-    return b"".join(spelt(i) for i in ids).decode("utf-8", errors="replace")
 
 
 def count_with_defaultdict(ids):
