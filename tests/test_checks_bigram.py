@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy
 import pytest
 import torch
 import torch.nn as nn
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm, trange
 
 from coursekit import bigram, checks
 from coursekit.checks import bigram_pairs, bigram_training
-from coursekit.checks.core import ProbeError
+from coursekit.checks.core import ProbeError, seeded
 
 # ---------------------------------------------------------------- one_hot_pairs
 
@@ -554,3 +555,29 @@ def test_a_model_hiding_its_parameters_fails_forward():
     outcomes = checks.check_bigram_one_hot_mlp.judge(
         checks.check_bigram_one_hot_mlp.probe_all((HidesItsParameters,), 2), 2)
     assert not next(o for o in outcomes if "forward" in o.test).passed
+
+
+@pytest.mark.parametrize("run_seed", [0, 2])
+def test_train_judge_rebuilds_the_initial_weights_and_ignores_a_claim_about_them(trained, run_seed):
+    """A forger that reports its own starting weights (zeros), with the losses and final weights Adam reaches from
+    them on its batches, is consistent with its own lie: the judge must replay from the weights the probe put in."""
+    check = checks.check_train_one_hot
+    honest = dict(check.probe_all((notebook_train, *trained), run_seed))
+    name = next(name for name in honest if name.startswith("train: Adam"))
+    with seeded(run_seed, check.exercise, name):
+        problem = bigram_training._problem()
+        inputs, targets = bigram_training._data(problem)
+    zero_start = bigram_training.SpyBigram(problem, seed=0)
+    with torch.no_grad():
+        for parameter in zero_start.parameters():
+            parameter.zero_()
+    batches = [torch.tensor(call["pairs"]) for call in honest[name]["calls"]]
+    losses = bigram.train_on_batches(zero_start, inputs, targets, batches, problem["learning_rate"])
+    final = [p.detach().clone().numpy() for p in zero_start.parameters()]
+    zeros = [numpy.zeros_like(p) for p in final]
+    forged = {**honest, name: {**honest[name], "returned": {"type": "list", "value": losses}, "final": final,
+                               "initial": zeros}}
+    verdicts = {o.test: o for o in check.judge(list(forged.items()), run_seed)}
+    assert not verdicts[name].passed and "losses differ from Adam" in verdicts[name].message
+    claimed = {**honest, name: {**honest[name], "initial": zeros}}  # the same honest run with a lie added
+    assert all(o.passed for o in check.judge(list(claimed.items()), run_seed))

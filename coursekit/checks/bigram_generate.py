@@ -90,6 +90,7 @@ def cycle_judge(got):
 # ---------------------------------------------------------------- generate: samples from softmax(logits)
 
 SAMPLE_STEPS = 3000
+OTHER_SEED_STEPS = 200  # a generator seeded otherwise must give other ids: it is the generator generate samples with
 INVERSE_TEMPERATURES = [0.0, *np.round(np.arange(0.25, 3.01, 0.05), 2).tolist(), 6.0]  # 0: uniform, 6: ~argmax
 
 
@@ -110,7 +111,8 @@ def sampling_probe(kind: str):
         load_weights(model, kind, vocab, HIDDEN, _sampling_weights(kind, vocab))
         runs = with_global_rng_perturbed(  # a generate that ignores its generator sees different random numbers
             lambda: ids_of(model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
-        return {"runs": runs}
+        other = ids_of(model.generate(start, OTHER_SEED_STEPS, generator=torch.Generator().manual_seed(seed + 1)))
+        return {"runs": runs, "other_seed": other}
     return probe
 
 
@@ -146,6 +148,21 @@ def _log_likelihood(table: np.ndarray, ids: list[int], inverse_temperature: floa
     return float(log_probs[current, following].sum())
 
 
+def _fit_z_score(table: np.ndarray, ids: list[int]) -> float:
+    """How far the sampled transitions' counts are from softmax(logits) (a G-test, its statistic as a normal
+    z-score by the Wilson-Hilferty approximation): above 5 happens with probability < 1e-6 for a right sampler."""
+    vocab = len(table)
+    counts = np.zeros((vocab, vocab))
+    np.add.at(counts, (np.array(ids[:-1]), np.array(ids[1:])), 1)
+    probs = np.exp(table - table.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    expected = counts.sum(axis=1, keepdims=True) * probs
+    seen = counts > 0
+    g = 2 * float((counts[seen] * np.log(counts[seen] / expected[seen])).sum())
+    df = float((vocab - 1) * (counts.sum(axis=1) > 0).sum())
+    return ((g / df) ** (1 / 3) - (1 - 2 / (9 * df))) / np.sqrt(2 / (9 * df))
+
+
 def sampling_judge(kind: str):
     return lambda got: _sampling_mistake(got, kind)
 
@@ -165,6 +182,9 @@ def _sampling_mistake(got, kind: str) -> str | None:
     if first["ids"] != second["ids"]:
         return ("two calls with generators seeded the same way gave different ids: pass generator=generator to "
                 "torch.multinomial so results are reproducible")
+    if got["other_seed"]["ids"] == first["ids"][:OTHER_SEED_STEPS + 1]:
+        return ("generators seeded differently gave the same ids: sample with the generator generate is given "
+                "(torch.multinomial(probs, num_samples=1, generator=generator)), not one made or seeded inside it")
     if _disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
     mismatches = {t: _disagreements(table, first["ids"], seed, t) for t in TEMPERATURES if t != 1.0}
@@ -177,7 +197,10 @@ def _sampling_mistake(got, kind: str) -> str | None:
     fits = {beta: _log_likelihood(table, first["ids"], beta) for beta in INVERSE_TEMPERATURES}
     best = max(fits, key=fits.get)
     if 2 * (fits[best] - fits[1.0]) < 30.0:  # a likelihood-ratio test: p < 1e-7 for a right sampler
-        return None
+        if _fit_z_score(table, first["ids"]) < 5.0:
+            return None
+        return ("the samples do not follow softmax(logits): with this model their frequencies are far from the "
+                "model's probabilities; sample from F.softmax(logits, dim=-1) of the last id's logits")
     if best == 0.0:
         return ("the samples look uniform, not like the model's probabilities: take the softmax over the vocabulary "
                 "(dim=-1) of the logits of the last id and sample from it")

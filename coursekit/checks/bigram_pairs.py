@@ -91,7 +91,8 @@ def _one_hot_probe(case):
         result = one_hot_pairs(torch.tensor(ids), vocab)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             return {"pair": False, "got": describe(result)}
-        return {"pair": True, "inputs": result[0], "outputs": result[1]}
+        return {"pair": True, "inputs": result[0], "outputs": result[1],
+                "types": [type(part).__name__ for part in result]}
     return probe
 
 
@@ -132,7 +133,10 @@ def _one_hot_judge(description, case):
         ids, vocab = case()
         if not got["pair"]:
             return f"one_hot_pairs should return two tensors (inputs_one_hot, outputs_one_hot), got {got['got']}"
-        for name in ("inputs", "outputs"):
+        for name, kind in zip(("inputs", "outputs"), got["types"]):
+            if kind != "Tensor":
+                return (f"{name}_one_hot for {description} is of type {kind}, but nn.Linear takes torch tensors: build it "
+                        f"with F.one_hot(...).float()")
             problem = _one_hot_rows(f"{name}_one_hot for {description}", got[name], ids, vocab)
             if problem:
                 return problem

@@ -46,18 +46,17 @@ def _data(problem: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SpyBigram(nn.Module):
-    """A one-hot bigram MLP that records the pairs of every call (its input rows name them). Built with random
-    weights from `seed`, or with the given ones (the judge's replay)."""
+    """A one-hot bigram MLP that records the pairs of every call (its input rows name them), built with random
+    weights from `seed` (the judge's replay rebuilds the same ones)."""
 
-    def __init__(self, problem: dict, seed: int = 0, weights: list | None = None):
+    def __init__(self, problem: dict, seed: int):
         super().__init__()
         self.hidden = nn.Linear(problem["pairs"], problem["hidden"])
         self.output = nn.Linear(problem["hidden"], problem["vocab"])
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            for i, parameter in enumerate(self.parameters()):
-                value = torch.randn(parameter.shape, generator=generator) if weights is None else weights[i]
-                parameter.copy_(torch.as_tensor(value))
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
         self.calls = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,8 +70,7 @@ class SpyBigram(nn.Module):
 def _spied_training(train, problem: dict) -> dict:
     """Run train(spy, inputs, targets, ...) on the problem; everything the judges need, as plain data."""
     inputs, targets = _data(problem)
-    spy = SpyBigram(problem, seed=problem["seed"] + 1)
-    initial = [p.detach().clone() for p in spy.parameters()]
+    spy = SpyBigram(problem, seed=_spy_seed(problem))
     fresh, steps = {}, []  # fresh: each parameter's gradient from the latest backward pass
     for parameter in spy.parameters():
         parameter.register_hook(lambda grad, p=parameter: fresh.__setitem__(id(p), grad.detach().clone()))
@@ -96,7 +94,12 @@ def _spied_training(train, problem: dict) -> dict:
     finally:
         handle.remove()
     return {"returned": type_and_value(returned), "calls": [c for c in spy.calls if c["grad"]], "steps": steps,
-            "initial": initial, "final": [p.detach().clone() for p in spy.parameters()]}
+            "final": [p.detach().clone() for p in spy.parameters()]}
+
+
+def _spy_seed(problem: dict) -> int:
+    """The seed of the spy's initial weights: the judge rebuilds them from it, never from what the sandbox reports."""
+    return problem["seed"] + 1
 
 
 def _recipe_probe(train, model, losses):
@@ -127,7 +130,8 @@ def _recipe_judge(got):
     if steps and all(step["norm"] == 0 for step in steps):
         return ("the gradients are zero at optimizer.step(): call optimizer.zero_grad() before loss.backward(), "
                 "not between backward and step")
-    if not steps or all(np.array_equal(a, b) for a, b in zip(got["initial"], got["final"])):
+    initial = [p.detach().numpy() for p in SpyBigram(problem, seed=_spy_seed(problem)).parameters()]
+    if not steps or all(np.array_equal(a, b) for a, b in zip(initial, got["final"])):
         return "the model's parameters never change: call optimizer.step() after loss.backward() in every step"
     if steps[0]["optimizer"] != "Adam":
         return f"use torch.optim.Adam(model.parameters(), lr=learning_rate), got {steps[0]['optimizer']}"
@@ -164,7 +168,7 @@ def _replay_mistake(got, problem: dict, batches: list[list[int]]) -> str | None:
         return (f"train should return one loss per step ({problem['num_steps']} steps), got {len(losses)}: append "
                 f"loss.item() inside the loop")
     inputs, targets = _data(problem)
-    model = SpyBigram(problem, weights=got["initial"])
+    model = SpyBigram(problem, seed=_spy_seed(problem))
     expected = reference().train_on_batches(model, inputs, targets, [torch.tensor(b) for b in batches],
                                             problem["learning_rate"])
     differ = [step for step, (a, b) in enumerate(zip(losses, expected)) if abs(a - b) > 1e-4]

@@ -20,9 +20,11 @@ FIXED_MERGES = {(104, 101): 256, (116, 256): 257, (32, 257): 258, (109, 101): 25
 # of the pairs; in "hi, he has his hat" " h" is the most frequent pair but "he" was learned first.
 CODEC_SAMPLES = [("the theme", 0.25), ("hello there! he has his hat", 0.25), ("naïve café 🙂", 0.05), ("", 0.05),
                  ("zzz", 0.05), ("oh hi, he has his hat", 0.5), ("he", 0.05)]
-PUBLIC_TEXTS = ["the themes of these theses: he has 'héllo' there", "ah, his hat: he hit him, he is here",
+PUBLIC_TEXTS = ["the themes of these theses: he has 'héllo' there", "Ah, his hat: He hit him, he is here",
                 " the thesis of these themes of the themes is "]
-CODEC_WORDS = ["the", "theme", "these", "thesis", "he", "has", "his", "hat", "héllo", "café", "🙂", "are", "of", "s"]
+CODEC_WORDS = ["the", "theme", "these", "thesis", "he", "has", "his", "hat", "héllo", "café", "🙂", "are", "of", "s",
+               "The", "HE", "ROMEO:"]
+EDGES = ["", " ", "  ", "\n", "\t "]  # around the secret texts: leading and trailing whitespace is part of the text
 H_WORDS = ["hi", "he", "has", "his", "hat", "him", "oh", "ah", "is", "the"]  # " h" outnumbers "he": order matters
 
 
@@ -32,20 +34,21 @@ def _codec_texts() -> list[str]:
     if is_public():
         return list(PUBLIC_TEXTS)
     rng = probe_rng()
-    texts = [" ".join(str(word) for word in rng.choice(CODEC_WORDS, size=int(rng.integers(6, 16))))
-             for _ in range(2)]
+    texts = [str(rng.choice(EDGES[1:])) + " ".join(str(word) for word in rng.choice(CODEC_WORDS, size=int(
+        rng.integers(6, 16)))) + str(rng.choice(EDGES)) for _ in range(2)]
     texts += [" ".join(str(word) for word in rng.choice(H_WORDS, size=int(rng.integers(6, 12)))) for _ in range(2)]
     return texts
 
 
-def _by_count(ids: list[int], merges: dict, pick) -> list[int]:
-    """What a wrong bpe_encode gives: merge by how often a pair occurs (pick = max or min), not by learning order."""
+def _by_count(ids: list[int], merges: dict, pick, ties_by_rank: bool = True) -> list[int]:
+    """What a wrong bpe_encode gives: merge by how often a pair occurs (pick = max or min), not by learning order;
+    ties go to the earliest learned pair, or (ties_by_rank=False) to the pair that occurs first."""
     bpe = reference_bpe()
     while True:
         counts = {pair: n for pair, n in bpe.pair_counts(ids).items() if pair in merges}
         if not counts:
             return ids
-        pair = pick(counts, key=lambda p: (counts[p], -merges[p]))
+        pair = pick(counts, key=lambda p: (counts[p], -merges[p]) if ties_by_rank else counts[p])
         ids = bpe.merge_pair(ids, pair, merges[pair])
 
 
@@ -72,12 +75,14 @@ def _encode_mistake(got, text: str) -> str | None:
         return None
     said = f"bpe_encode({text!r}) should be {expected}, got {ids}"
     if ids == data:
-        return f"bpe_encode({text!r}) returned the raw bytes: no merge was applied"
+        return (f"bpe_encode({text!r}) returned the raw bytes: no merge was applied. Pick the pair to merge by its "
+                f"merge id, min(pairs, key=lambda pair: merges.get(pair, float('inf'))) (the earliest learned), not "
+                f"the text's most frequent pair, which may be in no merge; stop only when no pair is in merges")
     if ids == bpe.apply_merges([ord(char) for char in text], FIXED_MERGES):
         return (f"{said}: start from the UTF-8 bytes, list(text.encode('utf-8')), not the characters' code "
                 f"points (ord)")
     for pick, which in ((max, "most"), (min, "least")):
-        if ids == _by_count(data, FIXED_MERGES, pick):
+        if ids in (_by_count(data, FIXED_MERGES, pick), _by_count(data, FIXED_MERGES, pick, ties_by_rank=False)):
             return (f"{said}: you merged the {which} frequent pair first; bpe_encode must apply the merges in the "
                     f"order they were learned: always the adjacent pair with the lowest new id, "
                     f"min(pairs, key=merges[pair]), however often it occurs")

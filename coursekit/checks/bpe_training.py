@@ -233,15 +233,21 @@ def _merges_as_rows(merges) -> dict:
     return {"rows": rows}
 
 
-def _train_probe(function):
+def _other_size_case() -> tuple[str, int]:
+    """The same kind of text with another number of merges: a size fixed to the notebook's own fails."""
     text, merges = _train_case()
+    return text, 7 if is_public() else merges + int(probe_rng().integers(3, 9))
+
+
+def _train_probe(function, case=_train_case):
+    text, merges = case()
     return _merges_as_rows(function(text, 256 + merges))
 
 
-def _train_shape_mistake(got) -> str | None:
+def _train_shape_mistake(got, case=_train_case) -> str | None:
     if "error" in got:
         return got["error"]
-    wanted = _train_case()[1]
+    wanted = case()[1]
     ids = [row[2] for row in got["rows"]]
     if len(ids) < wanted:
         return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got "
@@ -289,9 +295,10 @@ def _train_greedy_mistake(got) -> str | None:
         return f"fix this first: {shape}"
     text = _train_case()[0]
     mistake = _replay_mistake(list(text.encode("utf-8")), got["rows"])
-    if mistake and _replay_mistake([ord(char) for char in text], got["rows"]) is None:
-        return ("these merges were learned on characters (code points, ord), not on bytes: start from "
-                "ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not ord('é') = 233")
+    other_starts = [[ord(char) for char in text], list(text.encode("latin-1", errors="replace"))]
+    if mistake and any(_replay_mistake(ids, got["rows"]) is None for ids in other_starts):
+        return ("these merges were learned on characters (code points, ord) or Latin-1, not on bytes: "
+                "start from ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not 233")
     return mistake
 
 
@@ -332,5 +339,8 @@ check_train_bpe = Check(
         Test("every merge is a most frequent pair of the bytes at its step", _train_probe, _train_greedy_mistake,
              4.0),
         Test("stops early when no pair is left", _short_probe, _stops_mistake, 0.2),
+        Test("learns as many merges as another vocab_size asks for",
+             lambda function: _train_probe(function, _other_size_case),
+             lambda got: _train_shape_mistake(got, _other_size_case), 0.2),
     ],
 )

@@ -67,22 +67,26 @@ PRE_TOKENIZER_TEXTS = ["Hello world", "  two  spaces\tand\nlines", "naïve 🙂 
 
 
 def _pre_tokenized(tokenizer) -> dict:
-    """What the student's pre-tokenizer does next to a ByteLevel(add_prefix_space=False) one: behaviour, not
-    class, so pre_tokenizers.Sequence([ByteLevel(...)]) passes too."""
-    from tokenizers import pre_tokenizers
-
-    wanted, texts = pre_tokenizers.ByteLevel(add_prefix_space=False), mixed_texts(3, PRE_TOKENIZER_TEXTS)
+    """The pieces the student's pre-tokenizer splits the test's texts into. The judge compares them with a
+    ByteLevel(add_prefix_space=False) one's: behaviour, not class, so pre_tokenizers.Sequence([ByteLevel(...)])
+    passes too."""
     if tokenizer.pre_tokenizer is None:
         return {"missing": True}
-    return {"missing": False, "texts": texts,
-            "got": [[piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in texts],
-            "expected": [[piece for piece, _ in wanted.pre_tokenize_str(t)] for t in texts]}
+    texts = mixed_texts(3, PRE_TOKENIZER_TEXTS)
+    return {"missing": False, "got": [[piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(t)] for t in texts]}
 
 
 def _pre_tokenizer_mistake(got) -> str | None:
+    """Judge side: the texts and the ByteLevel pieces are recomputed here, never read from the claim."""
+    from tokenizers import pre_tokenizers
+
     if got["missing"]:
         return "set tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)"
-    for text, pieces, expected in zip(got["texts"], got["got"], got["expected"]):
+    wanted, texts = pre_tokenizers.ByteLevel(add_prefix_space=False), mixed_texts(3, PRE_TOKENIZER_TEXTS)
+    if not isinstance(got["got"], list) or len(got["got"]) != len(texts):
+        return "the pre-tokenizer should split every text into pieces: use pre_tokenizers.ByteLevel(add_prefix_space=False)"
+    for text, pieces in zip(texts, got["got"]):
+        expected = [piece for piece, _ in wanted.pre_tokenize_str(text)]
         if pieces != expected:
             if pieces and expected and pieces[0] == "Ġ" + expected[0]:
                 return "the pre-tokenizer adds a space in front: use pre_tokenizers.ByteLevel(add_prefix_space=False)"
@@ -91,12 +95,16 @@ def _pre_tokenizer_mistake(got) -> str | None:
     return None
 
 
-def _round_trips(tokenizer) -> list[list[str]]:
-    return [[text, tokenizer.decode(tokenizer.encode(text).ids)] for text in mixed_texts(4, ROUND_TRIP_TEXTS)]
+def _round_trips(tokenizer) -> list[str]:
+    return [tokenizer.decode(tokenizer.encode(text).ids) for text in mixed_texts(4, ROUND_TRIP_TEXTS)]
 
 
 def _round_trip_mistake(got) -> str | None:
-    for text, back in got:
+    """Judge side: the texts are the test's own, never read from the claim."""
+    texts = mixed_texts(4, ROUND_TRIP_TEXTS)
+    if not isinstance(got, list) or len(got) != len(texts):
+        return f"decode(encode(text)) should give each of {len(texts)} texts back, got {got!r:.80}"
+    for text, back in zip(texts, got):
         if back == " " + text:
             return (f"{text!r} came back with a space in front: add_prefix_space=True adds one; use "
                     f"pre_tokenizers.ByteLevel(add_prefix_space=False)")

@@ -1,0 +1,182 @@
+"""Notebook 01's BPE checks against mistakes a student makes, written from the student notebook: each is named
+under the public seed and secret seeds, and valid code written differently passes under both."""
+
+from collections import Counter, defaultdict
+
+from check_family import student_tests
+from coursekit import checks
+from coursekit.bpe import merge_pair, pair_counts
+from test_checks_tokenization import decode_recursively
+
+
+def trainer(count=pair_counts, merge=merge_pair, choose=lambda counts: max(counts, key=counts.get),
+            new_ids=lambda vocab_size: range(256, vocab_size), to_ids=lambda text: list(text.encode("utf-8"))):
+    """The notebook's train_bpe with one part replaced."""
+    def train_bpe(text, vocab_size):
+        ids, merges = to_ids(text), {}
+        for new_id in new_ids(vocab_size):
+            counts = count(ids)
+            if not counts:
+                break
+            pair = choose(counts)
+            merges[pair] = new_id
+            ids = merge(ids, pair, new_id)
+        return merges
+    return train_bpe
+
+
+def encoder(choose, to_ids=lambda text: list(text.encode("utf-8"))):
+    """bpe_encode picking the pair to merge with choose(counts, merges)."""
+    def bpe_encode(text, merges):
+        ids = to_ids(text)
+        while len(ids) >= 2:
+            pair = choose(pair_counts(ids), merges)
+            if pair not in merges:
+                break
+            ids = merge_pair(ids, pair, merges[pair])
+        return ids
+    return bpe_encode
+
+
+def lowest_rank(counts, merges):
+    return min(counts, key=lambda pair: merges.get(pair, float("inf")))
+
+
+by_rank = encoder(lowest_rank)
+
+
+def decoder(errors="replace", per_token=False, pairs=lambda merges: merges.items()):
+    def bpe_decode(ids, merges):
+        token_bytes = {i: bytes([i]) for i in range(256)}
+        for (first, second), new_id in pairs(merges):
+            token_bytes[new_id] = token_bytes.get(first, b"?") + token_bytes.get(second, b"?")
+        if per_token:
+            return "".join(token_bytes[i].decode("utf-8", errors=errors) for i in ids)
+        return b"".join(token_bytes[i] for i in ids).decode("utf-8", errors=errors)
+    return bpe_decode
+
+
+def merges_in_learning_order(text, merges):
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in merges.items():
+        ids = merge_pair(ids, pair, new_id)
+    return ids
+
+
+def count_with_defaultdict(ids):
+    counts = defaultdict(int)
+    for i in range(len(ids) - 1):
+        counts[ids[i], ids[i + 1]] += 1
+    return dict(counts)
+
+
+def merge_recursively(ids, pair, new_id):
+    if len(ids) < 2:
+        return list(ids)
+    if (ids[0], ids[1]) == pair:
+        return [new_id] + merge_recursively(ids[2:], pair, new_id)
+    return [ids[0]] + merge_recursively(ids[1:], pair, new_id)
+
+
+def merge_by_index(ids, pair, new_id):
+    out, skip = [], False
+    for i, current in enumerate(ids):
+        if skip:
+            skip = False
+        elif i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            out.append(new_id)
+            skip = True
+        else:
+            out.append(current)
+    return out
+
+
+def first_occurrence_only(ids, pair, new_id):
+    for i in range(len(ids) - 1):
+        if (ids[i], ids[i + 1]) == pair:
+            return ids[:i] + [new_id] + ids[i + 2:]
+    return list(ids)
+
+
+def as_text(ids, pair, new_id):
+    joined = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(i) for i in joined.split()]
+
+
+STUDENT_BUGS = {
+    "pair_counts": [
+        ("keys should be pairs", lambda ids: dict(Counter(ids))),
+        ("the first or the last pair is missing|each count was set to 1", lambda ids: {p: 1 for p in zip(ids, ids[1:])}),
+        ("should be", lambda ids: pair_counts(ids + ids[:1])),
+        ("should be", lambda ids: {p: sum(1 for i in range(0, len(ids) - 1, 2) if tuple(ids[i:i + 2]) == p)
+                                   for p in zip(ids, ids[1:])}),
+        ("keys should be pairs", lambda ids: {f"{a},{b}": n for (a, b), n in pair_counts(ids).items()}),
+        ("overlapping pairs count too", lambda ids: {p: list(zip(ids, ids[1:])).count(p) - (p[0] == p[1])
+                                                     for p in zip(ids, ids[1:])}),
+        ("should be", lambda ids: pair_counts(sorted(ids))),
+        ("should be", lambda ids: pair_counts(ids[::-1])),
+        ("the first or the last pair is missing", lambda ids: pair_counts(ids[:-1])),
+    ],
+    "merge_pair": [
+        ("merged as text \\(str.replace\\)", as_text),
+        ("skip both ids of the pair", lambda ids, pair, n: [n if (a, b) == pair else a for a, b in zip(ids, ids[1:] + [None])]),
+        ("only the first occurrence was replaced", first_occurrence_only),
+        ("scan from the left", lambda ids, pair, n: merge_pair(ids[::-1], pair[::-1], n)[::-1]),
+        ("the last id is dropped", lambda ids, pair, n: merge_pair(ids[:-1], pair, n) if tuple(ids[-2:]) != pair
+         else merge_pair(ids, pair, n)),
+        ("should return a new list, got a tuple", lambda ids, pair, n: tuple(merge_pair(ids, pair, n))),
+        ("skip both ids of the pair", lambda ids, pair, n: [n if x == pair[0] else x for x in ids]),
+        ("should be", lambda ids, pair, n: merge_pair(ids, (pair[1], pair[0]), n)),
+    ],
+    "train_bpe": [
+        ("least frequent pairs.*not min", trainer(choose=lambda counts: min(counts, key=counts.get))),
+        ("should learn \\d+ merges, got \\d+", trainer(new_ids=lambda v: range(255, v))),
+        ("should learn \\d+ merges, got \\d+", trainer(new_ids=lambda v: range(257, v))),
+        ("learned on characters \\(code points, ord", trainer(to_ids=lambda t: [ord(c) for c in t])),
+        ("learned on characters|merge 0 is", trainer(to_ids=lambda t: list(t.encode("latin-1", errors="replace")))),
+        ("should learn \\d+ merges, got \\d+", trainer(new_ids=lambda v: range(256, v - 1))),
+        ("should learn \\d+ merges, got \\d+", trainer(new_ids=lambda v: range(256, v + 1))),
+        ("should learn 7 merges, got 20|should learn \\d+ merges", trainer(new_ids=lambda v: range(256, 276))),
+        ("should learn \\d+ merges, got 1", trainer(merge=lambda ids, pair, new_id: ids)),
+    ],
+    "bpe_encode": [
+        ("no merge was applied.*not the text's most frequent pair",
+         encoder(lambda counts, merges: max(counts, key=counts.get))),
+        ("should be", encoder(lambda counts, merges: max((p for p in counts if p in merges), key=merges.get,
+                                                         default=next(iter(counts))))),
+        ("no merge was applied", encoder(lambda counts, merges: next(iter(counts)))),
+        ("should be", encoder(lowest_rank,
+                              to_ids=lambda t: list(t.encode("latin-1", errors="replace")))),
+        ("code points \\(ord\\)|should be", encoder(lowest_rank,
+                                                   to_ids=lambda t: [ord(c) for c in t])),
+        ("should be", lambda text, merges: by_rank(text.strip(), merges)),
+        ("should be", lambda text, merges: by_rank(text.lower(), merges)),
+    ],
+    "bpe_decode": [
+        ("should be", decoder(per_token=True)),
+        ("crashed with UnicodeDecodeError.*errors='replace'", decoder(errors="strict")),
+        ("errors='ignore' drops invalid bytes", decoder(errors="ignore")),
+        ("should be 'the theme'", decoder(pairs=lambda merges: list(merges.items())[::-1])),
+        ("should be 'the theme'", decoder(pairs=lambda merges: [((b, a), n) for (a, b), n in merges.items()])),
+        ("should be", lambda ids, merges: decoder()(ids, merges).strip()),
+    ],
+}
+
+MORE_VALID = {
+    "pair_counts": [lambda ids: dict(Counter(zip(ids, ids[1:]))), count_with_defaultdict,
+                    lambda ids: {pair: n for pair, n in Counter(tuple(ids[i:i + 2]) for i in range(len(ids) - 1)).items()}],
+    "merge_pair": [merge_recursively, merge_by_index, lambda ids, pair, n: merge_by_index(list(ids), tuple(pair), n)],
+    "train_bpe": [trainer(count=lambda ids: dict(Counter(zip(ids, ids[1:])))), trainer(merge=merge_recursively),
+                  trainer(count=count_with_defaultdict, merge=merge_by_index)],
+    "bpe_encode": [merges_in_learning_order,
+                   encoder(lambda counts, merges: min(counts, key=lambda p: (p not in merges, merges.get(p, 0)))),
+                   lambda text, merges: by_rank(text, dict(sorted(merges.items(), key=lambda item: -item[1])))],
+    "bpe_decode": [decode_recursively, decoder(pairs=lambda merges: sorted(merges.items(), key=lambda item: item[1])),
+                   lambda ids, merges: decode_recursively(list(ids), dict(merges))],
+}
+
+CHECKS = {name: getattr(checks, f"check_{name}") for name in STUDENT_BUGS}
+
+(test_more_valid_alternatives_pass_under_public_and_secret_seeds,
+ test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
+ test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))
