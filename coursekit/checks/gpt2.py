@@ -97,6 +97,11 @@ def _sampler_mistake(got) -> str | None:
         return (f"the kept tokens come out in proportion to their logits ({rounded(frequencies, 2)}), not to their "
                 f"probabilities: torch.multinomial treats its input as weights, so give it "
                 f"torch.softmax(top.values, dim=-1)")
+    if n > 1 and seen == sorted(kept[:n - 1]):
+        return (f"with n={n} only the {n - 1} most likely token(s) {seen} came out: "
+                + ("either you always return the most likely token (greedy decoding; draw at random among the n "
+                   "kept tokens with torch.multinomial) or " if n == 2 else "")
+                + f"you kept n - 1 tokens, off by one: keep exactly n, torch.topk(logits, n)")
     if seen == [kept[0]]:
         return ("you always return the most likely token: that is greedy decoding; draw at random among the n "
                 "kept tokens with torch.multinomial")

@@ -17,9 +17,10 @@ from coursekit.checks.sampling_filters import reference, rounded
 
 
 DRAWS = 4000
-SAMPLE_LOGITS = torch.tensor([2.0, 1.4, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
+SAMPLE_LOGITS = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # not sorted: positions are not ids
 SAMPLE_V = SAMPLE_LOGITS.numel()
 TOLERANCE = 0.035  # total variation distance; the sampling noise of 4000 draws is about 0.015
+CLAMPS = (5.0, 10.0, 20.0, 30.0, 50.0)  # the bounds students clamp logits to "for stability"
 
 
 def _sample_logits() -> torch.Tensor:
@@ -66,8 +67,10 @@ def _shape_hint(out) -> str:
     return ""
 
 
-def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERANCE, error_hint: str = ""):
-    """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs."""
+def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERANCE, error_hint: str = "",
+                     clamped=None):
+    """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs;
+    clamped(c) -> variant: the distribution when the logits are clamped to [-c, c] before the softmax."""
     def judge(got):
         if got["error"]:
             hint = f": {error_hint}" if error_hint and got["error"].startswith("raised") else ""
@@ -85,6 +88,12 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
         for message, variant in mistakes:
             if 0.5 * np.abs(frequencies - variant(logits).numpy()).sum() < TOLERANCE:
                 return message
+        for bound in CLAMPS if clamped else ():
+            if 0.5 * np.abs(frequencies - clamped(bound)(logits).numpy()).sum() < TOLERANCE:
+                return (f"{call}: the draws follow the logits clamped to a fixed range (e.g. .clamp(-{bound:g}, "
+                        f"{bound:g})), which changes the distribution (divided by a small temperature, or around 100, "
+                        f"the large logits all become the same number); torch.softmax needs no clamping: it subtracts "
+                        f"each row's maximum first")
         if len(outside):
             return (f"{call} sampled tokens {outside.tolist()}, which have probability 0 after filtering "
                     f"({int(counts[outside].sum())} of {int(counts.sum())} draws)")
@@ -93,7 +102,7 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
     return judge
 
 
-def _probs(temperature=1.0, top_k=None, top_p=None):
+def _probs(temperature=1.0, top_k=None, top_p=None, clamp=None):
     def compute(logits):
         answers = reference()
         logits = logits / temperature
@@ -101,7 +110,20 @@ def _probs(temperature=1.0, top_k=None, top_p=None):
             logits = answers.top_k_filter(logits, top_k)
         if top_p is not None:
             logits = answers.top_p_filter(logits, top_p)
-        return logits.softmax(-1)
+        return (logits if clamp is None else logits.clamp(-clamp, clamp)).softmax(-1)
+    return compute
+
+
+def _clamped_large(bound):
+    """The draws of the magnitudes test when the logits (around 100, and around -120) are clamped to +-bound."""
+    return lambda x: sum(_probs(clamp=bound)(row) for row in large_magnitudes(x)) / 2
+
+
+def _positions(top_k):
+    """The distribution of the positions among the k kept tokens (0 .. k-1) taken for token ids."""
+    def compute(logits):
+        values = logits.topk(top_k).values
+        return torch.cat([values.softmax(-1), torch.zeros(SAMPLE_V - top_k)])
     return compute
 
 
@@ -128,6 +150,8 @@ def _top_p_then_top_k(top_k, top_p):
 GREEDY = "sample_next_token always returns the most likely token: sample with torch.multinomial"
 CLAMPED = ("the draws follow the logits themselves clamped at 0, not their softmax: torch.multinomial treats its "
            "input as weights, so pass it torch.softmax(logits, dim=-1)")
+POSITIONS = ("the ids drawn are positions among the k kept tokens (0 .. k-1), not token ids: set the other logits to "
+             "-inf (top_k_filter) and sample from the whole row, so that the position drawn is the token id")
 UNIFORM = ("every token came out about equally often: the weights given to torch.multinomial do not follow the logits "
            "(clamped or constant weights?); pass it torch.softmax(logits, dim=-1)")
 MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
@@ -250,18 +274,20 @@ check_sample = Check(
         Test("temperature=0.01 is practically argmax", _draws({"temperature": 0.01}),
              _frequency_judge("sample_next_token(logits, temperature=0.01)", _greedy,
                               ((NO_TEMPERATURE, _probs()), (MULTIPLIED, _probs(temperature=100.0))),
-                              tolerance=0.001), weight=0.2),
+                              tolerance=0.001, clamped=lambda c: _probs(temperature=0.01, clamp=c)), weight=0.2),
         Test("temperature=3 flattens the distribution", _draws({"temperature": 3.0}),
              _frequency_judge("sample_next_token(logits, temperature=3)", _probs(temperature=3.0), (
                  (NO_TEMPERATURE, _probs()),
                  (MULTIPLIED, _probs(temperature=1 / 3)))), weight=2),
         Test("top_k=1 is greedy", _draws({"top_k": 1}),
              _frequency_judge("sample_next_token(logits, top_k=1)", _greedy, (
-                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),), tolerance=1e-9),
+                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
+                 (POSITIONS, _positions(1))), tolerance=1e-9),
              weight=0.2),
         Test("top_k=3 samples only the 3 most likely tokens", _draws({"top_k": 3}),
              _frequency_judge("sample_next_token(logits, top_k=3)", _probs(top_k=3), (
-                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),)), weight=2),
+                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
+                 (POSITIONS, _positions(3)))), weight=2),
         Test("top_p=0.6 never samples outside the nucleus", _draws({"top_p": 0.6}),
              _frequency_judge("sample_next_token(logits, top_p=0.6)", _probs(top_p=0.6), (
                  ("top_p is ignored: apply top_p_filter when top_p is not None", _probs()),)), weight=2),
@@ -277,7 +303,7 @@ check_sample = Check(
                   "that are left (temperature, then top-k, then top-p)"), _top_p_then_top_k(3, 0.7)),)), weight=2),
         Test("logits around 100 and -120 (exp overflows)", _draws({}, magnitudes=True),
              _frequency_judge("sample_next_token(logits around 100 and -120)", _probs(), (
-                 (GREEDY, _greedy),)), weight=1),
+                 (GREEDY, _greedy),), clamped=_clamped_large), weight=1),
         Test("sampling uses the generator it is given", _generator_probe({}), _generator_judge({}), weight=2),
         Test("with temperature, top_k and top_p too", _generator_probe(FILTERED), _generator_judge(FILTERED), weight=1),
         Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3),
