@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             flag = "  <-- slow" if max(row["public"], row["secret"]) > SLOW_SECONDS else ""
             failed = "" if row["passed"] else "  (a secret test FAILED on the reference)"
             print(f"{notebook.stem[:20]:<20} {row['check']:<32} {row['public']:>8.2f} {row['secret']:>8.2f} "
-                  f"{row['public'] / baseline:>8.1f} {row['secret'] / baseline:>8.1f}  "
+                  f"{row['public'] / baseline:>8.2f} {row['secret'] / baseline:>8.2f}  "
                   f"{row['slowest'][:40]} ({row['slowest_seconds']:.2f}){flag}{failed}")
             slow += [row["check"]] if flag else []
         print(f"{notebook.stem[:20]:<20} {'(baseline: one GPT training step)':<32} {baseline:>8.3f} s, {load()}")

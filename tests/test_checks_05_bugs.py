@@ -5,6 +5,7 @@ and every secret one, each valid answer passes under all of them."""
 import math
 
 import numpy as np
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -511,3 +512,37 @@ BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUG
 
 def test_the_third_set_is_broad():
     assert all(len(bugs) >= 8 for bugs in BUGS.values()) and all(len(v) >= 3 for v in VALID.values())
+
+
+# ---------------------------------------------------------------- judges trust only outputs for inputs they chose
+
+
+def _test(check, name):
+    return next(test for test in check.tests if test.name.startswith(name))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_filter_judges_compare_the_input_after_the_call_themselves(seed):
+    """No claim such as "changed": False can hide an in-place change: the judge compares the tensor it handed over."""
+    test = _test(check_top_p, "top_p_filter keeps the nucleus")
+    right = dict(check_top_p.probe_all((top_p_by_counting,), seed))[test.name]
+    outcome = {o.test: o for o in check_top_p.judge([(test.name, right)], seed)}[test.name]
+    assert outcome.passed
+    for forged in ({**right, "given_after": None}, {**right, "given_after": right["given_after"] + 1},
+                   {**right, "changed": False, "given_after": right["output"]}):
+        outcome = {o.test: o for o in check_top_p.judge([(test.name, forged)], seed)}[test.name]
+        assert not outcome.passed and "modified in place" in outcome.message
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_sampler_judges_count_and_type_the_draws_themselves(seed):
+    """Counts, shapes and dtypes come from the ids returned, never from a count or a dtype name the sandbox sends."""
+    frequencies = _test(check_sample, "4000 draws with the defaults")
+    forged_counts = {"error": None, "counts": np.full(8, 500)}
+    outcome = {o.test: o for o in check_sample.judge([(frequencies.name, forged_counts)], seed)}[frequencies.name]
+    assert not outcome.passed
+    dtype = _test(check_sample, "token ids are torch.long")
+    for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False),
+                           (np.zeros(4, dtype=np.int64), True), (np.zeros(4, dtype=np.int32), False)):
+        outcome = {o.test: o for o in check_sample.judge([(dtype.name, forged)], seed)}[dtype.name]
+        assert outcome.passed is passed, forged

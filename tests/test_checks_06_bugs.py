@@ -3,6 +3,8 @@ differently: each mistake is named under the public seed and every secret one, e
 
 import math
 
+import numpy as np
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -165,3 +167,38 @@ BUGS = {"cosine_similarity_matrix": SIMILARITY_BUGS, "top_k_table": TABLE_BUGS, 
 
 def test_the_third_set_is_broad():
     assert all(len(bugs) >= 8 for bugs in BUGS.values()) and all(len(v) >= 3 for v in VALID.values())
+
+
+# ---------------------------------------------------------------- judges trust only outputs for inputs they chose
+
+
+def _judged(check, name, data, seed):
+    test = next(t for t in check.tests if t.name.startswith(name))
+    return {o.test: o for o in check.judge([(test.name, data)], seed)}[test.name]
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_an_identity_matrix_earns_nothing_on_the_diagonal_test(seed):
+    right = dict(check_cosine_similarity_matrix.probe_all((similarity_by_einsum,), seed))["ones on the diagonal, symmetric"]
+    assert _judged(check_cosine_similarity_matrix, "ones on the diagonal", right, seed).passed
+    forged = {**right, "result": np.eye(len(right["result"]))}
+    assert not _judged(check_cosine_similarity_matrix, "ones on the diagonal", forged, seed).passed
+    changed = {**right, "given_after": right["given_after"] * 2, "input_changed": False}
+    assert "changed the tensor" in _judged(check_cosine_similarity_matrix, "similarities of random", changed,
+                                           seed).message
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_table_and_sampler_types_come_from_the_data(seed):
+    """A claimed "types" list or type name is not read: the judge sees the entries and the id themselves."""
+    rows = dict(check_top_k_table.probe_all((table_by_logsumexp,), seed))["rows are (int, float) pairs"]
+    assert _judged(check_top_k_table, "rows are (int, float)", rows, seed).passed
+    as_tensors = {"tables": [[[np.array(token), np.array(p)] for token, p in rows["tables"][0]]],
+                  "types": ["int, float"]}
+    assert "a Python int and a Python float" in _judged(check_top_k_table, "rows are (int, float)", as_tensors,
+                                                        seed).message
+    sample = "returns a Python int"
+    drawn = dict(check_sample_top_n.probe_all((sample_by_sorting,), seed))[sample]
+    assert type(drawn) is int and _judged(check_sample_top_n, sample, drawn, seed).passed
+    for forged in ({"type": "int"}, "int", np.array(drawn), True, 10 ** 6):
+        assert not _judged(check_sample_top_n, sample, forged, seed).passed, forged

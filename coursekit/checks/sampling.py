@@ -36,25 +36,37 @@ def _call_sample(sample, batch: torch.Tensor, settings: dict, seed: int):
 
 
 def _draws(settings: dict, magnitudes: bool = False):
-    """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows) and their counts per token id. With
-    magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
+    """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows), as returned (the judge checks and counts
+    them). With magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
     def probe(sample):
         logits = _sample_logits()
         batches = large_magnitudes(logits) if magnitudes else [logits]
-        counts = torch.zeros(SAMPLE_V, dtype=torch.long)
+        outputs = []
         for row in batches:
             try:
                 out = _call_sample(sample, row.expand(DRAWS // len(batches), -1).clone(), settings, seed=0)
             except Exception as error:
                 return {"error": f"raised {type(error).__name__}: {error}"}
-            if not isinstance(out, torch.Tensor) or out.shape != (DRAWS // len(batches),):
-                return {"error": f"returned {describe(out)}; expected one token id per row, a tensor of shape "
-                                 f"({DRAWS // len(batches)},)" + _shape_hint(out)}
-            if out.is_floating_point() or out.is_complex():
-                return {"error": f"returned dtype {out.dtype}; token ids are integers (torch.long)"}
-            counts += torch.bincount(out.long().clamp(0, SAMPLE_V - 1), minlength=SAMPLE_V)
-        return {"error": None, "counts": counts}
+            outputs.append(out if isinstance(out, torch.Tensor) else describe(out))
+        return {"error": None, "outputs": outputs}
     return probe
+
+
+def _counts(outputs: list) -> dict:
+    """{"counts": tokens drawn per id} from the outputs of a _draws probe, or {"error": what is wrong with them}."""
+    if not isinstance(outputs, list) or not outputs:
+        return {"error": "returned no token ids"}
+    counts = np.zeros(SAMPLE_V, dtype=np.int64)
+    for out in outputs:
+        rows = DRAWS // len(outputs)
+        if not isinstance(out, np.ndarray) or out.shape != (rows,):
+            shown = out if isinstance(out, str) else f"Tensor of shape {out.shape} and dtype torch.{out.dtype}"
+            return {"error": f"returned {shown}; expected one token id per row, a tensor of shape ({rows},)"
+                             + _shape_hint(out)}
+        if not np.issubdtype(out.dtype, np.integer):
+            return {"error": f"returned dtype {out.dtype}; token ids are integers (torch.long)"}
+        counts += np.bincount(out.astype(np.int64).clip(0, SAMPLE_V - 1), minlength=SAMPLE_V)
+    return {"error": None, "counts": counts}
 
 
 def _shape_hint(out) -> str:
@@ -72,6 +84,7 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
     """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs;
     clamped(c) -> variant: the distribution when the logits are clamped to [-c, c] before the softmax."""
     def judge(got):
+        got = got if got.get("error") else _counts(got.get("outputs"))
         if got["error"]:
             hint = f": {error_hint}" if error_hint and got["error"].startswith("raised") else ""
             if "probability" in got["error"]:
@@ -231,15 +244,16 @@ FILTERED = {"temperature": 2.0, "top_k": 5, "top_p": 0.9}
 
 def _one_row_probe(sample) -> dict:
     """generate calls the sampler on (1, vocab) logits and appends next_token[:, None]: one id per row, even then."""
-    shapes = {}
+    outputs = {}
     for name, settings in {"sampling": {}, "temperature=0": {"temperature": 0.0}}.items():
         out = _call_sample(sample, _sample_logits()[None].clone(), settings, seed=0)
-        shapes[name] = list(out.shape) if isinstance(out, torch.Tensor) else describe(out)
-    return shapes
+        outputs[name] = out if isinstance(out, torch.Tensor) else describe(out)
+    return outputs
 
 
 def _one_row_judge(got) -> str | None:
-    for name, shape in got.items():
+    for name, out in got.items():
+        shape = list(out.shape) if isinstance(out, np.ndarray) else out
         if shape != [1]:
             hint = _shape_hint(torch.zeros(shape)) if isinstance(shape, list) else ""
             return (f"for one row of logits, shape (1, vocab), sample_next_token ({name}) returned "
@@ -249,12 +263,13 @@ def _one_row_judge(got) -> str | None:
 
 def _dtype_probe(sample) -> dict:
     out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), {}, seed=0)
-    return {"dtype": str(out.dtype) if isinstance(out, torch.Tensor) else describe(out)}
+    return out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype from the data
 
 
 def _dtype_judge(got) -> str | None:
-    if got["dtype"] != "torch.int64":
-        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {got['dtype']}: "
+    dtype = f"torch.{got.dtype}" if isinstance(got, np.ndarray) else got
+    if not isinstance(got, np.ndarray) or got.dtype != np.int64:
+        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {dtype}: "
                 f"torch.multinomial and argmax already return torch.long; do not convert them")
     return None
 

@@ -59,9 +59,9 @@ def _run(function, logits: torch.Tensor, argument) -> dict:
     try:
         out = function(given, argument)
     except Exception as error:
-        return {"error": f"{type(error).__name__}: {error}", "output": None, "changed": False}
+        return {"error": f"{type(error).__name__}: {error}", "output": None, "given_after": None}
     return {"error": None, "output": out if isinstance(out, torch.Tensor) else describe(out),
-            "changed": not torch.equal(given, logits)}
+            "given_after": given}  # the judge compares it with the logits it chose
 
 
 def raises(function, logits: torch.Tensor, argument) -> dict:
@@ -142,7 +142,7 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
     out = got["output"]
     if not isinstance(out, np.ndarray):
         return f"{what} should return a tensor of logits, got {out}"
-    if got["changed"]:
+    if not (isinstance(got["given_after"], np.ndarray) and np.array_equal(got["given_after"], logits.numpy())):
         return ("the logits passed in were modified in place (an operation ending in _, or /=, *=, or assigning "
                 "into logits[...]): return a new tensor, e.g. logits / temperature or logits.masked_fill(...)")
     wanted = expected(logits, argument)
