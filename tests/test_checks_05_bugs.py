@@ -546,3 +546,42 @@ def test_sampler_judges_count_and_type_the_draws_themselves(seed):
                            (np.zeros(4, dtype=np.int64), True), (np.zeros(4, dtype=np.int32), False)):
         outcome = {o.test: o for o in check_sample.judge([(dtype.name, forged)], seed)}[dtype.name]
         assert outcome.passed is passed, forged
+
+
+# ---------------------------------------------------------------- 04's generate and 05's sampler agree on the order
+
+
+def top_p_before_top_k(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    logits = check_top_p_reference(logits, top_p) if top_p is not None else logits
+    return check_top_k_reference(logits, top_k) if top_k is not None else logits
+
+
+def strict_boundary(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    logits = check_top_k_reference(logits, top_k) if top_k is not None else logits
+    return nucleus_of(logits, top_p, lambda probs, cum: cum - probs > top_p) if top_p is not None else logits
+
+
+@pytest.mark.parametrize("order", ["reference", "temperature last", "top-p before top-k", "strict boundary"])
+def test_generate_of_04_and_the_sampler_of_05_agree_on_the_order(order):
+    """CHECKS-HELPERS item 8: the same next-token rule passes or fails both checks (temperature, top-k, top-p,
+    then softmax and multinomial; the nucleus keeps the token where the cumulative sum first reaches p)."""
+    import test_checks_gpt as gpt_tests
+    from coursekit.checks import check_generate
+    from coursekit.sampling import check_sampling_arguments
+
+    rule = {"reference": lambda x, t, k, p: gpt_tests.GPT.next_logits(None, x, t, k, p),
+            "temperature last": gpt_tests.temperature_after_filters, "top-p before top-k": top_p_before_top_k,
+            "strict boundary": strict_boundary}[order]
+
+    def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+        check_sampling_arguments(temperature, top_k, top_p)
+        if temperature == 0:
+            return logits.argmax(-1)
+        return torch.multinomial(rule(logits, temperature, top_k, top_p).softmax(-1), 1, generator=generator)[:, 0]
+
+    generate_passes = not [o for o in check_generate.judge(check_generate.probe_all(
+        (gpt_tests.gpt_generating(next_logits=rule),), 0), 0) if not o.passed]
+    for seed in (0, 2):
+        assert (failures(check_sample, sample, seed) == []) == generate_passes == (order == "reference"), seed

@@ -31,15 +31,25 @@ def _sample_logits() -> torch.Tensor:
     return SAMPLE_LOGITS[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
 
 
+# Powers of two, exact in float32: the two most likely tokens hold exactly 0.75, so top_p=0.75 keeps those two only.
+BOUNDARY_PROBABILITIES = torch.tensor([0.125, 0.5, 0.0078125, 0.25, 0.03125, 0.0625, 0.0078125, 0.015625])
+
+
+def _boundary_logits() -> torch.Tensor:
+    """log(BOUNDARY_PROBABILITIES), permuted in a grading run (no shift: the sums stay exact)."""
+    logits = BOUNDARY_PROBABILITIES.log()
+    return logits if is_public() else logits[torch.from_numpy(probe_rng().permutation(SAMPLE_V))]
+
+
 def _call_sample(sample, batch: torch.Tensor, settings: dict, seed: int):
     return sample(batch, generator=torch.Generator().manual_seed(seed), **settings)
 
 
-def _draws(settings: dict, magnitudes: bool = False):
+def _draws(settings: dict, magnitudes: bool = False, distribution=_sample_logits):
     """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows), as returned (the judge checks and counts
     them). With magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
     def probe(sample):
-        logits = _sample_logits()
+        logits = distribution()
         batches = large_magnitudes(logits) if magnitudes else [logits]
         outputs = []
         for row in batches:
@@ -80,7 +90,7 @@ def _shape_hint(out) -> str:
 
 
 def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERANCE, error_hint: str = "",
-                     clamped=None):
+                     clamped=None, distribution=_sample_logits):
     """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs;
     clamped(c) -> variant: the distribution when the logits are clamped to [-c, c] before the softmax."""
     def judge(got):
@@ -91,7 +101,7 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
                 hint = hint or (": torch.multinomial needs finite, non-negative weights; take torch.softmax of the "
                                 "filtered logits (it subtracts the maximum, so logits of 100 do not overflow)")
             return f"{call} {got['error']}{hint}"
-        logits = _sample_logits()
+        logits = distribution()
         counts = got["counts"]
         frequencies = counts / counts.sum()
         target = expected(logits).numpy()
@@ -316,6 +326,13 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, top_k=3, top_p=0.7)", _probs(1.0, 3, 0.7), ((
                  ("top-p was applied before top-k: filter with top-k first, then take the nucleus of the tokens "
                   "that are left (temperature, then top-k, then top-p)"), _top_p_then_top_k(3, 0.7)),)), weight=2),
+        Test("top_p exactly at a boundary: the tokens before hold exactly p", _draws({"top_p": 0.75},
+                                                                                distribution=_boundary_logits),
+             _frequency_judge("sample_next_token(logits of powers of 2, top_p=0.75)", _probs(top_p=0.75), ((
+                 "at an exact boundary one token too many was kept: the two most likely tokens hold exactly 0.75, so "
+                 "the nucleus is those two (drop a token when cumsum - probs >= p, not > p), as GPT.generate does",
+                 lambda x: x.masked_fill(x < x.topk(3).values[-1], float("-inf")).softmax(-1)),),
+                 distribution=_boundary_logits), weight=0.5),
         Test("logits around 100 and -120 (exp overflows)", _draws({}, magnitudes=True),
              _frequency_judge("sample_next_token(logits around 100 and -120)", _probs(), (
                  (GREEDY, _greedy),), clamped=_clamped_large), weight=1),
