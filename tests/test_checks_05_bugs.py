@@ -364,14 +364,16 @@ def sample_temperature_last(logits, temperature=1.0, top_k=None, top_p=None, gen
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def top_p_before_top_k(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    logits = check_top_p_reference(logits, top_p) if top_p is not None else logits
+    return check_top_k_reference(logits, top_k) if top_k is not None else logits
+
+
 def sample_top_p_first(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0:
         return logits.argmax(-1)
-    logits = scaled(logits, temperature)
-    if top_p is not None:
-        logits = check_top_p_reference(logits, top_p)
-    if top_k is not None:
-        logits = check_top_k_reference(logits, top_k)
+    logits = top_p_before_top_k(scaled(logits, temperature), 1.0, top_k, top_p)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
@@ -490,12 +492,11 @@ def sample_row_by_row(logits, temperature=1.0, top_k=None, top_p=None, generator
     if temperature == 0:
         return torch.stack([row.argmax() for row in logits])
     logits = temperature_by_log_softmax(logits, temperature)
-    if top_k is not None:
-        logits = top_k_shifted_by_the_kth(logits, top_k)
-    if top_p is not None:
-        logits = top_p_renormalised_log_probabilities(logits, top_p)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).flatten()
+    given = [(apply, value) for apply, value in ((top_k_shifted_by_the_kth, top_k),
+                                                 (top_p_renormalised_log_probabilities, top_p)) if value is not None]
+    for apply, value in given:
+        logits = apply(logits, value)
+    return torch.multinomial(logits.softmax(-1), num_samples=1, generator=generator).flatten()
 
 
 VALID = {
@@ -549,12 +550,6 @@ def test_sampler_judges_count_and_type_the_draws_themselves(seed):
 
 
 # ---------------------------------------------------------------- 04's generate and 05's sampler agree on the order
-
-
-def top_p_before_top_k(logits, temperature, top_k, top_p):
-    logits = logits / temperature
-    logits = check_top_p_reference(logits, top_p) if top_p is not None else logits
-    return check_top_k_reference(logits, top_k) if top_k is not None else logits
 
 
 def strict_boundary(logits, temperature, top_k, top_p):
