@@ -59,8 +59,9 @@ def training_step_seconds(steps: int = 5) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    step()  # warm-up
-    return statistics.median(measured(step) for _ in range(steps))
+    with torch.enable_grad():  # notebook 06 turns gradients off for all its cells
+        step()  # warm-up
+        return statistics.median(measured(step) for _ in range(steps))
 
 
 def check_calls(source: str, namespace: dict) -> list[tuple[str, object, tuple]]:
