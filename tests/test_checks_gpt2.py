@@ -182,7 +182,7 @@ SAMPLER_BUGS = {
         torch.multinomial(torch.topk(logits, n).values.softmax(-1), 1, generator=generator)),
     "with logits around 100 or -120 sample_top_n failed": sample_from(weights=lambda values: values.exp()),
     "as a Python int, got a Tensor": sample_from(as_int=False),
-    "should appear \\(off by one\\?\\)": sample_from(lambda n: max(n - 1, 1)),
+    "kept n - 1 tokens, off by one": sample_from(lambda n: max(n - 1, 1)),
     "only the most likely token \\(3\\) can come out": lambda logits, n, generator=None: sample_from()(
         logits, max(n, 2), generator),
     "multinomial": sample_from(weights=lambda values: values),  # negative weights at -120: refused

@@ -56,8 +56,7 @@ def _sampler_probe(function) -> dict:
     if "error" in drawn:
         return drawn
     other = _draw(function, logits, n, seed=1, draws=REPEAT_DRAWS)
-    return {"counts": np.bincount(drawn["tokens"], minlength=len(logits)).tolist(),
-            "first": drawn["tokens"][:REPEAT_DRAWS], "again": again.get("tokens"), "other": other.get("tokens")}
+    return {"tokens": drawn["tokens"], "again": again.get("tokens"), "other": other.get("tokens")}  # the judge counts
 
 
 def _sampler_mistake(got) -> str | None:
@@ -65,9 +64,11 @@ def _sampler_mistake(got) -> str | None:
         return ("torch.multinomial refused its input (" + got["error"] + "): it needs non-negative weights, so "
                 "turn the kept logits into probabilities with softmax first")
     logits, n = _sampler_case()
-    counts = np.array(got["counts"])
-    if counts.sum() != DRAWS or len(counts) != len(logits):
+    tokens = got["tokens"]
+    if len(tokens) != DRAWS or not all(0 <= token < len(logits) for token in tokens):
         return f"sample_top_n should return one token id between 0 and {len(logits) - 1}"
+    counts = np.bincount(tokens, minlength=len(logits))
+    got = {**got, "first": tokens[:REPEAT_DRAWS]}
     top = torch.topk(logits, n)
     kept = top.indices.tolist()
     seen = np.nonzero(counts)[0].tolist()
@@ -97,6 +98,11 @@ def _sampler_mistake(got) -> str | None:
         return (f"the kept tokens come out in proportion to their logits ({rounded(frequencies, 2)}), not to their "
                 f"probabilities: torch.multinomial treats its input as weights, so give it "
                 f"torch.softmax(top.values, dim=-1)")
+    if n > 1 and seen == sorted(kept[:n - 1]):
+        return (f"with n={n} only the {n - 1} most likely token(s) {seen} came out: "
+                + ("either you always return the most likely token (greedy decoding; draw at random among the n "
+                   "kept tokens with torch.multinomial) or " if n == 2 else "")
+                + f"you kept n - 1 tokens, off by one: keep exactly n, torch.topk(logits, n)")
     if seen == [kept[0]]:
         return ("you always return the most likely token: that is greedy decoding; draw at random among the n "
                 "kept tokens with torch.multinomial")
@@ -156,15 +162,19 @@ def _large_mistake(got) -> str | None:
     return None
 
 
-def _type_probe(function) -> dict:
+def _type_probe(function):
     logits, n = _sampler_case()
-    return {"type": type(function(logits.clone(), n, torch.Generator().manual_seed(0))).__name__}
+    return function(logits.clone(), n, torch.Generator().manual_seed(0))  # the id itself: its type is in the data
 
 
 def _type_mistake(got) -> str | None:
-    if got["type"] != "int":
-        return (f"sample_top_n should return the token id as a Python int, got a {got['type']}: int(top.indices[choice]) "
+    if type(got) is not int:
+        kind = "Tensor" if isinstance(got, np.ndarray) else type(got).__name__
+        return (f"sample_top_n should return the token id as a Python int, got a {kind}: int(top.indices[choice]) "
                 f"(the prompt loop appends it to a list of ids that the tokenizer decodes)")
+    logits, n = _sampler_case()
+    if got not in torch.topk(logits, n).indices.tolist():
+        return f"sample_top_n returned {got}, which is not one of the {n} most likely tokens (see the first test)"
     return None
 
 

@@ -60,14 +60,13 @@ def _as_array(value) -> np.ndarray | dict:
 def _similarity_probe(vectors):
     def probe(function):
         given = vectors()
-        original = given.clone()
         try:
             returned = function(given)
         except NotImplementedError:
             raise
         except RuntimeError as error:
             return {"error": f"RuntimeError: {error}"}
-        return {"result": _as_array(returned), "input_changed": not torch.equal(given, original),
+        return {"result": _as_array(returned), "given_after": given,  # the judge compares it with the input
                 "tensor": isinstance(returned, torch.Tensor)}
     return probe
 
@@ -80,7 +79,7 @@ def _similarity_mistake(got, vectors: torch.Tensor) -> str | None:
                     f"vectors.norm(dim=-1, keepdim=True), a ({n}, 1) column; without keepdim the {n} lengths are "
                     f"lined up with the {c} columns")
         return f"cosine_similarity_matrix of a ({n}, {c}) tensor raised {got['error']}"
-    if got["input_changed"]:
+    if not (isinstance(got["given_after"], np.ndarray) and np.array_equal(got["given_after"], vectors.numpy())):
         return ("your function changed the tensor it was given (an in-place operation such as /= or .div_()); "
                 "the embeddings you pass it must stay as they are: compute new tensors instead")
     result = got["result"]
@@ -131,6 +130,8 @@ def _diagonal_mistake(got) -> str | None:
     result = got.get("result")
     if not isinstance(result, np.ndarray) or result.ndim != 2:
         return "there is no (N, N) matrix to look at (see the tests above)"
+    if _similarity_mistake(got, _random_vectors()):  # a diagonal of ones alone (an identity matrix) earns nothing
+        return "the similarities themselves are not right yet (see the tests above)"
     if not np.allclose(np.diag(result), 1.0, atol=1e-5):
         return f"every vector has similarity 1 with itself, but the diagonal is {rounded(np.diag(result))}"
     if not np.allclose(result, result.T, atol=1e-6):

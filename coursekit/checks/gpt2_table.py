@@ -41,14 +41,31 @@ def _table_probe(inputs):
         for logits in tables:
             result = function(logits.clone(), k)
             try:
-                rows = [(token, probability) for token, probability in result]
-                got.append({"rows": [[float(token), float(probability)] for token, probability in rows],
-                            "types": sorted({f"{type(token).__name__}, {type(probability).__name__}"
-                                             for token, probability in rows})})
+                got.append([[_as_sent(token), _as_sent(probability)] for token, probability in result])
             except (TypeError, ValueError) as error:
                 return {"error": f"{describe(result)} ({error})"}
         return {"tables": got}
     return probe
+
+
+def _as_sent(value):
+    """A table entry as returned, for the judge to read its number and its type from: a numpy scalar goes as a 0-d
+    array (plain data would turn np.float32 into a Python float)."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
+def _kind(value) -> str:
+    """The type of a table entry as the judge sees it in the data: int, float, or a tensor / numpy number."""
+    return f"a 0-d tensor or numpy {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
+def _numbers(table) -> list[list[float]] | None:
+    """The rows as floats, or None when an entry is no single number."""
+    try:
+        return [[float(np.asarray(token).item()), float(np.asarray(probability).item())]
+                for token, probability in table]
+    except (TypeError, ValueError):
+        return None
 
 
 def _table_judge(inputs):
@@ -57,9 +74,12 @@ def _table_judge(inputs):
             return f"top_k_table should return a list of (token id, probability) pairs, got {got['error']}"
         tables, k = inputs()
         for logits, table in zip(tables, got["tables"]):
-            message = _table_mistake(table["rows"], logits, k)
+            rows = _numbers(table)
+            if rows is None:
+                return f"each row of top_k_table should be two numbers, (token id, probability); got {table[:2]}"
+            message = _table_mistake(rows, logits, k)
             if message:
-                if np.isnan(np.array(table["rows"], dtype=float)).any() and float(logits.abs().max()) > 50:
+                if np.isnan(np.array(rows, dtype=float)).any() and float(logits.abs().max()) > 50:
                     return (f"top_k_table gives NaN for logits around {round(float(logits.max()))}: exp of such logits "
                             f"overflows (or underflows to 0 / 0). Use torch.softmax, which subtracts the maximum first")
                 return message
@@ -110,7 +130,7 @@ def _table_mistake(rows, logits: torch.Tensor, k: int) -> str | None:
 def _types_mistake(got) -> str | None:
     if "error" in got:
         return "there are no rows to look at (see the tests above)"
-    kinds = got["tables"][0]["types"]
+    kinds = sorted({f"{_kind(token)}, {_kind(probability)}" for token, probability in got["tables"][0]})
     if kinds != ["int, float"]:
         return (f"each row should hold a Python int and a Python float, got ({' | '.join(kinds)}): tensors as "
                 f"token ids break tokenizer.decode([token]); convert with int(index) and float(probability)")

@@ -17,9 +17,10 @@ from coursekit.checks.sampling_filters import reference, rounded
 
 
 DRAWS = 4000
-SAMPLE_LOGITS = torch.tensor([2.0, 1.4, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0])
+SAMPLE_LOGITS = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # not sorted: positions are not ids
 SAMPLE_V = SAMPLE_LOGITS.numel()
 TOLERANCE = 0.035  # total variation distance; the sampling noise of 4000 draws is about 0.015
+CLAMPS = (5.0, 10.0, 20.0, 30.0, 50.0)  # the bounds students clamp logits to "for stability"
 
 
 def _sample_logits() -> torch.Tensor:
@@ -30,30 +31,52 @@ def _sample_logits() -> torch.Tensor:
     return SAMPLE_LOGITS[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
 
 
+# Powers of two, exact in float32: the two most likely tokens hold exactly 0.75, so top_p=0.75 keeps those two only.
+BOUNDARY_PROBABILITIES = torch.tensor([0.125, 0.5, 0.0078125, 0.25, 0.03125, 0.0625, 0.0078125, 0.015625])
+
+
+def _boundary_logits() -> torch.Tensor:
+    """log(BOUNDARY_PROBABILITIES), permuted in a grading run (no shift: the sums stay exact)."""
+    logits = BOUNDARY_PROBABILITIES.log()
+    return logits if is_public() else logits[torch.from_numpy(probe_rng().permutation(SAMPLE_V))]
+
+
 def _call_sample(sample, batch: torch.Tensor, settings: dict, seed: int):
     return sample(batch, generator=torch.Generator().manual_seed(seed), **settings)
 
 
-def _draws(settings: dict, magnitudes: bool = False):
-    """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows) and their counts per token id. With
-    magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
+def _draws(settings: dict, magnitudes: bool = False, distribution=_sample_logits):
+    """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows), as returned (the judge checks and counts
+    them). With magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
     def probe(sample):
-        logits = _sample_logits()
+        logits = distribution()
         batches = large_magnitudes(logits) if magnitudes else [logits]
-        counts = torch.zeros(SAMPLE_V, dtype=torch.long)
+        outputs = []
         for row in batches:
             try:
                 out = _call_sample(sample, row.expand(DRAWS // len(batches), -1).clone(), settings, seed=0)
             except Exception as error:
                 return {"error": f"raised {type(error).__name__}: {error}"}
-            if not isinstance(out, torch.Tensor) or out.shape != (DRAWS // len(batches),):
-                return {"error": f"returned {describe(out)}; expected one token id per row, a tensor of shape "
-                                 f"({DRAWS // len(batches)},)" + _shape_hint(out)}
-            if out.is_floating_point() or out.is_complex():
-                return {"error": f"returned dtype {out.dtype}; token ids are integers (torch.long)"}
-            counts += torch.bincount(out.long().clamp(0, SAMPLE_V - 1), minlength=SAMPLE_V)
-        return {"error": None, "counts": counts}
+            outputs.append(out if isinstance(out, torch.Tensor) else describe(out))
+        return {"error": None, "outputs": outputs}
     return probe
+
+
+def _counts(outputs: list) -> dict:
+    """{"counts": tokens drawn per id} from the outputs of a _draws probe, or {"error": what is wrong with them}."""
+    if not isinstance(outputs, list) or not outputs:
+        return {"error": "returned no token ids"}
+    counts = np.zeros(SAMPLE_V, dtype=np.int64)
+    for out in outputs:
+        rows = DRAWS // len(outputs)
+        if not isinstance(out, np.ndarray) or out.shape != (rows,):
+            shown = out if isinstance(out, str) else f"Tensor of shape {out.shape} and dtype torch.{out.dtype}"
+            return {"error": f"returned {shown}; expected one token id per row, a tensor of shape ({rows},)"
+                             + _shape_hint(out)}
+        if not np.issubdtype(out.dtype, np.integer):
+            return {"error": f"returned dtype {out.dtype}; token ids are integers (torch.long)"}
+        counts += np.bincount(out.astype(np.int64).clip(0, SAMPLE_V - 1), minlength=SAMPLE_V)
+    return {"error": None, "counts": counts}
 
 
 def _shape_hint(out) -> str:
@@ -66,16 +89,19 @@ def _shape_hint(out) -> str:
     return ""
 
 
-def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERANCE, error_hint: str = ""):
-    """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs."""
+def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERANCE, error_hint: str = "",
+                     clamped=None, distribution=_sample_logits):
+    """expected(logits) -> probabilities; mistakes: (message, variant(logits) -> probabilities) pairs;
+    clamped(c) -> variant: the distribution when the logits are clamped to [-c, c] before the softmax."""
     def judge(got):
+        got = got if got.get("error") else _counts(got.get("outputs"))
         if got["error"]:
             hint = f": {error_hint}" if error_hint and got["error"].startswith("raised") else ""
             if "probability" in got["error"]:
                 hint = hint or (": torch.multinomial needs finite, non-negative weights; take torch.softmax of the "
                                 "filtered logits (it subtracts the maximum, so logits of 100 do not overflow)")
             return f"{call} {got['error']}{hint}"
-        logits = _sample_logits()
+        logits = distribution()
         counts = got["counts"]
         frequencies = counts / counts.sum()
         target = expected(logits).numpy()
@@ -85,6 +111,12 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
         for message, variant in mistakes:
             if 0.5 * np.abs(frequencies - variant(logits).numpy()).sum() < TOLERANCE:
                 return message
+        for bound in CLAMPS if clamped else ():
+            if 0.5 * np.abs(frequencies - clamped(bound)(logits).numpy()).sum() < TOLERANCE:
+                return (f"{call}: the draws follow the logits clamped to a fixed range (e.g. .clamp(-{bound:g}, "
+                        f"{bound:g})), which changes the distribution (divided by a small temperature, or around 100, "
+                        f"the large logits all become the same number); torch.softmax needs no clamping: it subtracts "
+                        f"each row's maximum first")
         if len(outside):
             return (f"{call} sampled tokens {outside.tolist()}, which have probability 0 after filtering "
                     f"({int(counts[outside].sum())} of {int(counts.sum())} draws)")
@@ -93,7 +125,7 @@ def _frequency_judge(call: str, expected, mistakes=(), tolerance: float = TOLERA
     return judge
 
 
-def _probs(temperature=1.0, top_k=None, top_p=None):
+def _probs(temperature=1.0, top_k=None, top_p=None, clamp=None):
     def compute(logits):
         answers = reference()
         logits = logits / temperature
@@ -101,7 +133,20 @@ def _probs(temperature=1.0, top_k=None, top_p=None):
             logits = answers.top_k_filter(logits, top_k)
         if top_p is not None:
             logits = answers.top_p_filter(logits, top_p)
-        return logits.softmax(-1)
+        return (logits if clamp is None else logits.clamp(-clamp, clamp)).softmax(-1)
+    return compute
+
+
+def _clamped_large(bound):
+    """The draws of the magnitudes test when the logits (around 100, and around -120) are clamped to +-bound."""
+    return lambda x: sum(_probs(clamp=bound)(row) for row in large_magnitudes(x)) / 2
+
+
+def _positions(top_k):
+    """The distribution of the positions among the k kept tokens (0 .. k-1) taken for token ids."""
+    def compute(logits):
+        values = logits.topk(top_k).values
+        return torch.cat([values.softmax(-1), torch.zeros(SAMPLE_V - top_k)])
     return compute
 
 
@@ -128,6 +173,8 @@ def _top_p_then_top_k(top_k, top_p):
 GREEDY = "sample_next_token always returns the most likely token: sample with torch.multinomial"
 CLAMPED = ("the draws follow the logits themselves clamped at 0, not their softmax: torch.multinomial treats its "
            "input as weights, so pass it torch.softmax(logits, dim=-1)")
+POSITIONS = ("the ids drawn are positions among the k kept tokens (0 .. k-1), not token ids: set the other logits to "
+             "-inf (top_k_filter) and sample from the whole row, so that the position drawn is the token id")
 UNIFORM = ("every token came out about equally often: the weights given to torch.multinomial do not follow the logits "
            "(clamped or constant weights?); pass it torch.softmax(logits, dim=-1)")
 MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
@@ -207,15 +254,16 @@ FILTERED = {"temperature": 2.0, "top_k": 5, "top_p": 0.9}
 
 def _one_row_probe(sample) -> dict:
     """generate calls the sampler on (1, vocab) logits and appends next_token[:, None]: one id per row, even then."""
-    shapes = {}
+    outputs = {}
     for name, settings in {"sampling": {}, "temperature=0": {"temperature": 0.0}}.items():
         out = _call_sample(sample, _sample_logits()[None].clone(), settings, seed=0)
-        shapes[name] = list(out.shape) if isinstance(out, torch.Tensor) else describe(out)
-    return shapes
+        outputs[name] = out if isinstance(out, torch.Tensor) else describe(out)
+    return outputs
 
 
 def _one_row_judge(got) -> str | None:
-    for name, shape in got.items():
+    for name, out in got.items():
+        shape = list(out.shape) if isinstance(out, np.ndarray) else out
         if shape != [1]:
             hint = _shape_hint(torch.zeros(shape)) if isinstance(shape, list) else ""
             return (f"for one row of logits, shape (1, vocab), sample_next_token ({name}) returned "
@@ -225,12 +273,13 @@ def _one_row_judge(got) -> str | None:
 
 def _dtype_probe(sample) -> dict:
     out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), {}, seed=0)
-    return {"dtype": str(out.dtype) if isinstance(out, torch.Tensor) else describe(out)}
+    return out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype from the data
 
 
 def _dtype_judge(got) -> str | None:
-    if got["dtype"] != "torch.int64":
-        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {got['dtype']}: "
+    dtype = f"torch.{got.dtype}" if isinstance(got, np.ndarray) else got
+    if not isinstance(got, np.ndarray) or got.dtype != np.int64:
+        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {dtype}: "
                 f"torch.multinomial and argmax already return torch.long; do not convert them")
     return None
 
@@ -250,18 +299,20 @@ check_sample = Check(
         Test("temperature=0.01 is practically argmax", _draws({"temperature": 0.01}),
              _frequency_judge("sample_next_token(logits, temperature=0.01)", _greedy,
                               ((NO_TEMPERATURE, _probs()), (MULTIPLIED, _probs(temperature=100.0))),
-                              tolerance=0.001), weight=0.2),
+                              tolerance=0.001, clamped=lambda c: _probs(temperature=0.01, clamp=c)), weight=0.2),
         Test("temperature=3 flattens the distribution", _draws({"temperature": 3.0}),
              _frequency_judge("sample_next_token(logits, temperature=3)", _probs(temperature=3.0), (
                  (NO_TEMPERATURE, _probs()),
                  (MULTIPLIED, _probs(temperature=1 / 3)))), weight=2),
         Test("top_k=1 is greedy", _draws({"top_k": 1}),
              _frequency_judge("sample_next_token(logits, top_k=1)", _greedy, (
-                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),), tolerance=1e-9),
+                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
+                 (POSITIONS, _positions(1))), tolerance=1e-9),
              weight=0.2),
         Test("top_k=3 samples only the 3 most likely tokens", _draws({"top_k": 3}),
              _frequency_judge("sample_next_token(logits, top_k=3)", _probs(top_k=3), (
-                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),)), weight=2),
+                 ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
+                 (POSITIONS, _positions(3)))), weight=2),
         Test("top_p=0.6 never samples outside the nucleus", _draws({"top_p": 0.6}),
              _frequency_judge("sample_next_token(logits, top_p=0.6)", _probs(top_p=0.6), (
                  ("top_p is ignored: apply top_p_filter when top_p is not None", _probs()),)), weight=2),
@@ -275,9 +326,16 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, top_k=3, top_p=0.7)", _probs(1.0, 3, 0.7), ((
                  ("top-p was applied before top-k: filter with top-k first, then take the nucleus of the tokens "
                   "that are left (temperature, then top-k, then top-p)"), _top_p_then_top_k(3, 0.7)),)), weight=2),
+        Test("top_p exactly at a boundary: the tokens before hold exactly p", _draws({"top_p": 0.75},
+                                                                                distribution=_boundary_logits),
+             _frequency_judge("sample_next_token(logits of powers of 2, top_p=0.75)", _probs(top_p=0.75), ((
+                 "at an exact boundary one token too many was kept: the two most likely tokens hold exactly 0.75, so "
+                 "the nucleus is those two (drop a token when cumsum - probs >= p, not > p), as GPT.generate does",
+                 lambda x: x.masked_fill(x < x.topk(3).values[-1], float("-inf")).softmax(-1)),),
+                 distribution=_boundary_logits), weight=0.5),
         Test("logits around 100 and -120 (exp overflows)", _draws({}, magnitudes=True),
              _frequency_judge("sample_next_token(logits around 100 and -120)", _probs(), (
-                 (GREEDY, _greedy),)), weight=1),
+                 (GREEDY, _greedy),), clamped=_clamped_large), weight=1),
         Test("sampling uses the generator it is given", _generator_probe({}), _generator_judge({}), weight=2),
         Test("with temperature, top_k and top_p too", _generator_probe(FILTERED), _generator_judge(FILTERED), weight=1),
         Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3),

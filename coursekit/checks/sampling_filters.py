@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng
+from coursekit.checks.probing import large_magnitudes
 
 
 def reference():
@@ -58,9 +59,9 @@ def _run(function, logits: torch.Tensor, argument) -> dict:
     try:
         out = function(given, argument)
     except Exception as error:
-        return {"error": f"{type(error).__name__}: {error}", "output": None, "changed": False}
+        return {"error": f"{type(error).__name__}: {error}", "output": None, "given_after": None}
     return {"error": None, "output": out if isinstance(out, torch.Tensor) else describe(out),
-            "changed": not torch.equal(given, logits)}
+            "given_after": given}  # the judge compares it with the logits it chose
 
 
 def raises(function, logits: torch.Tensor, argument) -> dict:
@@ -141,7 +142,7 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
     out = got["output"]
     if not isinstance(out, np.ndarray):
         return f"{what} should return a tensor of logits, got {out}"
-    if got["changed"]:
+    if not (isinstance(got["given_after"], np.ndarray) and np.array_equal(got["given_after"], logits.numpy())):
         return ("the logits passed in were modified in place (an operation ending in _, or /=, *=, or assigning "
                 "into logits[...]): return a new tensor, e.g. logits / temperature or logits.masked_fill(...)")
     wanted = expected(logits, argument)
@@ -162,6 +163,11 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
     for message, variant in mistakes:
         if _same_distribution(out, variant(logits, argument)):
             return f"{what}: {message}"
+    for bound in (5.0, 10.0, 20.0, 30.0, 50.0) if float(logits.abs().max()) > 50 else ():
+        if _same_distribution(out, expected(logits.clamp(-bound, bound), argument)):
+            return (f"{what}: the logits were clamped to a fixed range (e.g. .clamp(-{bound:g}, {bound:g})), so logits "
+                    f"around 100 (or -120) all became the same number and their differences were lost; nothing needs "
+                    f"clamping (torch.softmax subtracts each row's maximum first)")
     dropped = torch.isneginf(wanted).numpy()
     if dropped.any() and np.isfinite(out).all() and (out[dropped] < -1e3).all() and (out[~dropped] > -1e3).all():
         return (f"{what}: the dropped tokens were set to {rounded(out[dropped][:1])[0]:g}, a large negative number; "
@@ -197,6 +203,13 @@ def _temperature_mistakes():
              lambda x, t: x / math.sqrt(t)))
 
 
+def _large_temperature_case():
+    """One row around 100 and one around -120, and a temperature below 1 (the public 0.5, or one drawn)."""
+    logits = LOGITS.clone() if is_public() else random_logits(probe_rng())
+    high, low = large_magnitudes(logits)
+    return torch.cat([high[:1], low[1:]]), 0.5 if is_public() else round(float(probe_rng().uniform(0.2, 0.8)), 2)
+
+
 check_temperature = Check(
     exercise="temperature",
     expects=["a function apply_temperature(logits, temperature) -> logits"],
@@ -210,6 +223,8 @@ check_temperature = Check(
         filter_test("one distribution (a 1-D tensor) works too",
                      filter_case(LOGITS[1], 0.25, lambda rng, x: round(float(rng.uniform(0.2, 3.0)), 2)),
                      "apply_temperature on a 1-D tensor, temperature {}", lambda x, t: x / t, weight=0.5),
+        filter_test("logits around 100 and -120", _large_temperature_case, "apply_temperature(large logits, {})",
+                     lambda x, t: x / t, _temperature_mistakes(), weight=0.5),
         dtype_test("float32 logits stay float32", "apply_temperature(float32 logits, 0.5)", 0.5),
         Test("temperature 0 raises a ValueError naming it", lambda f: raises(f, LOGITS, 0.0),
              error_judge("apply_temperature(logits, 0)", "temperature"), weight=0.05),

@@ -56,7 +56,16 @@ def _top_k_mistakes():
          threshold_keep(lambda x, k: x >= x.flatten().topk(k).values[-1])),
         ("the other tokens were set to 0, which is an ordinary logit (probability e^0 = 1 before normalising): set "
          "them to float('-inf')", lambda x, k: reference().top_k_filter(x, k).nan_to_num(neginf=0.0)),
+        *_fixed_counts(),
     )
+
+
+def _fixed_counts():
+    """Keeping the notebook's 7 tokens whatever k and the vocabulary are (a size hard-coded)."""
+    vocab = LOGITS.size(-1)
+    return ((f"{vocab} tokens were kept, not k: is the notebook's vocabulary of {vocab} hard-coded? keep the k largest "
+             f"of each row, torch.topk(logits, min(k, logits.size(-1)))",
+             lambda x, k: keep_only(x, _rank(x) < vocab)),)
 
 
 def _top_k(x, k):
@@ -89,9 +98,9 @@ check_top_k = Check(
                      filter_case(LOGITS[1], 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
                      "top_k_filter on a 1-D tensor of logits, k={}", _top_k, _top_k_mistakes(), weight=0.5,
                      accept=_valid_top_k),
-        filter_test("k larger than the vocabulary keeps every token",
-                     filter_case(LOGITS, 50, lambda rng, x: int(rng.integers(x.size(-1) + 1, 100))),
-                     "top_k_filter(logits, {}) with fewer tokens than k", lambda x, k: x, weight=0.1),
+        filter_test("k larger than the vocabulary keeps every token",  # 5 tokens here: not the 7 of the others
+                     filter_case(LOGITS[:, 1:6], 50, lambda rng, x: int(rng.integers(x.size(-1) + 1, 100))),
+                     "top_k_filter(logits, {}) with fewer tokens than k", lambda x, k: x, _fixed_counts(), weight=0.1),
         dtype_test("float32 logits stay float32", "top_k_filter(float32 logits, 3)", 3),
         *(Test(f"k = {k} raises a ValueError naming k", lambda f, k=k: raises(f, LOGITS, k),
                error_judge(f"top_k_filter(logits, {k})", "k"), weight=0.05) for k in (0, -2)),
