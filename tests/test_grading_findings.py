@@ -138,8 +138,9 @@ def test_f6_a_claim_that_makes_a_judge_loop_for_days_costs_its_tests_not_the_bat
         outcomes = judges.judge("check_block", CHECKS["check_block"].probe_all((ManyNormsBlock,), SEED), SEED)
         took = time.monotonic() - started
         assert not any(o.passed for o in outcomes)
-        assert any("took longer than 5 s" in o.message for o in outcomes), outcomes
-        assert took < 5 * len(outcomes) + 300  # each test stopped at its deadline (plus restarts of the judge)
+        # The block judge now refuses layers that are not a Block's at once; were it to loop, the deadline would stop
+        # each test (a looping judge: tests/test_grading_channel.py).
+        assert took < 5 * len(outcomes) + 300, outcomes
         [honest] = judges.judge("check_mlp", CHECKS["check_mlp"].probe_all((gpt.MLP,), SEED), SEED)[:1]
         assert honest.passed  # the batch goes on: the next student is judged as usual
     finally:

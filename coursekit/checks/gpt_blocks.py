@@ -32,7 +32,7 @@ def _values_probe(changes: dict, dropout: bool = False):
     def _probe(module_class):
         config = probe_config(**changes, dropout=dropout_probability() if dropout else 0.0)
         torch.manual_seed(0)
-        module = randomise_parameters(module_class(config), weights=True).eval()  # zeroed weights hide nothing
+        module = randomise_parameters(module_class(config)).eval()
         x = probe_stream(config)
         got = {"layout": load_seeded_layers(module), "named": norms_named_by_role(module),
                "result": run_module(module, x)}
