@@ -542,10 +542,13 @@ def test_sampler_judges_count_and_type_the_draws_themselves(seed):
     forged_counts = {"error": None, "counts": np.full(8, 500)}
     outcome = {o.test: o for o in check_sample.judge([(frequencies.name, forged_counts)], seed)}[frequencies.name]
     assert not outcome.passed
+    from coursekit.sampling import sample_next_token
+
     dtype = _test(check_sample, "token ids are torch.long")
+    right = dict(check_sample.probe_all((sample_next_token,), seed))  # a property earns only beside right outputs
     for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False),
                            (np.zeros(4, dtype=np.int64), True), (np.zeros(4, dtype=np.int32), False)):
-        outcome = {o.test: o for o in check_sample.judge([(dtype.name, forged)], seed)}[dtype.name]
+        outcome = {o.test: o for o in check_sample.judge([*{**right, dtype.name: forged}.items()], seed)}[dtype.name]
         assert outcome.passed is passed, forged
 
 

@@ -1,6 +1,9 @@
 """Red team 3's findings against the landed grader (/work/redteam3/FINDINGS.md), one test each: the route it
 found, rebuilt here, must now earn nothing, while the reference still earns everything."""
 
+import errno
+import os
+import platform
 import subprocess
 import time
 
@@ -66,6 +69,30 @@ def test_f2_every_sandbox_run_gets_a_uid_never_used_before():
         with containment.sandbox_uid() as uid:
             uids.append(uid)
     assert len(set(uids)) == 3 and all(uid >= 1_000_000 for uid in uids)
+
+
+@pytest.mark.skipif(containment.level() != "bubblewrap" or containment.seccomp_filter() is None,
+                    reason="needs the bubblewrap sandbox on x86_64 or aarch64")
+def test_f2_the_kernel_keyrings_and_other_unnamespaced_calls_are_refused_inside_the_sandbox(tmp_path):
+    """F2's channel closed at its source: whatever the uid, a sandbox cannot add or read a keyring key (nor use
+    bpf or io_uring), while ordinary calls and torch work."""
+    calls = {"x86_64": (248, 250, 321, 425), "aarch64": (217, 219, 280, 425)}[platform.machine()]
+    boot = ("import ctypes, os, torch\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+            "add_key, keyctl, bpf, io_uring_setup = " + repr(calls) + "\nresults = []\n"
+            "for call, args in ((add_key, (b'user', b'k', b'v', 1, ctypes.c_long(-3))), (keyctl, (0, -3)), "
+            "(bpf, (0, None, 0)), (io_uring_setup, (1, None))):\n"
+            "    results.append((libc.syscall(call, *args), ctypes.get_errno()))\n"
+            "print(results, os.getpid() > 0, float(torch.ones(3).sum()))")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    staged.chmod(0o755)
+    argv, options = containment.command(boot, str(staged), [], 16 * 2**20)
+    try:
+        seen = subprocess.run(argv, capture_output=True, text=True, timeout=120, **options)
+    finally:
+        for fd in options["pass_fds"]:
+            os.close(fd)
+    assert seen.stdout.strip() == f"{[(-1, errno.EPERM)] * 4} True 3.0", seen.stderr
 
 
 @pytest.mark.skipif(containment.level() != "bubblewrap", reason="needs the bubblewrap sandbox")

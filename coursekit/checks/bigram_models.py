@@ -143,7 +143,8 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
         expects=[f"the class {class_name} itself (not an instance), built as {class_name}(vocab_size, hidden_size=8)"],
         accepts=[is_module_class],
         tests=[
-            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25),
+            Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25,
+                 needs_right_outputs=True),
             Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
             Test("generate feeds back the last id", cycle_probe(kind), cycle_judge, 1.25),
             Test("generate samples from softmax(logits) with the generator it is given", sampling_probe(kind),

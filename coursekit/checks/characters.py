@@ -89,7 +89,7 @@ check_chars = Check(
     expects=["the sorted list of unique characters of the text"],
     accepts=[lambda value: True],
     tests=[
-        Test("chars is a list of single characters", _chars_view, _chars_is_list, 0.05),
+        Test("chars is a list of single characters", _chars_view, _chars_is_list, 0.05, needs_right_outputs=True),
         Test("chars holds every character of the text once", _chars_view, _chars_complete, 0.75),
         Test("chars is sorted(set(text))", _chars_view, _chars_sorted, 2.2),
     ],
@@ -224,7 +224,8 @@ check_encode = Check(
         _encode_test("encode of a word", short_text, 1.0),
         _encode_test("encode of a passage with spaces, newlines and punctuation", passage, 3.0),
         _encode_test("encode('')", lambda: "", 0.1),
-        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.4),
+        Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.4,
+             needs_right_outputs=True),
     ],
 )
 

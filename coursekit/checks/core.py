@@ -19,7 +19,11 @@ saw. `is_public()` lets a probe keep hand-made inputs (ties, exact boundaries) f
 the grader.
 
 Tests carry weights: an exercise's points are split by the weights of the tests passed (`Check.fraction`), so
-an edge case can be worth less than the behaviour the exercise teaches.
+an edge case can be worth less than the behaviour the exercise teaches. A test of a property that wrong code can
+have too (the past never sees the future, dropout is off in eval, no biases, a ValueError for a bad argument) is
+marked `needs_right_outputs`: in grading it earns its points only when the tests that compare outputs with the right
+answer (the check's other tests) earned at least half of their weight. A causal running mean is not attention,
+whatever properties it shares with it, and an `encode` that returns [] is right about '' only.
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ class Test:
     probe: Callable[..., Any]  # (student objects...) -> plain data
     judge: Callable[[Any], str | None]  # plain data -> None, or the mistake
     weight: float = 1.0  # its share of the exercise's points, relative to the check's other tests
+    needs_right_outputs: bool = False  # a property wrong code can share: earns only beside right outputs (above)
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,26 @@ class Check:
             with seeded(run_seed, self.exercise, test.name):
                 message = test.judge(data) or nan_problem(data)
             outcomes.append(Outcome(test.name, message is None, message or ""))
-        return outcomes
+        return self._properties_beside_right_outputs(outcomes)
+
+    def _properties_beside_right_outputs(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """A passed `needs_right_outputs` test fails when the output tests earned less than half their weight.
+
+        >>> right, wrong = Outcome("output", True), Outcome("output", False)
+        >>> check = Check("x", ["f"], [Test("output", print, print), Test("causal", print, print, 1.0, True)])
+        >>> [o.passed for o in check._properties_beside_right_outputs([right, Outcome("causal", True)])]
+        [True, True]
+        >>> [o.passed for o in check._properties_beside_right_outputs([wrong, Outcome("causal", True)])]
+        [False, False]
+        """
+        properties = {test.name for test in self.tests if test.needs_right_outputs}
+        outputs = [test for test in self.tests if not test.needs_right_outputs]
+        passed = {o.test for o in outcomes if o.passed}
+        if not properties or 2 * sum(t.weight for t in outputs if t.name in passed) >= sum(t.weight for t in outputs):
+            return outcomes
+        return [Outcome(o.test, False, "this property holds, but it earns points only once the outputs are right "
+                                       "(see the other tests' messages)") if o.passed and o.test in properties else o
+                for o in outcomes]
 
     def fraction(self, outcomes: list[Outcome]) -> float:
         """The share of the exercise's points these outcomes earn: weights of the tests passed / all weights.

@@ -152,8 +152,9 @@ check_mlp = Check(
         Test("another size (n_embd=20)", _values_probe({"n_embd": 20, "n_head": 4}),
              _mlp_judge({"n_embd": 20, "n_head": 4}), weight=1.0),
         Test("dropout(config.dropout) on the output in training, off in eval", _values_probe({}, dropout=True),
-             _mlp_dropout_judge, weight=1.0),
-        Test("both Linears have biases (config.bias = True)", _values_probe({}), _mlp_bias_judge, weight=0.5),
+             _mlp_dropout_judge, weight=1.0, needs_right_outputs=True),
+        Test("both Linears have biases (config.bias = True)", _values_probe({}), _mlp_bias_judge, weight=0.5,
+             needs_right_outputs=True),
     ],
 )
 
@@ -296,8 +297,8 @@ check_block = Check(
         Test("another size (n_embd=16, n_head=4)", _values_probe({"n_embd": 16, "n_head": 4}),
              _block_judge({"n_embd": 16, "n_head": 4}), weight=4.0),
         Test("dropout in training inside the sub-layers, with config.dropout; off in eval",
-             _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0),
+             _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0, needs_right_outputs=True),
         Test("the LayerNorms have gains and biases (config.bias = True)", _values_probe({}), _norm_bias_judge,
-             weight=0.5),
+             weight=0.5, needs_right_outputs=True),
     ],
 )

@@ -336,6 +336,7 @@ check_generate = Check(
                         "be chosen among the tokens top-k kept. Filter in the order temperature, top-k, then top-p, "
                         "as notebook 05's sample does"): only(lambda: keep_first(TOP_K))}),
         _boundary_test(),
-        Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0),
+        Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0,
+             needs_right_outputs=True),
     ],
 )

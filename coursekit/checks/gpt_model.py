@@ -129,7 +129,7 @@ check_gpt_constructor = Check(
         Test("GPT(config) with n_layer=3, vocab_size=13, block_size=9", lambda cls: _structure(
             cls, **_other_sizes()), _structure_judge(_other_sizes), weight=2.0),
         Test("an embedding dropout nn.Dropout(config.dropout) outside the Blocks", _embedding_dropout_module,
-             _embedding_dropout_module_judge, weight=0.5),
+             _embedding_dropout_module_judge, weight=0.5, needs_right_outputs=True),
     ],
 )
 

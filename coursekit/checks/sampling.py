@@ -338,14 +338,16 @@ check_sample = Check(
                  (GREEDY, _greedy),), clamped=_clamped_large), weight=1),
         Test("sampling uses the generator it is given", _generator_probe({}), _generator_judge({}), weight=2),
         Test("with temperature, top_k and top_p too", _generator_probe(FILTERED), _generator_judge(FILTERED), weight=1),
-        Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3),
-        Test("token ids are torch.long", _dtype_probe, _dtype_judge, weight=0.05),
+        Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3,
+             needs_right_outputs=True),
+        Test("token ids are torch.long", _dtype_probe, _dtype_judge, weight=0.05, needs_right_outputs=True),
         Test("top_k=0 and top_p=0 are errors, not 'no filter'", _validation_probe,
              _validation_judge(("top_k=0", "top_p=0"), ": test `if top_k is not None:` (not `if top_k:`, which "
                                                         "treats 0 as not given) and let your filter reject it"),
-             weight=0.1),
+             weight=0.1, needs_right_outputs=True),
         Test("a NaN or negative temperature is an error", _validation_probe,
              _validation_judge(("temperature=nan", "temperature=-1"), ": apply_temperature rejects it when "
-                                                                      "temperature is not 0"), weight=0.05),
+                                                                      "temperature is not 0"), weight=0.05,
+             needs_right_outputs=True),
     ],
 )

@@ -190,7 +190,7 @@ def dtype_test(name: str, call: str, argument) -> Test:
             return (f"{call} turned float32 logits into {got['output'].dtype}: keep the dtype of the logits (no "
                     f".double(), numpy or Python floats in between)")
         return None
-    return Test(name, lambda f: _run(f, LOGITS.clone(), argument), judge, weight=0.05)
+    return Test(name, lambda f: _run(f, LOGITS.clone(), argument), judge, weight=0.05, needs_right_outputs=True)
 
 
 # ---------------------------------------------------------------- temperature
@@ -228,12 +228,15 @@ check_temperature = Check(
                      lambda x, t: x / t, _temperature_mistakes(), weight=0.5),
         dtype_test("float32 logits stay float32", "apply_temperature(float32 logits, 0.5)", 0.5),
         Test("temperature 0 raises a ValueError naming it", lambda f: raises(f, LOGITS, 0.0),
-             error_judge("apply_temperature(logits, 0)", "temperature"), weight=0.05),
+             error_judge("apply_temperature(logits, 0)", "temperature"), weight=0.05,
+             needs_right_outputs=True),
         Test("a negative temperature raises a ValueError naming it", lambda f: raises(f, LOGITS, -1.0),
-             error_judge("apply_temperature(logits, -1)", "temperature"), weight=0.05),
+             error_judge("apply_temperature(logits, -1)", "temperature"), weight=0.05,
+             needs_right_outputs=True),
         Test("a NaN temperature raises a ValueError naming it", lambda f: raises(f, LOGITS, float("nan")),
              error_judge("apply_temperature(logits, nan)", "temperature",
-                          ": `temperature <= 0` is False for NaN, `not temperature > 0` catches it"), weight=0.05),
+                          ": `temperature <= 0` is False for NaN, `not temperature > 0` catches it"), weight=0.05,
+             needs_right_outputs=True),
     ],
 )
 

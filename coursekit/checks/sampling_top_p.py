@@ -128,7 +128,8 @@ check_top_p = Check(
                     "top_p_filter(logits, {})", lambda x, p: x, weight=0.1),
         dtype_test("float32 logits stay float32", "top_p_filter(float32 logits, 0.6)", 0.6),
         *(Test(f"p = {p} raises a ValueError naming p", lambda f, p=p: raises(f, NUCLEUS, p),
-               error_judge(f"top_p_filter(logits, {p})", "p", hint), weight=0.05) for p, hint in (
+               error_judge(f"top_p_filter(logits, {p})", "p", hint), weight=0.05,
+               needs_right_outputs=True) for p, hint in (
             (0.0, ""), (1.5, ""),
             (float("nan"), ": `p <= 0 or p > 1` is False for NaN; `not 0 < p <= 1` catches it"))),
     ],

@@ -7,7 +7,9 @@ as HOME and TMPDIR, and a /proc that shows only the sandbox's own processes. The
 the grader's output folder, its environment and every other process are simply not there. The worker runs as
 a fresh uid for each run (see UID_BLOCK; as the user namespace's 65534 when not root) with no capabilities and
 no_new_privs, so its rlimits (processes included) hold; a course installed into that Python is hidden; bwrap kills
-everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run.
+everything in the namespace when the worker's parent goes, and the grader kills bwrap at the end of each run. A
+seccomp filter (`seccomp_filter`) refuses the system calls whose kernel state no namespace separates: the kernel
+keyrings (a key added in one run could be read by a later one), bpf, perf_event_open, userfaultfd and io_uring.
 
 Fallbacks, weaker and said so in one line (`describe`): as root without bwrap, the worker runs as a uid of its
 own (a fresh one for each run, see UID_BLOCK) with the rlimits: it cannot read the grader's private
@@ -26,7 +28,9 @@ import contextlib
 import functools
 import itertools
 import os
+import platform
 import secrets
+import struct
 import shutil
 import subprocess
 import sys
@@ -70,6 +74,50 @@ FORCE = "COURSEKIT_CONTAINMENT"  # "separate-uid" or "rlimits-only": use a fallb
 UID_BLOCK = 2**16  # runs per grader process; one of ~32,000 blocks below 2**31 (two graders share one rarely)
 _FIRST_UID = 1_000_000 + UID_BLOCK * secrets.randbelow((2**31 - 1_000_000) // UID_BLOCK - 1)
 _next_uid = itertools.count(_FIRST_UID)
+
+
+# System calls the sandbox refuses with EPERM (see the module doc), by architecture: add_key, request_key, keyctl,
+# bpf, perf_event_open, userfaultfd, io_uring_setup, io_uring_enter, io_uring_register.
+REFUSED_CALLS = {"x86_64": (0xC000003E, (248, 249, 250, 321, 298, 323, 425, 426, 427)),
+                 "aarch64": (0xC00000B7, (217, 218, 219, 280, 241, 282, 425, 426, 427))}
+X32_CALLS = 0x40000000  # x86_64's x32 ABI: the same calls under other numbers, refused as a whole
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The classic BPF program bwrap's --seccomp loads: EPERM for REFUSED_CALLS and for any call made through
+    another architecture's entry (a 32-bit int 0x80 has numbers of its own), every other call allowed. None on an
+    architecture it does not know.
+
+    >>> program = seccomp_filter("x86_64"); len(program) % 8, len(program) // 8
+    (0, 16)
+    >>> seccomp_filter("sparc") is None
+    True
+    """
+    machine = machine or platform.machine()
+    if machine not in REFUSED_CALLS:
+        return None
+    arch, numbers = REFUSED_CALLS[machine]
+    load_word, jump_equal, jump_at_least, give = 0x20, 0x15, 0x35, 0x06
+    refuse, allow = 0x00050000 | 1, 0x7FFF0000  # SECCOMP_RET_ERRNO | EPERM, SECCOMP_RET_ALLOW
+    checks = [(jump_at_least, X32_CALLS)] if machine == "x86_64" else []
+    checks += [(jump_equal, number) for number in numbers]
+    program = [(load_word, 0, 0, 4), (jump_equal, 1, 0, arch), (give, 0, 0, refuse), (load_word, 0, 0, 0)]
+    refused_at = len(program) + len(checks) + 1  # after the checks and the final "allow"
+    for code, value in checks:
+        program.append((code, refused_at - len(program) - 1, 0, value))
+    program += [(give, 0, 0, allow), (give, 0, 0, refuse)]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def _seccomp_fd() -> int | None:
+    """A file descriptor holding seccomp_filter() for one bwrap to read, or None; the caller closes it."""
+    program = seccomp_filter()
+    if program is None:
+        return None
+    fd = os.memfd_create("coursekit-seccomp")
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _bwrap_problem(privileged: bool) -> str | None:
@@ -200,7 +248,8 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
             uid: int = NOBODY) -> tuple[list[str], dict]:
     """The argv and Popen options that start `python -I -c boot` in this machine's containment, as `uid` (when root).
 
-    `staged` is the trimmed coursekit (see `stage`); inside the sandbox it is at STAGED, elsewhere used as is.
+    `staged` is the trimmed coursekit (see `stage`); inside the sandbox it is at STAGED, elsewhere used as is. The
+    options' "pass_fds" are descriptors for the child alone: close them once it has started.
     """
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0",
            "USER": "student", "LOGNAME": "student",  # the sandbox's uid has no passwd entry
@@ -232,10 +281,13 @@ def command(boot: str, staged: str, data_dirs: list[str], tmpfs_bytes: int, thre
         for installed in installed_coursekit():  # a pip-installed course would hold every reference
             argv += ["--tmpfs", installed]
         argv += ["--chdir", HOME, "--remount-ro", "/"]
+        seccomp = _seccomp_fd()
+        if seccomp is not None:
+            argv += ["--seccomp", str(seccomp)]
         if privileged:
             argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-        return argv + python, {"start_new_session": True}
+        return argv + python, {"start_new_session": True, "pass_fds": () if seccomp is None else (seccomp,)}
     home = tempfile.mkdtemp(prefix="coursekit-home-")
     env.update({"HOME": home, "TMPDIR": home, "MPLCONFIGDIR": f"{home}/.matplotlib",
                 "COURSEKIT_DATA_DIR": os.pathsep.join([f"{home}/cache", *data_dirs]), "COURSEKIT_STAGED": staged})

@@ -89,19 +89,22 @@ class _Child:
             job_file.write(json.dumps(job).encode())
             job_file.seek(0)
             read, write = os.pipe()
+            for_the_child = ()  # descriptors the containment hands the child (its seccomp filter)
             try:
                 argv, options = containment.command(BOOT.format(job=job_file.fileno(), channel=write), staged,
                                                     data_dirs, limits.tmpfs_bytes, limits.threads, self.uid)
                 self.home = options.pop("home", None)
+                for_the_child = options.pop("pass_fds", ())
                 self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                                stderr=subprocess.STDOUT, pass_fds=(job_file.fileno(), write),
-                                                **options)
+                                                stderr=subprocess.STDOUT,
+                                                pass_fds=(job_file.fileno(), write, *for_the_child), **options)
             except BaseException:
                 os.close(read)
                 self.held.close()
                 raise
             finally:
-                os.close(write)
+                for fd in (write, *for_the_child):
+                    os.close(fd)
         self.read = read
         self.reader = wire.FrameReader()
         self.stage = ("startup", None, None)
