@@ -22,7 +22,7 @@ def _values_judge(sizes_of, with_output: bool, name: str):
             what = f"{name}(n_embd={sizes['n_embd']}, n_head={sizes['n_head']}, block_size={sizes['block_size']})"
         else:
             what = f"{name}({sizes['n_embd']}, {sizes['head_size']}, {sizes['block_size']})"
-        return diagnose(got, sizes, with_output, what)
+        return diagnose(got, sizes, with_output, what, gpt2_layout=name == "CausalSelfAttention")
     return judge
 
 
@@ -72,12 +72,13 @@ check_multi_head_attention = Check(
 def _other_heads_judge(got):
     sizes = other_heads_sizes()
     what = f"CausalSelfAttention(config) with n_embd={sizes['n_embd']}, n_head={sizes['n_head']}"
-    mistake = diagnose(got, sizes, True, what)
+    mistake = diagnose(got, sizes, True, what, gpt2_layout=True)
     if mistake is None:
         return None
     for n_head in (1, 2, 3, 4, 6, 8, 12):
         if n_head != sizes["n_head"] and sizes["n_embd"] % n_head == 0 and \
-                diagnose(got, {**sizes, "n_head": n_head, "head_size": sizes["n_embd"] // n_head}, True, what) is None:
+                diagnose(got, {**sizes, "n_head": n_head, "head_size": sizes["n_embd"] // n_head}, True, what,
+                         gpt2_layout=True) is None:
             return (f"{what} computes attention with {n_head} head(s): use config.n_head heads of size "
                     f"config.n_embd // config.n_head, not fixed numbers")
     return mistake

@@ -11,6 +11,7 @@ what each was applied to and with which p).
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import torch
@@ -71,6 +72,10 @@ def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
     if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
         return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
                 f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
+    viewed = re.search(r"shape '\[(\d+), (\d+), (\d+), (-?\d+)\]' is invalid", error)
+    if with_output and viewed and int(viewed[2]) == T and int(viewed[3]) != n_head:
+        return (f"{where}: the view splits the channels into {viewed[3]} heads, but this module has n_head = "
+                f"{n_head}: use config.n_head heads of size config.n_embd // config.n_head, not fixed numbers")
     hs = width // n_head
     if not with_output:
         return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {hs}) -> scores "
@@ -104,13 +109,14 @@ def _missing_weights_advice(matrices, sizes: dict, with_output: bool) -> str | N
     return None
 
 
-def diagnose(got, sizes: dict, with_output: bool, what: str) -> str | None:
-    """None when some reading of the student's matrices reproduces their output, else the mistake."""
+def diagnose(got, sizes: dict, with_output: bool, what: str, gpt2_layout: bool = False) -> str | None:
+    """None when some reading of the student's matrices reproduces their output, else the mistake. gpt2_layout: a
+    fused projection must be GPT-2's [queries | keys | values] (attention_readings.assignments)."""
     with one_thread():
-        return _find_mistake(got, sizes, with_output, what)
+        return _find_mistake(got, sizes, with_output, what, gpt2_layout)
 
 
-def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
+def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: bool) -> str | None:
     n_embd, n_head = sizes["n_embd"], sizes["n_head"]
     width = n_embd if with_output else sizes["head_size"]
     x = probe_input(sizes).double()
@@ -130,7 +136,7 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
         names = [str(name) for name, _, _ in got["layout"]]
     except (TypeError, ValueError) as error:
         return f"could not read the module's weights: {error}"
-    readings = list(assignments(matrices, names, n_embd, width, n_head, with_output))
+    readings = list(assignments(matrices, names, n_embd, width, n_head, with_output, gpt2_layout=gpt2_layout))
     if not readings:
         advice = _missing_weights_advice(matrices, sizes, with_output)
         if advice:
@@ -167,9 +173,10 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str) -> str | None:
                         f"0, 1, ..., {n_head - 1} along the last dimension (torch.cat([...], dim=-1))")
     if any(matches(compute(reading)) for reading in assignments(matrices, names, n_embd, width, n_head, with_output,
                                                                   fused_any_order=True)):
-        return ("the fused projection's output is split in another order than queries, keys, values: split it as "
-                "q, k, v = self.c_attn(x).split(n_embd, dim=2), the layout of GPT-2's c_attn (notebook 06 loads "
-                "GPT-2's weights into exactly this layout)")
+        return ("the fused projection's output is read in another layout than [all queries | all keys | all "
+                "values] (head by head, or in another order): split it as q, k, v = self.c_attn(x).split(n_embd, "
+                "dim=2), then give each its heads; that is the layout of GPT-2's c_attn (notebook 06 loads GPT-2's "
+                "weights into exactly this layout)")
     expected = compute(readings[0])
     return (f"{what} does not compute causal self-attention with its own weights: on a random x of shape "
             f"{tuple(x.shape)}, output[0, 1, :3] should be about {np.round(expected[0, 1, :3].numpy(), 4).tolist()} "
@@ -236,6 +243,9 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
             if "heads" in sites:
                 return ("dropout is applied to the head's output (weights @ v) instead of the attention weights: "
                         "self.dropout(weights) @ v")
+            if "stream" in sites and not on_output:
+                return (f"with only {argument} = {p} given, the output gets dropout and the attention weights none: "
+                        f"the two dropouts are swapped; {argument} belongs to the attention weights")
             return f"the attention weights get no dropout: apply nn.Dropout({argument}) to them after the softmax"
         if not on_weights and "weights" in sites:
             return (f"the attention weights get dropout with {argument}; they use attn_pdrop, and {argument} "

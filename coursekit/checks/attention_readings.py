@@ -53,12 +53,15 @@ def role_orders(names: list[str]) -> list[tuple[int, int, int]]:
     return list(itertools.permutations(range(3)))
 
 
-def assignments(matrices, names, n_embd: int, width: int, n_head: int, with_output: bool, fused_any_order=False):
+def assignments(matrices, names, n_embd: int, width: int, n_head: int, with_output: bool, fused_any_order=False,
+                gpt2_layout=False):
     """Every plausible (Wq, Wk, Wv, Wo) reading of the matrices: Wq, Wk, Wv (n_embd, width), heads contiguous.
 
     Wo is the output projection (width, n_embd), or None for a single head without one. Separate layers named
     query/key/value (or q, W_K, ...) are read by their names, unnamed ones in any order; one fused layer's output is
-    read as [queries | keys | values] (GPT-2's c_attn, whose weights notebook 06 loads), unless fused_any_order.
+    read as [queries | keys | values] or head by head, [q0 k0 v0 | q1 k1 v1 | ...]; with gpt2_layout (03's
+    CausalSelfAttention, whose c_attn takes GPT-2's weights in notebook 06) only as [queries | keys | values].
+    fused_any_order (for diagnosis) reads it in every order.
     """
     matrices = [m.double() for m in matrices]
     output_choices = [i for i, m in enumerate(matrices) if tuple(m.shape) == (width, n_embd)] if with_output \
@@ -75,7 +78,7 @@ def assignments(matrices, names, n_embd: int, width: int, n_head: int, with_outp
                 [(0, 1, 2)] if fused else role_orders(rest_names)
             for roles in orders:
                 yield by_role[roles[0]], by_role[roles[1]], by_role[roles[2]], Wo
-        if len(by_head) == 3 * n_head:
+        if len(by_head) == 3 * n_head and not (fused and gpt2_layout and not fused_any_order):
             orders = role_orders(rest_names[:3]) if len(rest) == 3 * n_head else \
                 list(itertools.permutations(range(3)))
             triples = [by_head[3 * h: 3 * h + 3] for h in range(n_head)]
