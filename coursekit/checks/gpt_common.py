@@ -198,7 +198,8 @@ def seeded_gpt(layout: dict) -> dict:
     tables = [[int(n) for n in table] for table in layout["embeddings"]]
     tied = [[int(i) for i in pair] for pair in layout["tied"]]
     shapes = [[layer["out"], layer["in"]] for layer in drawn["linears"]]
-    sizes_ok = len(tables) <= 8 and all(len(table) == 2 and 0 < n <= 4096 for table in tables for n in table)
+    sizes_ok = len(tables) <= 8 and all(len(table) == 2 and 0 < n <= 4096 for table in tables for n in table) and \
+        sum(rows * dim for rows, dim in tables) <= 2**22
     ties_ok = all(len(pair) == 2 and 0 <= pair[0] < len(shapes) and 0 <= pair[1] < len(tables) and
                   shapes[pair[0]] == tables[pair[1]] for pair in tied)
     if not (sizes_ok and ties_ok and all(0 <= int(i) < len(drawn["norms"]) for i in layout["final_norms"])):

@@ -219,8 +219,8 @@ def blocks_judge(got):
 
 @single_threaded
 def causal_judge(got):
-    idx = tokens()[0]
-    (before, after), at = got["runs"], CHANGED_FROM
+    idx, at = tokens()[0], CHANGED_FROM
+    before, after = got["runs"]
     problem = _chain_problem(got, before, idx, "forward(idx) with n_layer=2") or \
         _chain_problem(got, after, changed_tokens(idx), "forward(idx) with n_layer=2 on other tokens")
     if problem:
