@@ -106,7 +106,8 @@ def test_a_loss_from_claimed_targets_fails(seed):
     logits = torch.as_tensor(result["logits"])
     claimed = logits.argmax(-1)
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), claimed.flatten()).numpy()
-    forged = {**data, LOSS: {**data[LOSS], "targets": claimed.numpy(), "with": with_logits(result, result["logits"], loss)}}
+    claim = {**data[LOSS], "targets": claimed.numpy(), "with": with_logits(result, result["logits"], loss)}
+    forged = {**data, LOSS: claim}
     assert not verdicts(forged, seed)[LOSS]
 
 
