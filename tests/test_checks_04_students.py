@@ -284,6 +284,13 @@ def blocks_on_embeddings(self, x):
     return out
 
 
+class PeekingBlock(Block):
+    """A Block that adds the mean over every position: forward is right, but the model sees the future."""
+
+    def forward(self, x):
+        return super().forward(x) + x.mean(1, keepdim=True)
+
+
 FORWARD_BUGS = [
     ("embedding dropout|embeddings", forward_with(embed=lambda self, idx, pos: self.transformer.wte(idx) + self.transformer.wpe(pos))),
     ("position", forward_with(embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx)))),
@@ -302,6 +309,7 @@ FORWARD_BUGS = [
     ("Blocks|in order|each Block", forward_with(run=blocks_on_embeddings)),
     ("ln_f|final LayerNorm", forward_with(head=lambda self, x: self.lm_head(x))),
     ("softmax|logits", forward_with(head=lambda self, x: F.softmax(self.lm_head(self.transformer.ln_f(x)), -1))),
+    ("sees the future", gpt_bug(blocks=lambda c: nn.ModuleList(PeekingBlock(c) for _ in range(c.n_layer)))),
 ]
 
 

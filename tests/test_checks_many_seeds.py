@@ -9,6 +9,7 @@ seeds made from 24 random secrets, the way the grader makes them.
 import random
 
 import pytest
+import test_checks_04_students
 import test_checks_attention
 import test_checks_gpt2
 import test_checks_sampling
@@ -22,7 +23,8 @@ SEEDS = [run_seed(f"{random.Random(index).getrandbits(128):032x}") for index in 
 ANSWERS = [(check.exercise, answer) for check, answers in test_checks_attention.VALID for answer in answers]
 ANSWERS += [(exercise, answer) for family in (test_checks_sampling.VALID, test_checks_gpt2.VALID)
             for exercise, answers in family.items() for answer in answers]
-ANSWERS += [("mlp", gpt.MLP), ("block", gpt.Block), ("gpt_constructor", gpt.GPT)]
+ANSWERS += [("mlp", gpt.MLP), ("block", gpt.Block), ("gpt_constructor", gpt.GPT), ("forward", gpt.GPT)]
+ANSWERS += [("forward", answer) for answer in test_checks_04_students.MORE_VALID["forward"]]
 BY_EXERCISE = {check.exercise: check for check in CHECKS.values()}
 
 

@@ -3,12 +3,13 @@ finding a module's parts by what they are.
 
 The student may name and arrange submodules as they like. A probe finds the parts by what they are: nn.Linear
 layers by their shapes (n_embd -> 4 * n_embd is the MLP's first layer, n_embd -> 3 * n_embd the attention's fused
-projection, ...), LayerNorms and Embeddings by type and size. It hands the judge those weights and the module's
-output on a random input; the judge recomputes the right answer from the weights with reference code and, when
-it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py (mlp, block),
-gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate), gpt_training.py
-(training_loop). The judges replay the right answers and the usual mistakes from coursekit.judging.gpt (never in a
-sandbox).
+projection, ...), LayerNorms and Embeddings by type and size. The values checks fill those parts from the test's
+seed (load_seeded_layers, load_seeded_gpt) and hand the judge only their layout and the module's output on a
+random input; the judge redraws the values (seeded_layers, seeded_gpt), recomputes the right answer with reference
+code and, when it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py
+(mlp, block), gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate),
+gpt_training.py (training_loop). The judges replay the right answers and the usual mistakes from
+coursekit.judging.gpt (never in a sandbox).
 
 In a grading run the probe models' sizes, inputs and dropout probabilities come from the test's seed
 (`probe_config`), and the judges recompute them under the same seed.
@@ -85,12 +86,6 @@ def _linear_modules(module: nn.Module) -> list[nn.Linear]:
     return found
 
 
-def linears(module: nn.Module) -> list[dict]:
-    """Every nn.Linear as {"in", "out", "weight", "bias"} (weight as stored: (out, in)), in registration order."""
-    return [{"in": m.in_features, "out": m.out_features, "weight": m.weight.detach().clone(),
-             "bias": None if m.bias is None else m.bias.detach().clone()} for m in _linear_modules(module)]
-
-
 def norm_role(name: str) -> int:
     """0 for the LayerNorm before the attention (ln_1, attn_norm, ...), 1 before the MLP (ln_2, norm_mlp, ...),
     2 when the name does not say.
@@ -135,7 +130,7 @@ def _layers_generator() -> torch.Generator:
 
 
 def seeded_layers(layout: dict) -> dict:
-    """{"linears": [...], "norms": [...]} as linears() and layer_norms() give them, for a module whose layout
+    """{"linears": [{"in", "out", "weight" (out, in), "bias"}], "norms": [{"weight", "bias"}]} for a module whose layout
     (see load_seeded_layers) the sandbox reported, with the values load_seeded_layers put there: the judge redraws
     them from the test's seed and never trusts weights read back from the sandbox.
 
@@ -183,6 +178,66 @@ def load_seeded_layers(module: nn.Module) -> dict:
                 if parameter is not None:
                     parameter.copy_(value)
     return layout
+
+
+def _tables_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(int(probe_rng().integers(2**62)) ^ 0xE3BED)
+
+
+def seeded_gpt(layout: dict) -> dict:
+    """seeded_layers(layout) and "embeddings" (the nn.Embedding tables, N(0, 1) entries from the test's seed) as
+    load_seeded_gpt put them in a GPT; a Linear tied to a table (the LM head, "tied": [[linear, table]]) holds that
+    table. The judge's twin of load_seeded_gpt: it never trusts values the sandbox reports.
+
+    >>> drawn = seeded_gpt({"linears": [[3, 5, False]], "norms": [], "embeddings": [[5, 3]], "tied": [[0, 0]],
+    ...                     "final_norms": []})
+    >>> drawn["linears"][0]["weight"] is drawn["embeddings"][0], tuple(drawn["embeddings"][0].shape)
+    (True, (5, 3))
+    """
+    drawn = seeded_layers(layout)
+    tables = [[int(n) for n in table] for table in layout["embeddings"]]
+    tied = [[int(i) for i in pair] for pair in layout["tied"]]
+    shapes = [[layer["out"], layer["in"]] for layer in drawn["linears"]]
+    sizes_ok = len(tables) <= 8 and all(len(table) == 2 and 0 < n <= 4096 for table in tables for n in table) and \
+        sum(rows * dim for rows, dim in tables) <= 2**22
+    ties_ok = all(len(pair) == 2 and 0 <= pair[0] < len(shapes) and 0 <= pair[1] < len(tables) and
+                  shapes[pair[0]] == tables[pair[1]] for pair in tied)
+    if not (sizes_ok and ties_ok and all(0 <= int(i) < len(drawn["norms"]) for i in layout["final_norms"])):
+        raise ValueError("the reported layers are not this exercise's")
+    generator = _tables_generator()
+    embeddings = [torch.randn(n, dim, generator=generator) for n, dim in tables]
+    for linear, table in tied:
+        drawn["linears"][linear]["weight"] = embeddings[table]
+    return {**drawn, "embeddings": embeddings}
+
+
+def load_seeded_gpt(model: nn.Module, blocks: list[nn.Module] = ()) -> dict:
+    """load_seeded_layers(model), then every nn.Embedding's table drawn from the test's seed (a head tied to the
+    token table gets the table's values, whichever of the two owns the matrix); returns the layout, with
+    "embeddings" ([[rows, dim]]), "tied" ([[linear, table]] by position in the layout) and "final_norms" (the
+    positions of the LayerNorms outside `blocks`: ln_f), from which seeded_gpt redraws the same values.
+
+    >>> model = nn.ModuleDict({"lm_head": nn.Linear(3, 5, bias=False), "wte": nn.Embedding(5, 3)})
+    >>> model.wte.weight = model.lm_head.weight
+    >>> layout = load_seeded_gpt(model)
+    >>> layout["embeddings"], layout["tied"], torch.equal(seeded_gpt(layout)["linears"][0]["weight"], model.wte.weight)
+    ([[5, 3]], [[0, 0]], True)
+    """
+    layout = load_seeded_layers(model)
+    tables, layers = _embedding_modules(model), _linear_modules(model)
+    inside = {id(m) for block in blocks for m in block.modules()}
+    layout.update(embeddings=[list(m.weight.shape) for m in tables],
+                  tied=[[i, j] for i, linear in enumerate(layers) for j, table in enumerate(tables)
+                        if linear.weight is table.weight],
+                  final_norms=[i for i, m in enumerate(_norm_modules(model)) if id(m) not in inside])
+    with torch.no_grad():
+        for table, values in zip(tables, seeded_gpt(layout)["embeddings"]):
+            table.weight.copy_(values)
+    return layout
+
+
+def _embedding_modules(module: nn.Module) -> list[nn.Embedding]:
+    return [m for m in module.modules() if isinstance(m, nn.Embedding)]
 
 
 def blocks_of(model: nn.Module, config) -> list[nn.Module]:

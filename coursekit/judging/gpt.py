@@ -28,8 +28,8 @@ def apply(layer: dict, x: torch.Tensor) -> torch.Tensor:
 
 
 def layer_norm(norm: dict, x: torch.Tensor) -> torch.Tensor:
-    bias = None if norm["bias"] is None else torch.as_tensor(norm["bias"]).to(x.dtype)
-    return F.layer_norm(x, (x.size(-1),), torch.as_tensor(norm["weight"]).to(x.dtype), bias, eps=1e-5)
+    gain, bias = (None if norm[key] is None else torch.as_tensor(norm[key]).to(x.dtype) for key in ("weight", "bias"))
+    return F.layer_norm(x, (x.size(-1),), gain, bias, eps=1e-5)
 
 
 def num_parameters(config) -> int:
@@ -114,6 +114,11 @@ def head_logits(x, ln_f: dict, head: dict) -> torch.Tensor:
     return apply(head, layer_norm(ln_f, x))
 
 
+def embedded(idx, wte, wpe) -> torch.Tensor:
+    """The residual stream forward hands the first Block: token plus position embeddings, wte[idx] + wpe[0 .. T-1]."""
+    return wte[idx] + wpe[torch.arange(idx.size(1))]
+
+
 def embedding_candidates(idx, wte, wpe, ln_f: dict, head: dict) -> dict:
     """forward's logits with no Blocks (n_layer=0): right ("") and with each usual mistake."""
     T, block_size = idx.size(1), wpe.size(0)
@@ -122,11 +127,11 @@ def embedding_candidates(idx, wte, wpe, ln_f: dict, head: dict) -> dict:
     def logits(x, final_norm=True):
         return head_logits(x, ln_f, head) if final_norm else apply(head, x)
 
-    candidates = {"": logits(wte[idx] + wpe[positions]), "no positions": logits(wte[idx]),
+    x = embedded(idx, wte, wpe)
+    candidates = {"": logits(x), "no positions": logits(wte[idx]),
                   "positions from 1": logits(wte[idx] + wpe[positions + 1]),
                   "last positions": logits(wte[idx] + wpe[block_size - T:]),
-                  "no final LayerNorm": logits(wte[idx] + wpe[positions], final_norm=False),
-                  "probabilities": logits(wte[idx] + wpe[positions]).softmax(-1)}
+                  "no final LayerNorm": logits(x, final_norm=False), "probabilities": logits(x).softmax(-1)}
     if int(idx.max()) < block_size:
         candidates["positions from ids"] = logits(wte[idx] + wpe[idx])
     return candidates
