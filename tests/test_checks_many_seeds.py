@@ -12,6 +12,7 @@ import pytest
 import test_checks_attention
 import test_checks_gpt2
 import test_checks_sampling
+import test_checks_tokenization
 
 from coursekit import gpt
 from coursekit.checks import CHECKS
@@ -23,6 +24,7 @@ ANSWERS = [(check.exercise, answer) for check, answers in test_checks_attention.
 ANSWERS += [(exercise, answer) for family in (test_checks_sampling.VALID, test_checks_gpt2.VALID)
             for exercise, answers in family.items() for answer in answers]
 ANSWERS += [("mlp", gpt.MLP), ("block", gpt.Block), ("gpt_constructor", gpt.GPT)]
+ANSWERS += [("hf_tokenizer", make()) for make in test_checks_tokenization.HF_VALID.values()]
 BY_EXERCISE = {check.exercise: check for check in CHECKS.values()}
 
 
