@@ -66,6 +66,8 @@ FORGERIES = {
     "has 256 entries": lambda: written_by_hand([]),
     "not learned from the course text": three_words_and_junk,
     "has 50257 entries": gpt2_json,
+    "has 110512 entries": lambda: reference_json(lambda settings: settings["model"]["vocab"].update(
+        {f"x{i}": 512 + i for i in range(110_000)})),  # as large as a JSON the judge loads may be
     "pre_tokenizer includes 'Split', which the grader does not run": lambda: with_pre_tokenizer(
         pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("(a+)+$"), "isolated"), pre_tokenizers.ByteLevel()])),
     "pipeline has 41 parts": lambda: with_pre_tokenizer(pre_tokenizers.Sequence([pre_tokenizers.ByteLevel()] * 40)),
