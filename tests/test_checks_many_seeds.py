@@ -13,6 +13,7 @@ import test_checks_04_students
 import test_checks_attention
 import test_checks_gpt2
 import test_checks_sampling
+import test_checks_tokenization
 
 from coursekit import gpt
 from coursekit.checks import CHECKS
@@ -25,6 +26,7 @@ ANSWERS += [(exercise, answer) for family in (test_checks_sampling.VALID, test_c
             for exercise, answers in family.items() for answer in answers]
 ANSWERS += [("mlp", gpt.MLP), ("block", gpt.Block), ("gpt_constructor", gpt.GPT), ("forward", gpt.GPT)]
 ANSWERS += [("forward", answer) for answer in test_checks_04_students.MORE_VALID["forward"]]
+ANSWERS += [("hf_tokenizer", make()) for make in test_checks_tokenization.HF_VALID.values()]
 BY_EXERCISE = {check.exercise: check for check in CHECKS.values()}
 
 

@@ -717,6 +717,7 @@ HF_VALID = {
     "trained from a file": lambda: hf_tokenizer(trained_on_a_file),
     "with a special token and a normalizer": lambda: with_nfc(hf_tokenizer(special_tokens=["<|endoftext|>"])),
     "a Sequence of one ByteLevel pre-tokenizer": lambda: as_sequence(hf_tokenizer()),
+    "with min_frequency=2": lambda: hf_tokenizer(min_frequency=2),
 }
 
 
@@ -1117,22 +1118,3 @@ def test_secret_inputs_differ_from_the_public_ones_and_between_seeds():
     from coursekit.checks import characters
 
     assert inputs(0) == characters.PASSAGE and len({inputs(seed) for seed in range(6)}) == 6
-
-
-@pytest.mark.parametrize("run_seed", [0, 3])
-def test_hf_judges_recompute_the_texts_and_byte_level_pieces_and_ignore_claims_about_them(run_seed):
-    """The pre-tokenizer and round-trip judges once compared the student's pieces with the ByteLevel pieces and the
-    texts the sandbox reported: a forged claim of `expected` equal to the student's pieces passed."""
-    check = checks.check_hf_tokenizer
-    wrong = hf_tokenizer(prefix_space=True)
-    results = dict(check.probe_all((wrong,), run_seed))
-    pre = next(name for name in results if name.startswith("the pre-tokenizer"))
-    trips = next(name for name in results if name.startswith("every string"))
-    forged = {**results, pre: {**results[pre], "expected": results[pre]["got"], "texts": ["x"] * 3},
-              trips: [back for back in results[trips]]}
-    verdicts = {o.test: o for o in check.judge(list(forged.items()), run_seed)}
-    assert not verdicts[pre].passed and "space in front" in verdicts[pre].message
-    assert not verdicts[trips].passed
-    honest = dict(check.probe_all((hf_tokenizer(),), run_seed))
-    claimed = {**honest, pre: {**honest[pre], "expected": [["nonsense"]] * 3, "texts": ["x"] * 3}}
-    assert all(o.passed for o in check.judge(list(claimed.items()), run_seed))
