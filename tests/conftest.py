@@ -1,17 +1,15 @@
+import os
+
 import matplotlib
-import pytest
 import torch
 
 matplotlib.use("Agg")  # tests never open windows
+# One torch thread in every test process and in the kernels and subprocesses they start: the tests' models are
+# tiny, pytest-xdist already runs one worker per core, and on a busy machine a second thread per process only adds
+# waiting (one check of 02 took 2 to 60 s with two threads and 0.9 s with one, seen here).
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 # Adversarial notebooks for tests/test_grading.py: inputs, not tests (nbval and doctest must not run them).
 collect_ignore = ["grading_submissions"]
 
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy shared machine two threads can be ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import os
 import subprocess
 import sys
 import urllib.request
@@ -65,7 +66,9 @@ def test_the_plain_install_has_no_dev_packages_and_imports_coursekit(plain_insta
     python, _ = plain_install
     probe = ("import importlib.util, coursekit, sys; print(coursekit.__file__); "
              "print([m for m in ('pytest', 'hypothesis', 'nbval') if importlib.util.find_spec(m)])")
-    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=300, cwd="/")
+    outside = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # a developer's checkout
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=300, cwd="/",
+                          env=outside)
     assert done.returncode == 0, f"coursekit does not import in the fresh venv:\n{done.stderr[-2000:]}"
     location, dev_packages = done.stdout.splitlines()
     assert location.startswith(str(python.parent.parent)), f"coursekit came from {location}, not the new venv"

@@ -8,7 +8,6 @@ import torch
 from coursekit.gpt import GPT, GPTConfig, best_device
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)

@@ -16,7 +16,6 @@ from coursekit.gpt import GPT, GPTConfig
 transformers = pytest.importorskip("transformers")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

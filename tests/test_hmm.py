@@ -11,7 +11,6 @@ from coursekit.hmm import (entropy_rate, next_observation_probabilities, optimal
 from coursekit.training import Trainer, TrainingConfig, train_val_split
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 HMM = weather_hmm()

@@ -13,7 +13,6 @@ from coursekit.training import (PRESETS, CharTokenizer, Trainer, TrainingConfig,
 matplotlib.use("Agg")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_char_tokenizer_round_trips():
