@@ -10,14 +10,13 @@ import math
 
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from coursekit import checks, gpt
 from coursekit.checks.characters import corpus
+from coursekit.checks.core import PROPERTY_WITHOUT_OUTPUTS
+from test_checks_03_students import attend_with, causal_bug, head_bug, multi_bug
 
 SECRET = 20261202
-GATED = "earns points only once the outputs are right"
 VOCABULARY = set(corpus())
 
 
@@ -33,49 +32,15 @@ def test_every_check_keeps_most_of_its_weight_on_its_outputs():
         assert outputs > properties, (name, outputs, properties)
 
 
-class RunningMeanHead(nn.Module):
-    """Causal, bias-free, dropout on its weights: a uniform average over the past, not attention (no q . k)."""
-
-    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
-        super().__init__()
-        self.query = nn.Linear(n_embd, head_size, bias=False)
-        self.key = nn.Linear(n_embd, head_size, bias=False)
-        self.value = nn.Linear(n_embd, head_size, bias=False)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x):
-        T = x.shape[1]
-        scores = torch.zeros(T, T).masked_fill(torch.ones(T, T).tril() == 0, float("-inf"))
-        return self.dropout(F.softmax(scores, dim=-1)) @ self.value(x)
+def no_queries_or_keys(self, q, k):
+    """Every score 0: after the causal mask and the softmax, a uniform average over the past, not attention."""
+    return torch.zeros(*q.shape[:-1], k.shape[-2])
 
 
-class RunningMeanMulti(nn.Module):
-    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
-        super().__init__()
-        self.heads = nn.ModuleList(RunningMeanHead(n_embd, n_embd // n_head, block_size, dropout)
-                                   for _ in range(n_head))
-        self.proj = nn.Linear(n_embd, n_embd)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x):
-        return self.dropout(self.proj(torch.cat([head(x) for head in self.heads], dim=-1)))
-
-
-class RunningMeanCausal(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.n_head = config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-        self.attn_dropout = nn.Dropout(config.attn_pdrop)
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
-
-    def forward(self, x):
-        B, T, C = x.shape
-        v = self.c_attn(x).split(C, dim=2)[2].view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        scores = torch.zeros(T, T).masked_fill(torch.ones(T, T).tril() == 0, float("-inf"))
-        y = self.attn_dropout(F.softmax(scores, dim=-1)) @ v
-        return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, C)))
+# Causal, bias-free where asked, with every dropout in its place: running means with the notebook's modules.
+RunningMeanHead = head_bug(scores=no_queries_or_keys)
+RunningMeanMulti = multi_bug(head=RunningMeanHead)
+RunningMeanCausal = causal_bug(attend=attend_with(scores=no_queries_or_keys))
 
 
 def greedy_sampler(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -114,7 +79,7 @@ def test_an_impostor_with_the_properties_earns_only_what_it_is_right_about(check
     weights = {test.name: test.weight for test in check.tests}
     assert {o.test for o in outcomes if o.passed} == right_about, [(o.test, o.message) for o in outcomes]
     assert math.isclose(fraction, sum(weights[name] for name in right_about) / sum(weights.values()))
-    assert any(GATED in o.message for o in outcomes), "no property held: the impostor tests nothing"
+    assert any(o.message == PROPERTY_WITHOUT_OUTPUTS for o in outcomes), "no property held: the impostor tests nothing"
 
 
 def test_the_right_answers_still_earn_every_property():

@@ -46,6 +46,8 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # coursekit/:
 LIBRARY_DIRS = tuple({sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "platstdlib", "purelib", "platlib")})
 PLAIN_SCALARS = (type(None), bool, int, float, str)
 PUBLIC_SEED = 0  # the run seed of every check called in a notebook
+PROPERTY_WITHOUT_OUTPUTS = ("this property holds, but it earns points only once the outputs are right (see the other "
+                            "tests' messages)")
 
 _current = contextvars.ContextVar("probe_seed", default=(PUBLIC_SEED, PUBLIC_SEED))  # (run seed, test seed)
 
@@ -214,8 +216,7 @@ class Check:
         passed = {o.test for o in outcomes if o.passed}
         if not properties or 2 * sum(t.weight for t in outputs if t.name in passed) >= sum(t.weight for t in outputs):
             return outcomes
-        return [Outcome(o.test, False, "this property holds, but it earns points only once the outputs are right "
-                                       "(see the other tests' messages)") if o.passed and o.test in properties else o
+        return [Outcome(o.test, False, PROPERTY_WITHOUT_OUTPUTS) if o.passed and o.test in properties else o
                 for o in outcomes]
 
     def fraction(self, outcomes: list[Outcome]) -> float:

@@ -43,8 +43,8 @@ import coursekit
 from coursekit.grading import references
 
 LEVELS = {
-    "bubblewrap": "bubblewrap sandbox (own PID/mount/network namespaces and uid, only the Python, the data "
-                  "and a trimmed coursekit visible)",
+    "bubblewrap": "bubblewrap sandbox (own PID/mount/network namespaces and uid, a seccomp filter, only the "
+                  "Python, the data and a trimmed coursekit visible)",
     "separate uid": "WEAKER: bubblewrap cannot run here; student code runs as a uid of its own "
                     "with rlimits (it can read world-readable files and use the network)",
     "rlimits only": "WEAKEST: bubblewrap cannot run here; student code runs as the grader's own user with rlimits "
