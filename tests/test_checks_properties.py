@@ -86,3 +86,17 @@ def test_the_right_answers_still_earn_every_property():
     for check, answer in [(checks.check_mlp, gpt.MLP), (checks.check_block, gpt.Block)]:
         fraction, outcomes = graded(check, answer)
         assert fraction == 1.0, [o for o in outcomes if not o.passed]
+
+
+def test_the_graders_judge_process_weighs_the_properties_too():
+    """The grader judges test by test in a child process (grading/judging.py); the gate holds there as well."""
+    from coursekit.grading.judging import Judges
+
+    check = checks.check_attention_head
+    judges = Judges([], memory_bytes=4 * 2**30, seconds=120)
+    try:
+        outcomes = judges.judge("check_attention_head", check.probe_all((RunningMeanHead,), SECRET), SECRET)
+    finally:
+        judges.close()
+    assert check.fraction(outcomes) == 0.0
+    assert any(o.message == PROPERTY_WITHOUT_OUTPUTS for o in outcomes)

@@ -199,16 +199,17 @@ class Check:
             with seeded(run_seed, self.exercise, test.name):
                 message = test.judge(data) or nan_problem(data)
             outcomes.append(Outcome(test.name, message is None, message or ""))
-        return self._properties_beside_right_outputs(outcomes)
+        return self.counted(outcomes)
 
-    def _properties_beside_right_outputs(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """A passed `needs_right_outputs` test fails when the output tests earned less than half their weight.
+    def counted(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """The outcomes as they count for points: a passed `needs_right_outputs` test fails when the output tests
+        earned less than half their weight. (A grader that judges test by test applies this to the whole list.)
 
         >>> right, wrong = Outcome("output", True), Outcome("output", False)
         >>> check = Check("x", ["f"], [Test("output", print, print), Test("causal", print, print, 1.0, True)])
-        >>> [o.passed for o in check._properties_beside_right_outputs([right, Outcome("causal", True)])]
+        >>> [o.passed for o in check.counted([right, Outcome("causal", True)])]
         [True, True]
-        >>> [o.passed for o in check._properties_beside_right_outputs([wrong, Outcome("causal", True)])]
+        >>> [o.passed for o in check.counted([wrong, Outcome("causal", True)])]
         [False, False]
         """
         properties = {test.name for test in self.tests if test.needs_right_outputs}

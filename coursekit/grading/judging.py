@@ -91,7 +91,7 @@ class Judges:
             else:  # nothing to judge (the test did not run, or raised): no judge is called, so no need to ask
                 single = Check(check.exercise, check.expects, [test], check.accepts)
                 outcomes.extend(single.judge([r for r in results if r[0] == test.name], seed))
-        return outcomes
+        return check.counted(outcomes)  # the child judged each test alone: properties are weighed here
 
     def _ask(self, name: str, test: str, data, seed: int) -> tuple[bool, str]:
         with self.lock:
