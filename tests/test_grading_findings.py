@@ -196,3 +196,17 @@ def test_f9_a_nan_gradient_fails_the_zero_grad_and_clipping_tests():
     assert gpt_training._zero_grad_judge({"steps": [fine, {**fine, "residual": nan}]})
     assert gpt_training._clip_judge({"steps": [fine, {**fine, "norm": nan, "fresh_norm": nan}]})
 
+
+
+def test_a_judge_process_slow_to_start_still_judges_the_first_student(tmp_path, monkeypatch):
+    """On a starved machine the judge child took over 300 s to import torch and the checks, and the first student's
+    tests failed as "out of memory?". The start has no deadline (only judging has): a child whose start outlasts
+    the deadline several times over still judges, within it."""
+    (tmp_path / "slow_to_import_checks.py").write_text("import time\ntime.sleep(6)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned child gets the parent's sys.path
+    judges = judging.Judges(["slow_to_import_checks"], memory_bytes=4 * 2**30, seconds=2)
+    try:
+        outcomes = judges.judge("check_mlp", CHECKS["check_mlp"].probe_all((gpt.MLP,), SEED), SEED)
+    finally:
+        judges.close()
+    assert all(o.passed for o in outcomes), outcomes
