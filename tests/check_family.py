@@ -94,9 +94,10 @@ def probe_without(modules, check, function, seed):
 
 
 def student_tests(checks: dict, student_bugs: dict, more_valid: dict, secret_seeds=(1, 2, 3, 4, 5)):
-    """Three tests over {exercise: [(message regex, buggy function)]} and {exercise: [valid functions]}: each valid
+    """Four tests over {exercise: [(message regex, buggy function)]} and {exercise: [valid functions]}: each valid
     function passes under the public and every secret seed; each bug's first failing test names it under every seed
-    (with plain numbers); the notebook's stub and a function returning None score 0."""
+    (with plain numbers); the notebook's stub and a function returning None score 0; every exercise has at least 8
+    bugs and 3 valid alternatives."""
     seeds = (0, *secret_seeds)
 
     @pytest.mark.parametrize("exercise, function", [(e, f) for e, fs in more_valid.items() for f in fs],
@@ -122,8 +123,15 @@ def student_tests(checks: dict, student_bugs: dict, more_valid: dict, secret_see
             for seed in seeds[:3]:
                 assert checks[exercise].fraction(outcomes(checks[exercise], stub, seed)) == 0.0
 
+    def test_every_exercise_has_a_broad_set():
+        assert all(len(student_bugs.get(exercise, ())) >= 8 for exercise in checks), \
+            {exercise: len(student_bugs.get(exercise, ())) for exercise in checks}
+        assert all(len(more_valid.get(exercise, ())) >= 3 for exercise in checks), \
+            {exercise: len(more_valid.get(exercise, ())) for exercise in checks}
+
     return (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
-            test_each_student_mistake_is_named_under_the_public_and_every_secret_seed, test_a_stub_scores_nothing)
+            test_each_student_mistake_is_named_under_the_public_and_every_secret_seed, test_a_stub_scores_nothing,
+            test_every_exercise_has_a_broad_set)
 
 
 # ---------------------------------------------------------------- answer-like code in modules a sandbox loads

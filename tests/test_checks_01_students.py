@@ -45,14 +45,15 @@ def lowest_rank(counts, merges):
 by_rank = encoder(lowest_rank)
 
 
-def decoder(errors="replace", per_token=False, pairs=lambda merges: merges.items()):
+def decoder(errors="replace", per_token=False, pairs=lambda merges: merges.items(), encoding="utf-8",
+            tokens=lambda ids: ids):
     def bpe_decode(ids, merges):
         token_bytes = {i: bytes([i]) for i in range(256)}
         for (first, second), new_id in pairs(merges):
             token_bytes[new_id] = token_bytes.get(first, b"?") + token_bytes.get(second, b"?")
         if per_token:
-            return "".join(token_bytes[i].decode("utf-8", errors=errors) for i in ids)
-        return b"".join(token_bytes[i] for i in ids).decode("utf-8", errors=errors)
+            return "".join(token_bytes[i].decode(encoding, errors=errors) for i in tokens(ids))
+        return b"".join(token_bytes[i] for i in tokens(ids)).decode(encoding, errors=errors)
     return bpe_decode
 
 
@@ -151,6 +152,7 @@ STUDENT_BUGS = {
                                                    to_ids=lambda t: [ord(c) for c in t])),
         ("should be", lambda text, merges: by_rank(text.strip(), merges)),
         ("should be", lambda text, merges: by_rank(text.lower(), merges)),
+        ("should be", lambda text, merges: merges_in_learning_order(text, dict(reversed(list(merges.items()))))),
     ],
     "bpe_decode": [
         ("should be", decoder(per_token=True)),
@@ -159,6 +161,8 @@ STUDENT_BUGS = {
         ("should be 'the theme'", decoder(pairs=lambda merges: list(merges.items())[::-1])),
         ("should be 'the theme'", decoder(pairs=lambda merges: [((b, a), n) for (a, b), n in merges.items()])),
         ("should be", lambda ids, merges: decoder()(ids, merges).strip()),
+        ("should be", decoder(encoding="latin-1")),
+        ("should be", decoder(tokens=lambda ids: list(ids)[:-1])),
     ],
 }
 
@@ -179,4 +183,5 @@ CHECKS = {name: getattr(checks, f"check_{name}") for name in STUDENT_BUGS}
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
- test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))
+ test_a_stub_scores_nothing,
+ test_every_exercise_has_a_broad_set) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))

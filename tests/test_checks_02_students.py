@@ -253,7 +253,8 @@ CHECKS = {"one_hot_pairs": checks.check_one_hot_pairs, "bigram_one_hot_mlp": che
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
- test_a_stub_scores_nothing) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))
+ test_a_stub_scores_nothing,
+ test_every_exercise_has_a_broad_set) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2, 3))
 
 
 # ---------------------------------------------------------------- train_one_hot (the notebook's model and losses)
