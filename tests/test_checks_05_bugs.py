@@ -508,12 +508,8 @@ VALID = {
 BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 
 (test_third_set_valid_answers_pass_under_public_and_secret_seeds,
- test_third_set_mistakes_are_named_under_the_public_and_every_secret_seed, _, _) = student_tests(
-    CHECKS, BUGS, VALID)  # this file has a breadth test of its own
-
-
-def test_the_third_set_is_broad():
-    assert all(len(bugs) >= 8 for bugs in BUGS.values()) and all(len(v) >= 3 for v in VALID.values())
+ test_third_set_mistakes_are_named_under_the_public_and_every_secret_seed, _,
+ test_the_third_set_is_broad) = student_tests(CHECKS, BUGS, VALID)
 
 
 # ---------------------------------------------------------------- judges trust only outputs for inputs they chose

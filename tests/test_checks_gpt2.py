@@ -394,7 +394,8 @@ STUDENT_BUGS = {"cosine_similarity_matrix": STUDENT_SIMILARITY_BUGS, "top_k_tabl
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
- test_a_stub_scores_nothing, _) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)  # breadth: its own test
+ test_a_stub_scores_nothing, _) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)  # < 8 bugs each:
+# this set adds to BUGS, whose breadth test_buggy_sets_are_broad asserts
 
 
 def test_clamped_weights_are_not_called_greedy():

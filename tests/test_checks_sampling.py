@@ -779,7 +779,8 @@ STUDENT_BUGS = {"temperature": STUDENT_TEMPERATURE_BUGS, "top_k": STUDENT_TOP_K_
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
- test_a_stub_scores_nothing, _) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)  # breadth: its own test
+ test_a_stub_scores_nothing, _) = student_tests(CHECKS, STUDENT_BUGS, MORE_VALID, SECRET_SEEDS)  # breadth: below,
+# counting VALID too
 
 
 def test_the_student_sets_are_broad():

@@ -30,8 +30,8 @@ import itertools
 import os
 import platform
 import secrets
-import struct
 import shutil
+import struct
 import subprocess
 import sys
 import sysconfig
