@@ -80,6 +80,8 @@ def check_calls(source: str, namespace: dict) -> list[tuple[str, object, tuple]]
 
 def time_check(check, arguments: tuple, seed: int) -> dict:
     """Seconds of the public call (as in a notebook) and of the grader's probes + judges under `seed`."""
+    from coursekit.checks.core import Check
+
     public_passed = []
 
     def public_call():
@@ -90,12 +92,13 @@ def time_check(check, arguments: tuple, seed: int) -> dict:
             public_passed.append(False)
     with contextlib.redirect_stdout(io.StringIO()):
         public = measured(public_call)
-    per_test = {}
-    for test in check.tests:
+    seconds, outcomes = {}, []
+    for test in check.tests:  # one test of probe_all, then its judge alone, as the grader's judge child does
         started = time.perf_counter()
-        results = [(test.name, _probe(check, test, arguments, seed))]  # one test of probe_all, then judge
-        outcome = next(o for o in check.judge(results, seed) if o.test == test.name)
-        per_test[test.name] = (time.perf_counter() - started, outcome.passed)
+        single = Check(check.exercise, check.expects, [test], check.accepts)
+        outcomes.extend(single.judge([(test.name, _probe(check, test, arguments, seed))], seed))
+        seconds[test.name] = time.perf_counter() - started
+    per_test = {o.test: (seconds[o.test], o.passed) for o in check.counted(outcomes)}
     slowest = max(per_test, key=lambda name: per_test[name][0])
     return {"public": public, "secret": sum(seconds for seconds, _ in per_test.values()), "slowest": slowest,
             "slowest_seconds": per_test[slowest][0],

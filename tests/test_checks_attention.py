@@ -501,7 +501,7 @@ NAMED_CAUSAL_BUGS = {
     "before the softmax": causal_forward(drop_scores=True),
     "not finite": causal_forward(exp=True),
     "queries and keys are swapped": causal_forward(swap=True),
-    "the attention weights get no dropout|they use attn_pdrop": SwappedProbabilities,
+    "the two dropouts are swapped": SwappedProbabilities,
 }
 
 
