@@ -47,14 +47,15 @@ def _call_sample(sample, batch: torch.Tensor, settings: dict, seed: int):
 
 def _draws(settings: dict, magnitudes: bool = False, distribution=_sample_logits):
     """Probe: DRAWS tokens in one call (a batch of DRAWS identical rows), as returned (the judge checks and counts
-    them). With magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn."""
+    them). With magnitudes, the logits are shifted to about 100 and to about -120 and both batches are drawn, each
+    with its own generator seed (one seed for both would draw the same tokens twice: half the evidence, doubled)."""
     def probe(sample):
         logits = distribution()
         batches = large_magnitudes(logits) if magnitudes else [logits]
         outputs = []
-        for row in batches:
+        for seed, row in enumerate(batches):
             try:
-                out = _call_sample(sample, row.expand(DRAWS // len(batches), -1).clone(), settings, seed=0)
+                out = _call_sample(sample, row.expand(DRAWS // len(batches), -1).clone(), settings, seed=seed)
             except Exception as error:
                 return {"error": f"raised {type(error).__name__}: {error}"}
             outputs.append(out if isinstance(out, torch.Tensor) else describe(out))
