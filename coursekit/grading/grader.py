@@ -2,9 +2,9 @@
 
 Student code runs only in sandbox children (containment.py); this process only ever sees plain data, and computes
 every verdict with the checks' judges: points = the exercise's points × the weights of the tests passed. Each run
-draws a run seed from a secret (`--secret`, recorded with the grades), the probes in the sandbox draw their
-inputs from it and the judges here recompute the expected values for those same inputs from the reference, which
-the sandbox never holds. An exercise whose tests did not run (crash, time limit, missing function) scores 0 for
+draws a run seed from a secret (`--secret`, recorded with the grades) and each notebook's seed from it and the
+notebook's code (`notebook_seed`); the probes in the sandbox draw their inputs from that seed and the judges here
+recompute the expected values for those same inputs from the reference, which the sandbox never holds. An exercise whose tests did not run (crash, time limit, missing function) scores 0 for
 them, with the reason.
 """
 
@@ -103,6 +103,19 @@ def run_seed(secret: str) -> int:
     return int.from_bytes(hashlib.sha256(f"coursekit grading {secret}".encode()).digest()[:8], "big") | 1
 
 
+def notebook_seed(seed: int, notebook: StudentNotebook) -> int:
+    """The seed one submitted notebook is probed under: a hash of the run seed and every code cell's source.
+
+    The same notebook regraded with the same secret meets the same inputs (the same grade); a notebook changed in
+    any way meets new ones, so inputs learnt in one run (code in the sandbox can read its seed, and print it into
+    its feedback) are worth nothing to a resubmission graded with that secret.
+    """
+    digest = hashlib.sha256(f"coursekit notebook {seed}".encode())
+    for cell in notebook.cells:
+        digest.update(hashlib.sha256(cell.source.encode()).digest())
+    return int.from_bytes(digest.digest()[:8], "big") | 1
+
+
 def new_secret() -> str:
     return secrets.token_hex(16)
 
@@ -194,7 +207,7 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
             stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
             planned = [{**entry, "module": check_module(entry["check"])} for entry in planned]
             return sandbox.run_notebook(cells, planned, stem_tests, limits, staged[stem], data_dirs,
-                                        unavailable[stem], seed)
+                                        unavailable[stem], notebook_seed(seed, notebook))
 
         _run_all(tasks, work, jobs, grades, remaining, submissions, assemble)
     finally:
@@ -260,7 +273,7 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
                        for exercise, reason in run.missing.items()}
         for item in items:
-            judged = judge(item, run, seed, judges)
+            judged = judge(item, run, notebook_seed(seed, notebook), judges)
             if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
                 judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
             grade.exercises.append(judged)
