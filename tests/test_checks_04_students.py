@@ -219,6 +219,8 @@ CONSTRUCTOR_BUGS = [
     ("Blocks|registered|ModuleList|n_layer", HiddenBlocksGPT),
     ("a LayerNorm has no gain and bias", gpt_bug(lambda self, c: self.transformer.__setitem__(
         "ln_f", nn.LayerNorm(c.n_embd, elementwise_affine=False)))),
+    ("the position embedding has \\d+ rows; it needs exactly one per position", gpt_bug(
+        lambda self, c: self.transformer.__setitem__("wpe", nn.Embedding(c.block_size + 1, c.n_embd)))),
     ("vocab_size|embedding|wte", gpt_bug(lambda self, c: (self.transformer.__setitem__("wte", nn.Embedding(
         c.vocab_size + 1, c.n_embd)), setattr(self.lm_head, "weight", self.transformer.wte.weight)))),
 ]
@@ -453,13 +455,14 @@ def window(shift):
 
 def student_train(zero_grad="before", clip="after backward", final=True, eval_every=lambda s, n: s % n == 0,
                   eval_after_step=False, back_to_train=True, eval_mode=True, item=True, optimizer_class=None,
-                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False):
+                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False):
     def train(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3, eval_interval=100,
               eval_batches=10, grad_clip=1.0, seed=0):
         generator = torch.Generator().manual_seed(seed)
         block_size = model.config.block_size
         make = optimizer_class or torch.optim.AdamW
         optimizer = make(model.parameters(), lr=lr or learning_rate)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5) if step_lr else None
         history = {"loss": [], "eval_step": [], "val_loss": []}
 
         def evaluate(step):
@@ -490,9 +493,13 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
             loss.backward()
             if clip == "after backward":
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            if clip == "by value":
+                torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
             if zero_grad == "after backward":
                 optimizer.zero_grad()
             optimizer.step()
+            if scheduler:
+                scheduler.step()
             history["loss"].append(loss.item() if item else loss)
             if eval_after_step and eval_every(step + 1, eval_interval):
                 evaluate(step + 1)
@@ -522,6 +529,8 @@ TRAINING_BUGS = [
     ("step 0|eval_interval|0, eval_interval", (get_batch, student_train(eval_every=lambda s, n: s % n == 0 and s > 0))),
     ("learning_rate|lr", (get_batch, student_train(lr=3e-4))),
     ("created anew", (get_batch, student_train(optimizer_each_step=True))),
+    ("clip_grad_value_\\).*clip the global norm", (get_batch, student_train(clip="by value"))),
+    ("learning rate changes during training: step 3 ran with lr=0.0015", (get_batch, student_train(step_lr=True))),
 ]
 
 

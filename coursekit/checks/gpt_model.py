@@ -66,6 +66,10 @@ def _structure_mistake(got, config) -> str | None:
         if embeddings.count([V, C]) > 1:
             return (f"{where}: the position embedding has vocab_size rows; it needs one row per position: "
                     f"nn.Embedding(block_size, n_embd) = ({block_size}, {C})")
+        other = [rows for rows, width in embeddings if width == C and rows != V]
+        if other:
+            return (f"{where}: the position embedding has {other[0]} rows; it needs exactly one per position, "
+                    f"nn.Embedding(block_size, n_embd) = ({block_size}, {C})")
         return (f"{where}: no position embeddings: attention alone does not know the order of the tokens; add "
                 f"nn.Embedding(block_size, n_embd) = ({block_size}, {C})")
     if got["attention_layers"] != n_layer or got["mlp_layers"] != n_layer:

@@ -142,11 +142,15 @@ def _spied_training(train, global_seed: int, data_seed: int):
         scale = total / fresh_norm if fresh_norm else 0.0
         residual = math.sqrt(sum(float(((g - scale * f) ** 2).sum()) for g, f in zip(grads, new)
                                  if g is not None and f is not None))
+        # Clipping each entry at some bound (clip_grad_value_) also leaves .grad off the last gradient's direction.
+        bound = max((float(g.abs().max()) for g in grads if g is not None and g.numel()), default=0.0)
+        value_clipped = bound > 0 and all(torch.allclose(g, f.clamp(-bound, bound), rtol=1e-5, atol=1e-8)
+                                          for g, f in zip(grads, new) if g is not None and f is not None)
         steps.append({"optimizer": type(optimizer).__name__, "owns_model": all(any(p is q for q in params)
                                                                                  for p in model.parameters()),
                       "lr": float(optimizer.param_groups[0]["lr"]), "norm": total,
                       "earlier_steps": int(optimizer.state.get(params[0], {}).get("step", 0)) if params else 0, "fresh_norm": fresh_norm,
-                      "residual": residual / total if total else 0.0})
+                      "residual": residual / total if total else 0.0, "value_clipped": value_clipped})
         model.fresh.clear()
 
     torch.manual_seed(global_seed)
@@ -202,9 +206,13 @@ def _optimizer_judge(got):
         return "the optimizer does not hold the model's parameters: torch.optim.AdamW(model.parameters(), ...)"
     if steps[0]["optimizer"] != "AdamW":
         return f"use torch.optim.AdamW (Adam with decoupled weight decay), got {steps[0]['optimizer']}"
-    if any(abs(step["lr"] - LEARNING_RATE) > 1e-12 for step in steps):
+    changed = [index for index, step in enumerate(steps) if abs(step["lr"] - LEARNING_RATE) > 1e-12]
+    if changed and changed[0] > 0:
+        return (f"the learning rate changes during training: step {changed[0]} ran with lr={steps[changed[0]]['lr']:.6g}"
+                f" instead of learning_rate={LEARNING_RATE} (a scheduler?); keep it constant in this exercise")
+    if changed:
         return (f"the learning rate should be the learning_rate argument ({LEARNING_RATE} in this test), got "
-                f"{steps[0]['lr']}")
+                f"{steps[0]['lr']:.6g}")
     if len(steps) != STEPS:
         return f"with max_steps={STEPS} there should be {STEPS} optimizer steps, got {len(steps)}"
     if [step["earlier_steps"] for step in steps] != list(range(STEPS)):
@@ -218,6 +226,10 @@ def _zero_grad_judge(got):
     if len(steps) < 2:
         return "fix the optimizer first (see the other tests)"
     if any(not step["residual"] <= 1e-4 for step in steps[1:]):  # written so that NaN fails too
+        if all(step["value_clipped"] for step in steps):
+            return ("each gradient entry is clipped to a bound (clip_grad_value_), which changes the gradient's "
+                    "direction: clip the global norm instead, torch.nn.utils.clip_grad_norm_(model.parameters(), "
+                    "grad_clip)")
         return ("the gradients add up across steps: call optimizer.zero_grad() before loss.backward() in every step "
                 "(PyTorch accumulates .grad)")
     return None
