@@ -398,6 +398,8 @@ def head_forward(weights_of=None, dropout_at="weights", swap=False):
         T = x.size(1)
         q, k, v = self.query(x), self.key(x), self.value(x)
         scores = (k @ q.transpose(-2, -1) if swap else q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        if dropout_at == "unmasked scores":
+            scores = self.dropout(scores)
         scores = scores.masked_fill(self.mask[:T, :T] == 0, float("-inf"))
         if dropout_at == "scores":
             scores = self.dropout(scores)
@@ -426,6 +428,7 @@ def manual_softmax(scores):
 
 NAMED_HEAD_BUGS = {
     "before the softmax": head_forward(dropout_at="scores"),
+    "scores before the softmax \\(a dropped": head_forward(dropout_at="unmasked scores"),
     "queries and keys are swapped": head_forward(swap=True),
     "head's output \\(weights @ v\\) instead of the attention weights": head_forward(dropout_at="output"),
     "the head has bias parameters": BiasHead,

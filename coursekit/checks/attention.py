@@ -10,10 +10,14 @@ attention_probes.py; judges: attention_judges.py. cross_attention has its own mo
 from __future__ import annotations
 
 from coursekit.checks.attention_judges import bias_judge, diagnose, dropout_judge, future_judge
-from coursekit.checks.attention_probes import (bias_probe, build_causal, build_head, build_multi, dropout_probe,
-                                               future_probe, head_sizes, multi_sizes, other_head_sizes, other_heads_sizes,
-                                               values_probe)
+from coursekit.checks.attention_probes import (bias_probe, build_causal, build_head, build_multi, distinct_widths,
+                                               dropout_probe, future_probe, head_sizes, multi_sizes, other_head_sizes,
+                                               other_heads_sizes, values_probe)
 from coursekit.checks.core import Check, Test, is_module_class
+
+head_dropout_sizes = distinct_widths(head_sizes)  # the dropout tests tell the sites apart by width
+multi_dropout_sizes = distinct_widths(multi_sizes)
+
 
 def _values_judge(sizes_of, with_output: bool, name: str):
     def judge(got):
@@ -42,8 +46,8 @@ check_attention_head = Check(
         Test("changing future tokens leaves past outputs alone", future_probe(build_head, head_sizes),
              future_judge, weight=2.0, needs_right_outputs=True),
         Test("dropout on the attention weights in training, off in eval",
-             dropout_probe(build_head, head_sizes, dropout=True),
-             dropout_judge(head_sizes, "dropout", on_weights=True, on_output=False), weight=2.0,
+             dropout_probe(build_head, head_dropout_sizes, dropout=True),
+             dropout_judge(head_dropout_sizes, "dropout", on_weights=True, on_output=False), weight=2.0,
              needs_right_outputs=True),
         Test("no biases in the query, key and value projections", bias_probe(build_head, head_sizes), bias_judge,
              weight=0.5, needs_right_outputs=True),
@@ -62,8 +66,8 @@ check_multi_head_attention = Check(
         Test("changing future tokens leaves past outputs alone", future_probe(build_multi, multi_sizes),
              future_judge, weight=2.0, needs_right_outputs=True),
         Test("dropout on every head's weights and on the output in training, off in eval",
-             dropout_probe(build_multi, multi_sizes, dropout=True),
-             dropout_judge(multi_sizes, "dropout", on_weights=True, on_output=True), weight=2.0,
+             dropout_probe(build_multi, multi_dropout_sizes, dropout=True),
+             dropout_judge(multi_dropout_sizes, "dropout", on_weights=True, on_output=True), weight=2.0,
              needs_right_outputs=True),
     ],
 )
@@ -96,12 +100,12 @@ check_causal_self_attention = Check(
         Test("changing future tokens leaves past outputs alone", future_probe(build_causal, multi_sizes),
              future_judge, weight=1.0, needs_right_outputs=True),
         Test("attention dropout (attn_pdrop) on the weights in training, off in eval",
-             dropout_probe(build_causal, multi_sizes, attn_pdrop=True, resid_pdrop=False),
-             dropout_judge(multi_sizes, "attn_pdrop", on_weights=True, on_output=False), weight=1.0,
+             dropout_probe(build_causal, multi_dropout_sizes, attn_pdrop=True, resid_pdrop=False),
+             dropout_judge(multi_dropout_sizes, "attn_pdrop", on_weights=True, on_output=False), weight=1.0,
              needs_right_outputs=True),
         Test("residual dropout (resid_pdrop) on the projected output in training",
-             dropout_probe(build_causal, multi_sizes, attn_pdrop=False, resid_pdrop=True),
-             dropout_judge(multi_sizes, "resid_pdrop", on_weights=False, on_output=True), weight=1.0,
+             dropout_probe(build_causal, multi_dropout_sizes, attn_pdrop=False, resid_pdrop=True),
+             dropout_judge(multi_dropout_sizes, "resid_pdrop", on_weights=False, on_output=True), weight=1.0,
              needs_right_outputs=True),
     ],
 )

@@ -24,7 +24,8 @@ from coursekit.checks.probing import dropout_summary, eval_mode_problem, one_thr
 VARIANTS = {
     "queries and keys swapped": ("queries and keys are swapped: the scores are k @ q.transpose(-2, -1), so row t "
                                  "holds every query's score for key t. Row t must be query t's scores for every "
-                                 "key: q @ k.transpose(-2, -1), with q = self.query(x) and k = self.key(x)"),
+                                 "key: q @ k.transpose(-2, -1), q the queries and k the keys (check the order "
+                                 "in which you compute, unpack or split them)"),
     "no scaling": "the scores are not scaled: divide q @ k.transpose(-2, -1) by sqrt(head_size) before the softmax",
     "1/head_size": "the scores are divided by head_size; divide by sqrt(head_size) (math.sqrt or ** 0.5)",
     "times sqrt": "the scores are multiplied by sqrt(head_size); divide by it instead",
@@ -228,8 +229,9 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
         sites = [call["site"] for call in calls]
         train, first = got["train"], got["eval"][0]
         if "scores" in sites:
-            return ("dropout is applied to the masked scores before the softmax: a dropped -inf becomes "
-                    "-inf * 0 = NaN in training mode. Apply it to the attention weights, after the softmax")
+            return ("dropout is applied to the scores before the softmax (a dropped -inf becomes -inf * 0 = NaN, "
+                    "and the kept scores are scaled by 1/(1-p) inside the exponential). Apply it to the attention "
+                    "weights, after the mask and the softmax")
         wrong_p = [call["p"] for call in calls if abs(call["p"] - p) > 1e-9]
         if wrong_p:
             return (f"a dropout uses p = {round(wrong_p[0], 4)} though {argument} = {p} was given: pass the argument "

@@ -192,9 +192,20 @@ def future_probe(build, sizes_of):
     return single_threaded(probe)
 
 
+def distinct_widths(sizes_of):
+    """sizes_of with T moved off head_size and n_embd (within 3 .. block_size - 1), so that a dropout call's
+    input is told apart by its width: (T, T) scores and weights, head_size-wide heads, n_embd-wide output."""
+    def sizes():
+        found = sizes_of()
+        taken = {found["head_size"], found["n_embd"]}
+        candidates = [t for t in range(3, found["block_size"]) if t not in taken]
+        return {**found, "T": min(candidates, key=lambda t: (abs(t - found["T"]), t))}
+    return sizes
+
+
 def dropout_probe(build, sizes_of, **probabilities):
     """The module's eval and training runs (dropout calls recorded); probabilities: which dropout arguments get
-    dropout_probability() (the others 0)."""
+    dropout_probability() (the others 0). Judge with the same sizes_of (distinct_widths of the test's sizes)."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)

@@ -184,7 +184,7 @@ def active(calls: list[dict]) -> list[dict]:
 
 def dropout_site(call: dict, sizes: dict) -> str:
     """Where one recorded dropout call sits, judged from what it was applied to: "scores" (before the softmax:
-    -inf inside), "weights" (attention weights: rows summing to 1 over T keys), "heads" (a head's output,
+    -inf inside, or (T, T) rows not summing to 1 where T is no other width), "weights" (attention weights: rows summing to 1 over T keys), "heads" (a head's output,
     head_size wide), "stream" (n_embd wide), "hidden" (4 * n_embd wide) or "other".
 
     >>> dropout_site({"non_finite": False, "rows_sum_to_one": False, "shape": [2, 5, 12]}, {"n_embd": 12, "T": 5})
@@ -193,8 +193,11 @@ def dropout_site(call: dict, sizes: dict) -> str:
     width = call["shape"][-1] if call["shape"] else None
     if call["non_finite"]:
         return "scores"
-    if call["rows_sum_to_one"] and width == sizes.get("T"):
-        return "weights"
+    if width == sizes.get("T") and call["shape"][-2:-1] == [width]:
+        if call["rows_sum_to_one"]:
+            return "weights"
+        if width not in (sizes.get("n_embd"), sizes.get("head_size"), 4 * sizes.get("n_embd", 0)):
+            return "scores"  # (T, T) and not yet normalised: the scores before the mask and the softmax
     if width == sizes.get("n_embd"):
         return "stream"
     if width == sizes.get("head_size"):
