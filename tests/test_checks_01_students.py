@@ -143,8 +143,10 @@ STUDENT_BUGS = {
     "bpe_encode": [
         ("no merge was applied.*not the text's most frequent pair",
          encoder(lambda counts, merges: max(counts, key=counts.get))),
-        ("should be", encoder(lambda counts, merges: max((p for p in counts if p in merges), key=merges.get,
-                                                         default=next(iter(counts))))),
+        ("highest new id first", encoder(lambda counts, merges: max((p for p in counts if p in merges),
+                                                                    key=merges.get, default=next(iter(counts))))),
+        ("leftmost pair that is in merges first", encoder(  # pair_counts lists pairs in order of first appearance
+            lambda counts, merges: next((p for p in counts if p in merges), next(iter(counts))))),
         ("no merge was applied", encoder(lambda counts, merges: next(iter(counts)))),
         ("should be", encoder(lowest_rank,
                               to_ids=lambda t: list(t.encode("latin-1", errors="replace")))),

@@ -64,6 +64,17 @@ def _by_rank(ids: list[int], merges: dict, pick, limit: int | None = None) -> li
     return ids
 
 
+# Other orders a bpe_encode may merge in: (what it merges first, data -> the ids it ends with, each way to break ties)
+ORDER_MISTAKES = [
+    ("the most frequent pair", lambda data: [_by_count(data, FIXED_MERGES, max),
+                                             _by_count(data, FIXED_MERGES, max, ties_by_rank=False)]),
+    ("the least frequent pair", lambda data: [_by_count(data, FIXED_MERGES, min),
+                                              _by_count(data, FIXED_MERGES, min, ties_by_rank=False)]),
+    ("the pair with the highest new id", lambda data: [_by_rank(data, FIXED_MERGES, max)]),
+    ("the leftmost pair that is in merges", lambda data: [_by_rank(data, FIXED_MERGES, lambda found, key: found[0])]),
+]
+
+
 def _encode_mistake(got, text: str) -> str | None:
     bpe = reference_bpe()
     data = list(text.encode("utf-8"))
@@ -81,14 +92,12 @@ def _encode_mistake(got, text: str) -> str | None:
     if ids == bpe.apply_merges([ord(char) for char in text], FIXED_MERGES):
         return (f"{said}: start from the UTF-8 bytes, list(text.encode('utf-8')), not the characters' code "
                 f"points (ord)")
-    for pick, which in ((max, "most"), (min, "least")):
-        if ids in (_by_count(data, FIXED_MERGES, pick), _by_count(data, FIXED_MERGES, pick, ties_by_rank=False)):
-            return (f"{said}: you merged the {which} frequent pair first; bpe_encode must apply the merges in the "
-                    f"order they were learned: always the adjacent pair with the lowest new id, "
-                    f"min(pairs, key=merges[pair]), however often it occurs")
-    if ids == _by_rank(data, FIXED_MERGES, max):
-        return (f"{said}: you merged the pair with the highest new id first; the lowest id was learned first: "
-                f"min(..., key=lambda pair: merges.get(pair, float('inf')))")
+    explained = [what for what, variant in ORDER_MISTAKES if ids in variant(data)]
+    if explained:
+        also = f" (or {' or '.join(explained[1:])} first: on this text they give the same)" if explained[1:] else ""
+        return (f"{said}: you merged {explained[0]} first{also}; bpe_encode must apply the merges in the order they "
+                f"were learned: always the adjacent pair with the lowest new id, min(pairs, key=merges[pair]), "
+                f"however often it occurs and wherever it is")
     if isinstance(ids, list) and len(ids) > len(expected) and _by_rank(data, FIXED_MERGES, min, 1) == ids:
         return f"{said}: only one merge was applied; keep merging (a while loop) until no adjacent pair is in merges"
     return (f"{said}: apply the merges in the order they were learned: repeatedly merge the adjacent pair with the "
