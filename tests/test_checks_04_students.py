@@ -495,8 +495,8 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             if clip == "by value":
                 torch.nn.utils.clip_grad_value_(model.parameters(), grad_clip)
-            if zero_grad == "after backward":
-                optimizer.zero_grad()
+            if zero_grad.startswith("after backward"):
+                optimizer.zero_grad(set_to_none=zero_grad == "after backward")
             optimizer.step()
             if scheduler:
                 scheduler.step()
@@ -516,6 +516,7 @@ TRAINING_BUGS = [
     ("generator", (batch_bug(window(0), window(1), use_generator=False), train)),
     ("zero_grad", (get_batch, student_train(zero_grad="never"))),
     ("zero_grad", (get_batch, student_train(zero_grad="after backward"))),
+    ("zero_grad", (get_batch, student_train(zero_grad="after backward, to zeros"))),  # weight decay still acts
     ("clip", (get_batch, student_train(clip="never"))),
     ("clip", (get_batch, student_train(clip="before backward"))),
     ("final evaluation|at the end|max_steps", (get_batch, student_train(final=False))),

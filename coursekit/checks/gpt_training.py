@@ -122,17 +122,23 @@ def _train_probe(get_batch, train):
     return _shared_run(train)
 
 
-def _spied_training(train, global_seed: int, data_seed: int):
-    torch.manual_seed(0)
+def _spied_data(data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spied run's train_data (tokens 0-7) and val_data (8-15), drawn from `data_seed`."""
     generator = torch.Generator().manual_seed(data_seed)
     train_data = torch.randint(TRAIN_TOKENS, (400,), generator=generator)
-    val_data = TRAIN_TOKENS + torch.randint(VOCAB_SPY - TRAIN_TOKENS, (200,), generator=generator)
+    return train_data, TRAIN_TOKENS + torch.randint(VOCAB_SPY - TRAIN_TOKENS, (200,), generator=generator)
+
+
+def _spied_training(train, global_seed: int, data_seed: int):
+    torch.manual_seed(0)
+    train_data, val_data = _spied_data(data_seed)
     model = SpyModel()
     before = [p.detach().clone() for p in model.parameters()]
     steps = []
 
     def before_step(optimizer, args, kwargs):
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        group = optimizer.param_groups[0]
         grads = [p.grad for p in model.parameters()]
         fresh = {id(p): g for p, g in model.fresh}  # the last backward's gradient of each parameter
         total = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
@@ -150,7 +156,9 @@ def _spied_training(train, global_seed: int, data_seed: int):
                                                                                  for p in model.parameters()),
                       "lr": float(optimizer.param_groups[0]["lr"]), "norm": total,
                       "earlier_steps": int(optimizer.state.get(params[0], {}).get("step", 0)) if params else 0, "fresh_norm": fresh_norm,
-                      "residual": residual / total if total else 0.0, "value_clipped": value_clipped})
+                      "residual": residual / total if total else 0.0, "value_clipped": value_clipped,
+                      "settings": {key: float(group[key]) for key in ("weight_decay", "eps") if key in group}
+                      | {"betas": [float(b) for b in group.get("betas", ())], "amsgrad": bool(group.get("amsgrad"))}})
         model.fresh.clear()
 
     torch.manual_seed(global_seed)
@@ -162,7 +170,8 @@ def _spied_training(train, global_seed: int, data_seed: int):
         handle.remove()
     calls = model.calls
     changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    return {"calls": calls, "steps": steps, "changed": changed, "returned": type_and_value(returned)}
+    return {"calls": calls, "steps": steps, "changed": changed, "returned": type_and_value(returned),
+            "trained": [p.detach().clone() for p in model.parameters()]}
 
 
 def _training_calls(got):
@@ -325,6 +334,78 @@ def _generator_judge(got):
     return None
 
 
+OPTIMIZERS = {"AdamW": torch.optim.AdamW, "Adam": torch.optim.Adam}
+
+
+def _procedures(steps) -> list[tuple[str, str | None, bool]]:
+    """The ways of training the records allow, as (where zero_grad sits, clipping, a new optimizer every step).
+    Each wrong one is named by its own test; the replay only has to find the one that explains the weights."""
+    zeroed = ["after backward", "after backward, to zeros"] if all(step["norm"] == 0 for step in steps) else \
+        ["before backward", "never"]
+    fresh = all(step["earlier_steps"] == 0 for step in steps) and len(steps) > 1
+    return [(zero_grad, clip, fresh) for zero_grad in zeroed for clip in ("norm", "value", None)]
+
+
+def _replayed(batches, steps, zero_grad: str, clip: str | None, fresh: bool):
+    """(the spy model's weights, the loss of each batch) when it is trained here on `batches` with each step's
+    claimed optimizer settings."""
+    torch.manual_seed(0)  # the spy model's initial weights, as in _spied_training
+    model = SpyModel()
+    make, optimizer, losses = OPTIMIZERS[steps[0]["optimizer"]], None, []
+    for (x, y), step in zip(batches, steps):
+        settings = {**step["settings"], "betas": tuple(step["settings"]["betas"]), "lr": step["lr"]}
+        if optimizer is None or fresh:
+            optimizer = make(model.parameters(), **settings)
+        optimizer.param_groups[0].update(settings)
+        if zero_grad == "before backward":
+            optimizer.zero_grad()
+        loss = model(torch.as_tensor(x), torch.as_tensor(y))[1]
+        loss.backward()
+        losses.append(loss.item())
+        if clip == "norm":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        if clip == "value":
+            torch.nn.utils.clip_grad_value_(model.parameters(), CLIP)
+        if zero_grad.startswith("after backward"):
+            optimizer.zero_grad(set_to_none=zero_grad == "after backward")  # zeros still let weight decay act
+        optimizer.step()
+    return [p.detach() for p in model.parameters()], losses
+
+
+@one_thread()
+def _replay_judge(got):
+    """The weights train left in the model, and each batch's loss, must be what its recorded batches give when the
+    model is trained here: the other tests read the run's records, and this one ties them to the weights (records
+    alone can be made up)."""
+    calls, steps, trained = _training_calls(got), got["steps"], got.get("trained")
+    if not calls or not steps:
+        return "fix the other tests first: train must update the model's parameters with optimizer.step()"
+    if steps[0]["optimizer"] not in OPTIMIZERS or len(calls) != len(steps) or len(calls) > 4 * STEPS or \
+            not isinstance(trained, list) or len(trained) != 3:  # the embedding, the head's weight and bias
+        return "fix the other tests first: one batch, one backward and one AdamW step per training step"
+    batches = [(np.asarray(c["x"]), np.asarray(c["y"])) for c in calls]
+    if not all(x.shape == y.shape == (BATCH, BLOCK_SPY) and x.dtype.kind == y.dtype.kind == "i" and
+               ((0 <= x) & (x < VOCAB_SPY)).all() and ((0 <= y) & (y < VOCAB_SPY)).all() for x, y in batches):
+        return "fix the other tests first: the training batches are not (batch_size, block_size) token ids"
+    windows = {tuple(data[i:i + BLOCK_SPY].tolist()) for data in _spied_data(_training_seed())
+               for i in range(len(data) - BLOCK_SPY + 1)}  # this run's data, drawn from its (secret) seed
+    if not all(tuple(row) in windows for x, _ in batches for row in x.tolist()):
+        return ("the training batches are not windows of this run's train_data: draw them with get_batch(train_data, "
+                "batch_size, block_size, generator)")
+    trained = [torch.as_tensor(np.asarray(t, dtype=np.float32)) for t in trained]
+    claimed_losses = [c["loss"] for c in calls]
+    if not all(isinstance(loss, float) for loss in claimed_losses):
+        return "fix the other tests first: every training batch's loss should be a number"
+    for procedure in _procedures(steps):
+        weights, losses = _replayed(batches, steps, *procedure)
+        if all(w.shape == t.shape and torch.allclose(w, t, rtol=1e-4, atol=1e-6) for w, t in zip(weights, trained)) \
+                and np.allclose(losses, claimed_losses, rtol=1e-4):
+            return None
+    return ("the weights train leaves in the model are not what its own training batches give: train the model "
+            "you are given, in place (no copy), one zero_grad / backward / clip / step per batch, and return once "
+            "training and evaluation are done")
+
+
 def _history_judge(got):
     returned = got["returned"]
     value = returned["value"]
@@ -357,7 +438,8 @@ def _history_judge(got):
 
 
 def _train_test(name, judge, weight):
-    return Test(name, _train_probe, judge, weight=weight)
+    """A test of the run's records: it earns only beside trained weights that match them (see _replay_judge)."""
+    return Test(name, _train_probe, judge, weight=weight, needs_right_outputs=True)
 
 
 check_training_loop = Check(
@@ -369,13 +451,15 @@ check_training_loop = Check(
     tests=[
         Test("get_batch: random windows x and next-token targets y", lambda get_batch, train: _batch_probe(get_batch),
              _batch_judge, weight=2.0),
-        _train_test("train: batches of train_data with shifted targets, one per step", _batches_judge, 3.0),
-        _train_test("train: AdamW with lr=learning_rate steps the parameters", _optimizer_judge, 2.0),
-        _train_test("train: gradients are zeroed before every backward", _zero_grad_judge, 1.5),
-        _train_test(f"train: gradients are clipped to grad_clip={CLIP}", _clip_judge, 1.5),
+        _train_test("train: batches of train_data with shifted targets, one per step", _batches_judge, 2.0),
+        _train_test("train: AdamW with lr=learning_rate steps the parameters", _optimizer_judge, 1.5),
+        _train_test("train: gradients are zeroed before every backward", _zero_grad_judge, 1.0),
+        _train_test(f"train: gradients are clipped to grad_clip={CLIP}", _clip_judge, 1.0),
         _train_test("train: evaluation on val_data at step 0, every eval_interval steps and at max_steps, in eval "
-                    "mode, without gradients", _evaluation_judge, 2.5),
-        _train_test("train: returns the history of losses", _history_judge, 1.5),
-        Test("train: batches come from train's own generator", _generator_probe, _generator_judge, weight=1.0),
+                    "mode, without gradients", _evaluation_judge, 2.0),
+        _train_test("train: returns the history of losses", _history_judge, 1.0),
+        Test("train: the trained weights are what its batches give", _train_probe, _replay_judge, weight=8.0),
+        Test("train: batches come from train's own generator", _generator_probe, _generator_judge, weight=0.5,
+             needs_right_outputs=True),
     ],
 )
