@@ -340,16 +340,18 @@ def forward_nll(self, idx, targets=None):
 # ---------------------------------------------------------------- generate
 
 
-def generating(filters=None, crop=None, position=-1, sample=None):
+def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_eval=False):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        if sets_eval:
+            self.eval()
         for _ in range(max_new_tokens):
             context = crop(self, idx) if crop else idx[:, -self.config.block_size:]
             logits, _ = self(context)
             logits = logits[:, position, :]
             logits = filters(logits, temperature, top_k, top_p) if filters else \
                 GPT.next_logits(self, logits, temperature, top_k, top_p)
-            probs = F.softmax(logits, dim=-1)
+            probs = softmax(logits, dim=-1)
             nxt = sample(probs, generator) if sample else torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
@@ -413,6 +415,8 @@ GENERATE_BUGS = [
     ("generator", generating(sample=lambda probs, g: torch.multinomial(probs, 1))),
     ("greedy|argmax|sample", generating(sample=lambda probs, g: probs.argmax(-1, keepdim=True))),
     ("top_k|k-th|top-k", generating(filters=one_too_many)),
+    ("logits around \\d+ raised.*F.softmax", generating(softmax=lambda x, dim: x.exp() / x.exp().sum(dim, keepdim=True))),
+    ("leaves the model in eval mode", generating(sets_eval=True)),
 ]
 
 

@@ -111,17 +111,28 @@ def _generate(gpt_class, last_logits, **settings):
 
 
 @single_threaded
-def _crop_probe(gpt_class):
+def _crop_probe(gpt_class, mode: str = "eval"):
     torch.manual_seed(0)
     calls = []
-    model = _fake_forward(gpt_class(GPTConfig()).eval(), torch.tensor([0.0] * 3 + [20.0] + [0.0] * 7), calls)
+    model = _fake_forward(gpt_class(GPTConfig()), torch.tensor([0.0] * 3 + [20.0] + [0.0] * 7), calls)
+    model.train(mode == "train")
     prompt = torch.randint(V, (B, 5), generator=torch.Generator().manual_seed(seed()))
     try:
         out = model.generate(prompt, 7, generator=torch.Generator().manual_seed(0))
     except Exception as error:
         return {"error": f"{type(error).__name__}: {error}"}
     return {"error": None, "prompt": prompt, "out": out if isinstance(out, torch.Tensor) else describe(out),
-            "calls": calls}
+            "calls": calls, "training_after": model.training}
+
+
+def _mode_judge(got):
+    if got["error"]:
+        return "fix the first test first (generate raised)"
+    if not got["training_after"]:
+        return ("generate leaves the model in eval mode (it calls self.eval()): a model sampled from during training "
+                "then trains without dropout. Leave the mode to the caller, or restore it when done "
+                "(was_training = self.training ... self.train(was_training))")
+    return None
 
 
 @single_threaded
@@ -176,6 +187,7 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
     """A test drawing 4000 tokens with generate(**settings) from logits_of() at the last position; expected and
     the values of `wrong` (message -> distribution) are functions of the logits."""
     name = ", ".join(f"{key}={value}" for key, value in settings.items())
+    call = f"generate(..., {name})" if name else "generate(...)"
 
     def probe(gpt_class):
         return _generate(gpt_class, logits_of(), **settings)
@@ -186,7 +198,11 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
                 return (f"generate(..., top_k={settings['top_k']}) with a vocabulary of {V} tokens raised "
                         f"{got['error']}: top_k may exceed the vocabulary (then nothing is filtered); use "
                         f"torch.topk(logits, min(top_k, logits.size(-1)))")
-            return f"generate(..., {name}) raised {got['error']}"
+            if "inf" in got["error"] or "nan" in got["error"]:
+                return (f"{call} on logits around {float(logits_of().max()):.0f} raised "
+                        f"{got['error']}: exp overflows there; take F.softmax(logits, dim=-1), which subtracts each "
+                        f"row's maximum first, not exp(logits) / sum")
+            return f"{call} raised {got['error']}"
         counts, logits = got["counts"], logits_of()
         probs = expected(logits)
         if _matches(counts, probs):
@@ -195,7 +211,7 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
             if _matches(counts, wrong_probs(logits)):
                 return message
         top = np.argsort(-probs.numpy())[:4]
-        return (f"with {name} the sampled frequencies of tokens {top.tolist()} are "
+        return (f"with {name or 'the default settings'} the sampled frequencies of tokens {top.tolist()} are "
                 f"{[round(float(count) / float(counts.sum()), 3) for count in counts[top]]}, expected about "
                 f"{[round(float(probability), 3) for probability in probs[top]]}")
     return Test(description, probe, judge, weight=weight)
@@ -336,7 +352,11 @@ check_generate = Check(
                         "be chosen among the tokens top-k kept. Filter in the order temperature, top-k, then top-p, "
                         "as notebook 05's sample does"): only(lambda: keep_first(TOP_K))}),
         _boundary_test(),
+        _stat_test("logits around 100: the softmax does not overflow", 0.5, lambda: base_logits() + 100.0, {},
+                   softmax, {}),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0,
              needs_right_outputs=True),
+        Test("generate leaves a model in training mode in training mode", lambda gpt_class: _crop_probe(
+            gpt_class, "train"), _mode_judge, weight=0.5, needs_right_outputs=True),
     ],
 )
