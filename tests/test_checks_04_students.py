@@ -114,6 +114,27 @@ def no_attention_residual(self, x):
     return x + self.mlp(self.ln_2(x))
 
 
+def in_place_residual(self, x):
+    x += self.attn(self.ln_1(x))
+    x += self.mlp(self.ln_2(x))
+    return x
+
+
+def detached_stream(self, x):
+    x = x.detach() + self.attn(self.ln_1(x))
+    return x + self.mlp(self.ln_2(x))
+
+
+def detached_attention(self, x):
+    x = x + self.attn(self.ln_1(x)).detach()
+    return x + self.mlp(self.ln_2(x))
+
+
+def dropout_before_attention(self, x):
+    x = x + self.attn(F.dropout(self.ln_1(x), self.drop_p, self.training))
+    return x + self.mlp(self.ln_2(x))
+
+
 def stream_dropout(self, x):
     x = x + self.attn(self.ln_1(x))
     x = x + self.mlp(self.ln_2(x))
@@ -146,6 +167,11 @@ BLOCK_BUGS = [
     ("stream|outside the sub-layers|inside the sub-layers", block_bug(
         forward=stream_dropout, init=lambda self, c: setattr(self, "drop_p", c.dropout))),
     ("MLP|dropout", MLPWithoutDropoutBlock),
+    ("changed in place \\(x \\+= \\.\\.\\.\\)", block_bug(forward=in_place_residual)),
+    ("cut off from autograd", block_bug(forward=detached_stream)),
+    ("cut off from autograd", block_bug(forward=detached_attention)),
+    ("found 3 dropouts on n_embd-wide tensors", block_bug(
+        forward=dropout_before_attention, init=lambda self, c: setattr(self, "drop_p", c.dropout))),
     ("fixed|notebook|LayerNorm\\(n_embd\\)|shape", NotebookNormsBlock),
     ("gain|weight|elementwise_affine|LayerNorm", block_bug(init=lambda self, c: (
         setattr(self, "ln_1", nn.LayerNorm(c.n_embd, elementwise_affine=False)),

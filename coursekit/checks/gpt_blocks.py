@@ -22,9 +22,11 @@ from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_th
 # ---------------------------------------------------------------- probes shared by mlp and block
 
 
-def _values_probe(changes: dict, dropout: bool = False):
+def _values_probe(changes: dict, dropout: bool = False, gradient: bool = False):
     """The module built from probe_config(**changes), its Linears and LayerNorms filled from the test's seed
-    (load_seeded_layers; the judge redraws them), their layout and its output on a random stream; with dropout, also its runs in eval and training mode."""
+    (load_seeded_layers; the judge redraws them), their layout and its output on a random stream; with dropout, also
+    its runs in eval and training mode; with gradient, the gradient of (output * readout(x)).sum() with respect to
+    the stream x."""
     def probe(module_class):
         with one_thread():
             return _probe(module_class)
@@ -38,8 +40,27 @@ def _values_probe(changes: dict, dropout: bool = False):
                "result": run_module(module, x)}
         if dropout:
             got["runs"] = train_and_eval_runs(module, x)
+        if gradient:
+            got["gradient"] = _stream_gradient(module, x)
         return got
     return probe
+
+
+def readout(x: torch.Tensor) -> torch.Tensor:
+    """Fixed weights on the block's output, so that its gradient tests every path: a function of the input."""
+    return torch.sin(7.0 * x.detach()) + 0.25
+
+
+def _stream_gradient(module, x: torch.Tensor):
+    leaf = x.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = module(leaf * 1.0)  # a stream computed by earlier layers, as in a GPT (not a leaf)
+            out = out[0] if isinstance(out, tuple) else out
+            (out * readout(x)).sum().backward()
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return leaf.grad if leaf.grad is not None else "no gradient reached the block's input"
 
 
 def _sizes(config) -> dict:
@@ -261,6 +282,39 @@ def _block_judge(changes: dict):
     return judge
 
 
+def _block_gradient_judge(got):
+    config = probe_config()
+    with one_thread():
+        if _block_mistake(got, config):
+            return "fix the block's output first (see the first test)"
+        gradient = got["gradient"]
+        if isinstance(gradient, str):
+            if "inplace" in gradient or "in-place" in gradient:
+                return ("loss.backward() fails through the block: the residual stream is changed in place (x += ...), "
+                        "but autograd kept x for the LayerNorm's backward pass. Write x = x + self.attn(self.ln_1(x)) "
+                        f"(a new tensor). The error: {gradient}")
+            return f"backpropagating through the block failed: {gradient}"
+        return _gradient_mistake(got, config, gradient)
+
+
+def _gradient_mistake(got, config, gradient) -> str | None:
+    from coursekit.judging.gpt import attention_from, block_candidates  # the reference's replays: judge side only
+
+    got, C = _redrawn(got), config.n_embd
+    found, norms = got["linears"], got["norms"]
+    attention = attention_from(find(found, C, 3 * C), find(found, C, C), config)
+    fc, proj = find(found, C, 4 * C), find(found, 4 * C, C)
+    for first, second in ((norms[0], norms[-1]), (norms[-1], norms[0])):
+        x = probe_stream(config).requires_grad_(True)
+        with torch.enable_grad():
+            (block_candidates(x, attention, fc, proj, first, second)[""]() * readout(x)).sum().backward()
+        if close(gradient, x.grad, atol=1e-3):
+            return None
+    return ("the block's output is right but its gradient is not: part of it is cut off from autograd (a .detach(), "
+            ".data or torch.no_grad() on the residual stream or a sub-layer's output), so the layers before the "
+            "block would not learn through it. Keep every step differentiable: x = x + self.attn(self.ln_1(x))")
+
+
 def _block_dropout_judge(got):
     config = probe_config(dropout=dropout_probability())
     runs, p = got["runs"], config.dropout
@@ -280,6 +334,10 @@ def _block_dropout_judge(got):
                 f"applied to the residual stream itself. It belongs inside the sub-layers (the attention's and the "
                 f"MLP's own dropout); the stream only ever gets their outputs added: x = x + attn(ln_1(x))")
     sites = [call["site"] for call in calls]
+    if sites.count("stream") > 2:
+        return (f"found {sites.count('stream')} dropouts on n_embd-wide tensors inside the block, expected 2 (the "
+                f"attention's output projection and the MLP's output): drop the extra one (dropout before a "
+                f"LayerNorm or on its output is not GPT-2's)")
     if np.allclose(runs["train"], runs["eval"][0], atol=1e-7) or (calls and sites.count("stream") < 2):
         return (f"with config.dropout = {p} the block's sub-layers do not all use dropout in training mode (found "
                 f"{sites.count('stream')} dropout(s) on sub-layer outputs, expected 2: the attention's and the MLP's): "
@@ -300,5 +358,7 @@ check_block = Check(
              _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0, needs_right_outputs=True),
         Test("the LayerNorms have gains and biases (config.bias = True)", _values_probe({}), _norm_bias_judge,
              weight=0.5, needs_right_outputs=True),
+        Test("gradients flow through the block to its input (loss.backward() works)",
+             _values_probe({}, gradient=True), _block_gradient_judge, weight=1.5, needs_right_outputs=True),
     ],
 )

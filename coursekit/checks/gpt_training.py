@@ -235,7 +235,7 @@ def _zero_grad_judge(got):
     if len(steps) < 2:
         return "fix the optimizer first (see the other tests)"
     if any(not step["residual"] <= 1e-4 for step in steps[1:]):  # written so that NaN fails too
-        if all(step["value_clipped"] for step in steps):
+        if all(step.get("value_clipped") for step in steps):
             return ("each gradient entry is clipped to a bound (clip_grad_value_), which changes the gradient's "
                     "direction: clip the global norm instead, torch.nn.utils.clip_grad_norm_(model.parameters(), "
                     "grad_clip)")

@@ -218,12 +218,14 @@ def dropout_summary(calls: list[dict], sizes: dict) -> list[dict]:
 
 
 def run_module(module: nn.Module, *args) -> dict:
-    """module(*args) without gradients as {"output": ..., "error": None}, or the error it raised as text (a judge
-    turns it into advice). A tuple output keeps its first element (e.g. (output, attention weights)).
+    """module(*args) without gradients, on copies of the tensors, as {"output": ..., "error": None}, or the error it
+    raised as text (a judge turns it into advice). A tuple output keeps its first element (e.g. (output, attention
+    weights)).
 
     >>> run_module(nn.Linear(2, 1), torch.ones(1, 2))["output"].shape, run_module(nn.Linear(2, 1), 3)["error"][:9]
     (torch.Size([1, 1]), 'TypeError')
     """
+    args = [arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in args]  # an in-place edit stays in its run
     try:
         with torch.no_grad():
             out = module(*args)
