@@ -1,19 +1,22 @@
 """Red team 3's findings against the landed grader (/work/redteam3/FINDINGS.md), one test each: the route it
 found, rebuilt here, must now earn nothing, while the reference still earns everything."""
 
+import copy
 import errno
 import os
 import platform
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-from coursekit import gpt
+from coursekit import attention, gpt
 from coursekit.checks import CHECKS
-from coursekit.grading import containment, judging
+from coursekit.grading import containment, grader, judging, sandbox
 
 SEED = 977  # a grading run's seed (not the public one)
 
@@ -174,6 +177,102 @@ def test_f6_a_claim_that_makes_a_judge_loop_for_days_costs_its_tests_not_the_bat
         judges.close()
 
 
+class SpareNormsBlock(gpt.Block):
+    """F7: a Block's layers and 246 spare LayerNorms (the layout stays under the judge's old cap of 256 sizes) and an
+    output no wiring gives: the block judge tried every ordered pair of LayerNorms in every wiring, about 190 s a
+    test, so each test took the whole judge deadline."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.spare = nn.ModuleList(nn.LayerNorm(config.n_embd) for _ in range(246))
+
+    def forward(self, x):
+        return 2 * x
+
+
+def _forged(results, grow):
+    """The results with each claim's layout grown by `grow(layout)`: what a sandbox can send whatever its module."""
+    forged = copy.deepcopy(results)
+    for _, data in forged:
+        if "layout" in data:  # (a few of the attention's tests claim outputs only)
+            grow(data["layout"])
+    return forged
+
+
+def test_f7_claims_sized_to_make_a_judge_work_are_refused_on_their_sizes_in_no_more_time_than_honest_ones():
+    """F7: the judges' cost grew with sizes the claim states (LayerNorms the block judge pairs up, Linears and
+    matrices redrawn from the seed): each hostile test took up to the judge deadline. They are refused on their
+    sizes first, so a hostile claim costs about what an honest one does, far below one deadline."""
+    deadline = 10.0
+    honest = {name: CHECKS[name].probe_all((answer,), SEED) for name, answer in
+              [("check_block", gpt.Block), ("check_mlp", gpt.MLP),
+               ("check_causal_self_attention", attention.CausalSelfAttention)]}
+    big = [[4096, 4096, True]] * 120  # 2e9 values to redraw
+    hostile = [("check_block", CHECKS["check_block"].probe_all((SpareNormsBlock,), SEED), "248 LayerNorms"),
+               ("check_block", _forged(honest["check_block"], lambda layout: layout["linears"].extend(big)),
+                "values in all"),
+               ("check_mlp", _forged(honest["check_mlp"], lambda layout: layout["linears"].extend(big)),
+                "values in all"),
+               ("check_causal_self_attention", _forged(honest["check_causal_self_attention"],
+                                                       lambda layout: layout.extend([layout[-1]] * 20000)),
+                "20002 weight matrices")]
+    judges = judging.Judges([], memory_bytes=4 * 2**30, seconds=deadline)
+    try:
+        judges.judge("check_mlp", honest["check_mlp"], SEED)  # the child's start is not judging: not timed
+        started = time.monotonic()
+        for name, results in honest.items():
+            assert all(o.passed for o in judges.judge(name, results, SEED)), name
+        honest_took = time.monotonic() - started
+        started = time.monotonic()
+        for name, results, named in hostile:
+            outcomes = judges.judge(name, results, SEED)
+            grown = {test for test, data in results if "layout" in data}
+            assert all(not o.passed and (named in o.message or "first" in o.message)
+                       for o in outcomes if o.test in grown) and named in outcomes[0].message, outcomes
+        hostile_took = time.monotonic() - started
+    finally:
+        judges.close()
+    # Before: the spare LayerNorms alone took the deadline on each of the block's 4 tests.
+    assert hostile_took < deadline / 2 + 10 * honest_took, (hostile_took, honest_took)
+
+
+def test_f7_a_submission_whose_every_claim_takes_the_judge_deadline_spends_its_own_budget_not_the_batch():
+    """F7: with no budget per submission, a student whose claims each make a judge run to its deadline cost
+    tests x deadline (259 s against 28 s for an honest one). Judging now stops at the submission's budget: its
+    remaining tests fail naming that budget, and the next student is judged in full as before."""
+    sys.path.insert(0, str(Path(__file__).parent / "grading_submissions"))
+    grader.register_check_modules(["grading_hostile_judges"])
+    deadline, budget_seconds, exercises = 2.0, 5.0, 30
+
+    def student(claim):
+        """Judge one submission of `exercises` exercises, each check_greedy's loop claim and an honest one."""
+        budget = sandbox.Budget(budget_seconds, "THE JUDGING BUDGET is used up")
+        started = time.monotonic()
+        outcomes = [o for _ in range(exercises) for o in judges.judge(
+            "check_greedy", [("loops while it is told", claim), ("honest", 1)], 7, budget)
+            if o.test != "allocates what it is told"]  # not sent: its outcome is 'did not run'
+        return time.monotonic() - started, outcomes
+
+    judges = judging.Judges(["grading_hostile_judges"], memory_bytes=3 * 2**30, seconds=deadline)
+    try:
+        started = time.monotonic()
+        judges.judge("check_greedy", [("honest", 1)], 7)
+        start_took = time.monotonic() - started  # starting the child (it is restarted after each stopped loop)
+        honest_took, honest = student([])
+        hostile_took, hostile = student([1])
+        after_took, after = student([])
+    finally:
+        judges.close()
+    assert all(o.passed for o in honest) and all(o.passed for o in after), (honest, after)
+    stopped = [o for o in hostile if "longer than 2 s" in o.message or "judging stopped" in o.message]
+    spent = [o for o in hostile if o.message == "not judged: THE JUDGING BUDGET is used up"]
+    assert not any(o.passed for o in hostile if o.test == "loops while it is told")
+    assert 2 <= len(stopped) <= budget_seconds / deadline + 1 and len(stopped) + len(spent) >= len(hostile) - 3
+    # Without the budget: 30 deadlines and 30 restarts of the child. With it: the budget and a restart per stop.
+    assert hostile_took < budget_seconds + len(stopped) * 2 * start_took + 2 * honest_took + after_took, \
+        (hostile_took, start_took, honest_took)
+
+
 def test_f8_the_reference_head_gets_full_marks_when_the_secret_draws_fewer_channels_than_heads():
     """F8: this secret draws head_size 3 with n_head 4, and reading the head's matrices by head divided by 0."""
     from coursekit import attention
@@ -210,3 +309,48 @@ def test_a_judge_process_slow_to_start_still_judges_the_first_student(tmp_path, 
     finally:
         judges.close()
     assert all(o.passed for o in outcomes), outcomes
+
+
+def test_f7_a_submission_that_runs_to_every_time_limit_spends_its_own_sandbox_budget_not_the_batch(tmp_path):
+    """F7's sandbox side: with no budget per submission, one whose cells each loop to the cell limit cost a run
+    per loop (restarts included) up to the notebook limit, per notebook. Its sandbox time now stops at the
+    submission's budget, here twice an honest submission's whole grading, and the next student is graded as usual."""
+    import csv
+
+    import nbformat
+
+    from coursekit.cli import main
+    from coursekit.grading.feedback import file_name
+
+    sys.path.insert(0, str(Path(__file__).parent / "grading_submissions"))
+    import build_corpus
+
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    nbformat.write(build_corpus.SOLUTION, solutions / "01_tiny.ipynb")
+
+    def graded(name, notebooks, *options):
+        folder, out = tmp_path / f"in-{name}", tmp_path / f"out-{name}"
+        folder.mkdir()
+        for student, notebook in notebooks.items():
+            nbformat.write(notebook, folder / f"{student}.ipynb")
+        started = time.monotonic()
+        assert main(["grade", *sorted(map(str, folder.iterdir())), "--out", str(out), "--rubric", "01_tiny",
+                     "--solutions", str(solutions), "--check-module", "grading_tiny_checks", "--cell-seconds", "20",
+                     *options]) == 0
+        took = time.monotonic() - started
+        with open(out / "grades.csv", newline="") as handle:
+            rows = {row["student"]: row for row in csv.DictReader(handle)}
+        return took, rows, lambda student: (out / "feedback" / f"{file_name(student)}.md").read_text()
+
+    honest_took, rows, _ = graded("honest", {"honest": build_corpus.SOLUTION})
+    assert float(rows["honest"]["total"]) == 5.0
+    loops = build_corpus.course(before_square=["while True:\n    pass"] * 8)
+    budget = 2 * honest_took
+    took, rows, feedback = graded("batch", {"a-loops": loops, "b-honest": build_corpus.SOLUTION},
+                                  "--submission-seconds", f"{budget:.1f}")
+    assert float(rows["b-honest"]["total"]) == 5.0, rows  # graded after the looping one, as usual
+    assert float(rows["a-loops"]["square"]) == 0.0 and "sandbox time" in feedback("a-loops").replace("\\", "")
+    # Without the budget: 4 runs to a 20 s loop's kill (over 100 s). With it: the budget, the kill, and the honest
+    # student's own grading.
+    assert took < budget + 2 * honest_took, (took, honest_took)

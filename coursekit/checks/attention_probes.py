@@ -105,6 +105,9 @@ def weights_generator() -> torch.Generator:
     return torch.Generator().manual_seed(probe_torch_generator().initial_seed() ^ 0x5EED)
 
 
+MATRICES = 64  # 2-D weights a judge reads from one attention module (a few heads' q, k, v, a projection, masks)
+
+
 def seeded_matrices(layout: list) -> list[torch.Tensor]:
     """The matrices load_seeded_weights puts into a module whose layout is `layout` ([name, shape, kind] per 2-D
     weight), each as an (in, out) matrix M applied as x @ M (an nn.Linear stores (out, in): its M is W.T); a
@@ -117,6 +120,12 @@ def seeded_matrices(layout: list) -> list[torch.Tensor]:
     >>> [tuple(m.shape) for m in seeded_matrices(layout)], torch.equal(*seeded_matrices(layout * 2))
     ([(3, 2)], False)
     """
+    shapes = [[int(size) for size in shape] for _, shape, _ in layout]
+    values = sum(rows * columns for rows, columns in shapes)
+    if len(shapes) > MATRICES or values > 2**20:  # checked before anything is drawn: the readings grow with the count
+        raise ValueError(f"the module has {len(shapes)} weight matrices with {values:,} values in all; an attention "
+                         f"layer built from these sizes has at most {MATRICES} (query, key, value per head, a "
+                         f"projection, masks) of a few hundred values each")
     generator, matrices = weights_generator(), []
     for _, shape, kind in layout:
         rows, columns = (int(size) for size in shape)

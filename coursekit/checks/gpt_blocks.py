@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_module_class
-from coursekit.checks.gpt_common import (close, dropout_probability, find, load_seeded_layers, norms_named_by_role,
-                                         output_problem, probe_config, probe_stream, seeded_layers, sequence_length)
+from coursekit.checks.gpt_common import (close, dropout_probability, find, layers_problem, load_seeded_layers,
+                                         norms_named_by_role, output_problem, probe_config, probe_stream, seeded_layers,
+                                         sequence_length)
 from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
                                       run_module, train_and_eval_runs)
 
@@ -90,6 +91,9 @@ def _redrawn(got) -> dict:
 
 
 def _mlp_mistake(got, config) -> str | None:
+    problem = layers_problem(got["layout"])
+    if problem:
+        return problem
     got = _redrawn(got)
     C, x = config.n_embd, probe_stream(config).double()
     problem = output_problem(got["result"], tuple(x.shape), f"MLP on x of shape {tuple(x.shape)}")
@@ -205,7 +209,13 @@ BLOCK_MISTAKES = {
 }
 
 
+NORMS = 4  # LayerNorms a block's judge tries in pairs (a block has two; a spare one is tolerated)
+
+
 def _block_mistake(got, config) -> str | None:
+    problem = layers_problem(got["layout"])
+    if problem:
+        return problem
     got = _redrawn(got)
     C, x = config.n_embd, probe_stream(config)
     what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
@@ -231,6 +241,9 @@ def _block_mistake(got, config) -> str | None:
     if not norms:
         return ("the block has no LayerNorm: it needs two nn.LayerNorm(n_embd), ln_1 before the attention and ln_2 "
                 "before the MLP")
+    if len(norms) > NORMS:  # the wirings are tried for every ordered pair of LayerNorms: a few, not hundreds
+        return (f"the block has {len(norms)} LayerNorms; GPT-2's block has two, ln_1 before the attention and ln_2 "
+                f"before the MLP: remove the others")
     if any(norm["weight"] is None for norm in norms):
         return ("a LayerNorm has no learned gain and bias (elementwise_affine=False): use "
                 "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")

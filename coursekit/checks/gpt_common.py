@@ -129,6 +129,29 @@ def _layers_generator() -> torch.Generator:
     return torch.Generator().manual_seed(int(probe_rng().integers(2**62)) ^ 0x1A7E5)
 
 
+LAYER_VALUES = 2**20  # values the judge redraws for one module's layers: the probe models hold a few thousand
+
+
+def layers_problem(layout: dict) -> str | None:
+    """Why a reported layout (see load_seeded_layers) is not one a judge redraws, or None: checked on its sizes
+    alone, before anything is drawn, so a claim of a thousand 4096 x 4096 layers fails at once.
+
+    >>> layers_problem({"linears": [[12, 48, True]], "norms": [[12, True, True]]}) is None
+    True
+    >>> layers_problem({"linears": [[4096, 4096, True]] * 64, "norms": []})[:70]
+    'the module has 64 nn.Linear and 0 LayerNorm layers with 1,074,003,968 '
+    """
+    sizes = [int(n) for n_in, n_out, _ in layout["linears"] for n in (n_in, n_out)]
+    sizes += [int(n) for n, _, _ in layout["norms"]]
+    values = sum(int(n_out) * (int(n_in) + 1) for n_in, n_out, _ in layout["linears"])
+    values += sum(2 * int(n) for n, _, _ in layout["norms"])
+    if len(sizes) <= 256 and all(0 < n <= 4096 for n in sizes) and values <= LAYER_VALUES:
+        return None
+    return (f"the module has {len(layout['linears'])} nn.Linear and {len(layout['norms'])} LayerNorm layers with "
+            f"{values:,} values in all; the probe model built from config holds a few thousand: nothing may be sized "
+            f"by hand (use config.n_embd)")
+
+
 def seeded_layers(layout: dict) -> dict:
     """{"linears": [{"in", "out", "weight" (out, in), "bias"}], "norms": [{"weight", "bias"}]} for a module whose layout
     (see load_seeded_layers) the sandbox reported, with the values load_seeded_layers put there: the judge redraws
@@ -138,11 +161,10 @@ def seeded_layers(layout: dict) -> dict:
     >>> tuple(drawn["linears"][0]["weight"].shape), drawn["linears"][0]["bias"], drawn["norms"][0]["bias"].shape
     ((2, 3), None, torch.Size([2]))
     """
+    problem = layers_problem(layout)
+    if problem:
+        raise ValueError(problem)
     generator = _layers_generator()
-    sizes = [int(n) for n_in, n_out, _ in layout["linears"] for n in (n_in, n_out)]
-    sizes += [int(n) for n, _, _ in layout["norms"]]
-    if len(sizes) > 256 or not all(0 < n <= 4096 for n in sizes):
-        raise ValueError("the reported layers are not this exercise's")
 
     def draw(*shape, scale=1.0, shift=0.0):
         return torch.randn(*shape, generator=generator) * scale + shift

@@ -50,7 +50,8 @@ def _limits(arguments) -> sandbox.Limits:
     return sandbox.Limits(cell_seconds=arguments.cell_seconds, exercise_seconds=arguments.exercise_seconds,
                           notebook_seconds=arguments.notebook_seconds, memory_bytes=arguments.memory_mb * 2**20,
                           exercise_memory_bytes=arguments.exercise_memory_mb * 2**20,
-                          judge_seconds=arguments.judge_seconds)
+                          judge_seconds=arguments.judge_seconds, submission_seconds=arguments.submission_seconds,
+                          submission_judge_seconds=arguments.submission_judge_seconds)
 
 
 def _rubric_name(arguments, paths: list[Path], solutions: Path) -> str:
@@ -210,6 +211,10 @@ def add_parsers(commands) -> None:
     grade.add_argument("--exercise-memory-mb", type=int, default=2048, help="extra memory per exercise (2048)")
     grade.add_argument("--judge-seconds", type=float, default=120, help="time limit for judging one test's "
                        "result, in the grader's judge process (120)")
+    grade.add_argument("--submission-seconds", type=float, default=3600, help="sandbox time for all of one "
+                       "submission's notebooks together (3600)")
+    grade.add_argument("--submission-judge-seconds", type=float, default=600, help="judging time for all of one "
+                       "submission's tests together (600)")
     grade.add_argument("--secret", help="the secret the probes' inputs are drawn from (default: "
                        "$COURSEKIT_GRADING_SECRET, else a fresh one); it is saved as OUT/grading-secret.txt, and "
                        "the same secret regrades to the same grades.csv")

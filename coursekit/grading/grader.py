@@ -28,6 +28,11 @@ from coursekit.grading.submissions import CodeCell, StudentNotebook, Submission
 
 
 CELL_NOTES = 20  # cell errors (and scan flags) listed per notebook; a notebook of 3,000 failing cells gets a count
+# One submission's time, whatever it does: once spent, its remaining runs and tests fail with these reasons.
+SANDBOX_BUDGET = ("this submission's sandbox time ({seconds:g} s for all its notebooks, --submission-seconds) "
+                  "is used up")
+JUDGE_BUDGET = ("this submission's judging time ({seconds:g} s for all its tests, --submission-judge-seconds) is "
+                "used up, by results that took long to judge")
 
 
 @dataclass
@@ -120,12 +125,13 @@ def new_secret() -> str:
     return secrets.token_hex(16)
 
 
-def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int, judges: judging.Judges) -> ExerciseGrade:
+def judge(item: rubrics.Resolved, run: sandbox.Run, seed: int, judges: judging.Judges,
+          budget: sandbox.Budget | None = None) -> ExerciseGrade:
     """Verdicts for one exercise from the plain data its probes returned under `seed` (judged in `judges`' limited
-    child, never in the sandbox)."""
+    child, never in the sandbox, within what is left of the submission's judging `budget`)."""
     check = CHECKS[item.check]
     results = run.results.get(item.exercise, [])
-    outcomes = judges.judge(item.check, results, seed)
+    outcomes = judges.judge(item.check, results, seed, budget)
     reason = run.missing.get(item.exercise, "")
     if reason:
         ran = {name for name, _ in results}
@@ -188,9 +194,14 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
     staging.chmod(0o711)  # the fallback's uid must reach the staged copies, never list them
     finished: dict[str, Grade] = {}
     judges = judging.Judges(list(check_modules), limits.memory_bytes, limits.judge_seconds)
+    sandbox_time = {s.student: sandbox.Budget(limits.submission_seconds, SANDBOX_BUDGET.format(
+        seconds=limits.submission_seconds)) for s in submissions}
 
     def assemble(student):  # judged as soon as the student's runs are in, while other sandboxes run
-        finished[student] = _assemble_grade(*grades[student], wanted, allowed, solutions, check_modules, seed, judges)
+        budget = sandbox.Budget(limits.submission_judge_seconds,
+                                JUDGE_BUDGET.format(seconds=limits.submission_judge_seconds))
+        finished[student] = _assemble_grade(*grades[student], wanted, allowed, solutions, check_modules, seed, judges,
+                                            budget)
         on_done and on_done(student)
 
     try:
@@ -207,7 +218,7 @@ def grade(submissions: list[Submission], items: list[rubrics.Resolved], solution
             stem_tests = {i.exercise: tests[i.exercise] for i in wanted[stem]}
             planned = [{**entry, "module": check_module(entry["check"])} for entry in planned]
             return sandbox.run_notebook(cells, planned, stem_tests, limits, staged[stem], data_dirs,
-                                        unavailable[stem], notebook_seed(seed, notebook))
+                                        unavailable[stem], notebook_seed(seed, notebook), sandbox_time[student])
 
         _run_all(tasks, work, jobs, grades, remaining, submissions, assemble)
     finally:
@@ -234,7 +245,7 @@ def _run_all(tasks, work, jobs, grades, remaining, submissions, assemble) -> Non
 
 
 def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wanted, allowed, solutions: Path,
-                    check_modules, seed: int, judges: judging.Judges) -> Grade:
+                    check_modules, seed: int, judges: judging.Judges, budget: sandbox.Budget) -> Grade:
     grade = Grade(submission.student, [], list(submission.notes))
     for notebook in submission.notebooks:
         grade.notes.extend(notebook.notes)
@@ -273,7 +284,7 @@ def _assemble_grade(submission: Submission, matched: matching.Matching, runs, wa
         run.missing = {exercise: explain.missing_reason(reason, notebook, run.cell_errors)
                        for exercise, reason in run.missing.items()}
         for item in items:
-            judged = judge(item, run, notebook_seed(seed, notebook), judges)
+            judged = judge(item, run, notebook_seed(seed, notebook), judges, budget)
             if judged.earned == 0 and not explain.attempted(notebook, item.exercise, untouched):
                 judged.reason, judged.attempted = "not attempted: the exercise's cell is as handed out", False
             grade.exercises.append(judged)

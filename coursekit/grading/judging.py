@@ -5,7 +5,8 @@ make a judge loop or allocate (a huge hidden size, a sequence the judge replays 
 test, not the grader. So every judge call goes to one long-lived child (spawned once per batch: it imports
 torch and the checks once, and keeps the references' caches warm), whose address space is capped; a test whose
 judging raises (MemoryError included) fails with the reason, and one that takes longer than the deadline or
-kills the child fails with a note, the child is replaced, and the batch goes on.
+kills the child fails with a note, the child is replaced, and the batch goes on. All of one submission's tests
+share its judging budget (sandbox.Budget, Limits.submission_judge_seconds): once it is spent they fail naming it.
 
 >>> from coursekit.checks import CHECKS, ProbeError
 >>> judges = Judges([], memory_bytes=4 * 2**30, seconds=60)
@@ -20,8 +21,10 @@ from __future__ import annotations
 import multiprocessing
 import resource
 import threading
+import time
 
 from coursekit.checks.core import Outcome
+from coursekit.grading.sandbox import Budget
 
 
 
@@ -80,31 +83,43 @@ class Judges:
         if self.connection.recv() != "ready":
             raise RuntimeError("the grader's judge process did not say it was ready")
 
-    def judge(self, name: str, results: list[tuple[str, object]], seed: int) -> list[Outcome]:
+    def judge(self, name: str, results: list[tuple[str, object]], seed: int, budget: Budget | None = None
+              ) -> list[Outcome]:
+        """Each test's outcome; with `budget` (the submission's judging time), a test judged once it is spent
+        fails with its reason, and one that spends it is stopped."""
         from coursekit.checks import CHECKS, Check, ProbeError
 
         check, by_name = CHECKS[name], dict(results)
         outcomes = []
         for test in check.tests:
             if test.name in by_name and not isinstance(by_name[test.name], ProbeError):
-                outcomes.append(Outcome(test.name, *self._ask(name, test.name, by_name[test.name], seed)))
+                outcomes.append(Outcome(test.name, *self._ask(name, test.name, by_name[test.name], seed, budget)))
             else:  # nothing to judge (the test did not run, or raised): no judge is called, so no need to ask
                 single = Check(check.exercise, check.expects, [test], check.accepts)
                 outcomes.extend(single.judge([r for r in results if r[0] == test.name], seed))
         return check.counted(outcomes)  # the child judged each test alone: properties are weighed here
 
-    def _ask(self, name: str, test: str, data, seed: int) -> tuple[bool, str]:
+    def _ask(self, name: str, test: str, data, seed: int, budget: Budget | None) -> tuple[bool, str]:
         with self.lock:
+            granted = self.seconds if budget is None else budget.take(self.seconds)
+            if granted <= 0:
+                return False, f"not judged: {budget.reason}"
+            started = time.monotonic()
             try:
                 if self.process is None or not self.process.is_alive():
                     self._start()
+                    started = time.monotonic()  # not charged: starting the child is not judging this submission
                 self.connection.send((name, test, data, seed))
-                if self.connection.poll(self.seconds):
+                if self.connection.poll(granted):
                     passed, message = self.connection.recv()
                     return bool(passed), str(message)
-                why = f"judging this result took longer than {self.seconds:g} s, so the grader stopped it"
+                why = (f"judging this result took longer than {self.seconds:g} s, so the grader stopped it"
+                       if granted >= self.seconds else f"judging stopped: {budget.reason}")
             except (EOFError, OSError, RuntimeError) as error:
                 why = f"judging this result stopped the grader's judge process ({type(error).__name__}: out of memory?)"
+            finally:
+                if budget is not None:
+                    budget.give_back(granted - (time.monotonic() - started))
             self._stop()
             return False, why
 

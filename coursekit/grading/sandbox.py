@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -44,9 +45,38 @@ class Limits:
     startup_seconds: float = 120.0
     tmpfs_bytes: int = 512 * 2**20  # the sandbox's private HOME/TMPDIR (held in memory)
     judge_seconds: float = 120.0  # judging one test's claim, in the grader's limited judge child (judging.py)
+    submission_seconds: float = 3600.0  # sandbox time of all of one submission's notebooks together
+    submission_judge_seconds: float = 600.0  # judging all of one submission's tests together
 
     def grace(self, seconds: float) -> float:
         return seconds + max(2.0, 0.25 * seconds)
+
+
+class Budget:
+    """What is left of one submission's time for one kind of work (sandbox runs, judging), shared by the threads
+    that spend it: `take` reserves up to a limit's worth, `give_back` returns what a run did not use. Once it is
+    spent, `reason` says which budget it was.
+
+    >>> budget = Budget(10, "spent")
+    >>> budget.take(6), budget.take(6), budget.take(6)
+    (6, 4, 0)
+    >>> budget.give_back(3); budget.take(6)
+    3
+    """
+
+    def __init__(self, seconds: float, reason: str):
+        self.left, self.reason = seconds, reason
+        self.lock = threading.Lock()
+
+    def take(self, most: float) -> float:
+        with self.lock:
+            granted = max(0, min(most, self.left))
+            self.left -= granted
+            return granted
+
+    def give_back(self, seconds: float) -> None:
+        with self.lock:
+            self.left += max(0, seconds)
 
 
 @dataclass
@@ -79,8 +109,9 @@ def _describe_exit(code: int | None, killed_by_us: str | None) -> str:
 class _Child:
     """One run of the worker: start it, read its frames, enforce the deadlines, always kill it at the end."""
 
-    def __init__(self, job: dict, limits: Limits, staged: str, data_dirs: list[str], deadline: float):
-        self.limits, self.deadline = limits, deadline
+    def __init__(self, job: dict, limits: Limits, staged: str, data_dirs: list[str], deadline: float,
+                 deadline_reason: str):
+        self.limits, self.deadline, self.deadline_reason = limits, deadline, deadline_reason
         self.read = self.process = self.returncode = None
         self.log = tempfile.TemporaryFile()  # unnamed: nothing of the run is left on disk
         self.held = contextlib.ExitStack()
@@ -120,7 +151,7 @@ class _Child:
                 now = time.monotonic()
                 limit = min(self.stage_deadline, self.deadline)
                 if now >= limit:
-                    self.killed_by_us = ("stopped: the notebook's total time limit was reached"
+                    self.killed_by_us = (f"stopped: {self.deadline_reason}"
                                          if self.deadline <= self.stage_deadline else "stopped: time limit")
                     return
                 ready, _, _ = select.select([self.read], [], [], limit - now)
@@ -181,15 +212,24 @@ class _Child:
 
 
 def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list[str]], limits: Limits,
-                 staged: str, data_dirs: list[str], unavailable: dict[str, str], run_seed: int) -> Run:
+                 staged: str, data_dirs: list[str], unavailable: dict[str, str], run_seed: int,
+                 budget: Budget | None = None) -> Run:
     """Run a student's code cells and probe `exercises` ({exercise, check, module, arguments, fallback_arguments,
     after_cell}) under `run_seed`, in a sandbox that holds the trimmed coursekit `staged`; `tests` lists each
-    exercise's test names; `unavailable` notes why a module is missing. Restarts past crashes and hangs."""
+    exercise's test names; `unavailable` notes why a module is missing. Restarts past crashes and hangs. All runs
+    take at most `limits.notebook_seconds`, and at most what is left of the submission's `budget`."""
     run = Run()
+    granted = limits.notebook_seconds if budget is None else budget.take(limits.notebook_seconds)
+    if granted <= 0:
+        run.missing = {item["exercise"]: f"not run: {budget.reason}" for item in exercises}
+        return run
+    deadline_reason = ("the notebook's total time limit was reached" if granted >= limits.notebook_seconds
+                       else budget.reason)
+    started = time.monotonic()
     skip_cells: set[int] = set()
     received: dict[str, dict[str, object]] = {item["exercise"]: {} for item in exercises}
     finished: set[str] = set()
-    deadline = time.monotonic() + limits.notebook_seconds
+    deadline = started + granted
     known_tests = {exercise: set(names) for exercise, names in tests.items()}
     try:
         for attempt in range(limits.restarts + 1):
@@ -203,7 +243,7 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                               "cpu_seconds": int(limits.notebook_seconds) + 10, "file_bytes": limits.file_bytes,
                               "processes": limits.processes, "threads": limits.threads}}
             try:
-                child = _Child(job, limits, staged, data_dirs, deadline)
+                child = _Child(job, limits, staged, data_dirs, deadline, deadline_reason)
             except OSError as error:
                 run.notes.append(f"the grader could not start a sandbox ({error}); results so far are kept")
                 break
@@ -284,8 +324,9 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
                 run.cell_errors[where] = f"{reason}; this cell was skipped and the notebook run again without it"
             elif stage == "probe" and test:
                 received[where][test] = _error(f"{reason} while running this test")
-                if child.killed_by_us:  # the exercise's time is used up: its remaining tests are not run
-                    run.missing[where] = f"{reason}: the exercise's tests took longer than {limits.exercise_seconds:g} s"
+                if child.killed_by_us:  # the exercise's (or the notebook's) time is used up: no more of its tests
+                    run.missing[where] = reason if child.killed_by_us != "stopped: time limit" else (
+                        f"{reason}: the exercise's tests took longer than {limits.exercise_seconds:g} s")
                     finished.add(where)
                 if set(received[where]) >= known_tests[where]:
                     finished.add(where)
@@ -305,8 +346,11 @@ def run_notebook(cells: list[dict], exercises: list[dict], tests: dict[str, list
         if tests_done:
             run.results[exercise] = list(tests_done.items())
         if exercise not in finished and exercise not in run.missing:
-            run.missing[exercise] = ("not fully tested: the notebook ran out of time or crashed "
-                                     "(remaining tests count as failed)")
+            why = (deadline_reason if granted < limits.notebook_seconds and time.monotonic() >= deadline
+                   else "the notebook ran out of time or crashed")
+            run.missing[exercise] = f"not fully tested: {why} (remaining tests count as failed)"
+    if budget is not None:
+        budget.give_back(granted - (time.monotonic() - started))
     return run
 
 
