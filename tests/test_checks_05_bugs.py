@@ -72,7 +72,26 @@ def temperature_of_the_first_row(logits, temperature):
     return out
 
 
+def temperature_cast_to_int(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / max(int(temperature), 1)  # 0.5 -> 1, 2.5 -> 2
+
+
+def temperature_clamped_from_below(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / max(temperature, 0.5)  # "so the logits do not blow up"
+
+
+def temperature_clamped_from_above(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / min(temperature, 2.0)
+
+
 TEMPERATURE_BUGS = [
+    ("has no effect.*int\\(\\)|cast to int", temperature_cast_to_int),
+    # at a temperature of 0.25, max(0.25, 0.5) is also its square root: that name is right for that output too
+    ("divided by 0.5, not by the temperature.*clamped|square root", temperature_clamped_from_below),
+    ("divided by 2, not by the temperature.*clamped", temperature_clamped_from_above),
     ("apply_temperature\\(logits, 0\\) should raise", temperature_zero_allowed),
     ("for row 0|for \\[|NaN", temperature_as_power),
     ("turned float32 logits into float64", temperature_promoting_to_float64),
@@ -281,7 +300,13 @@ def top_p_of_the_batch(logits, p):
     return nucleus_of(logits, p, lambda probs, cum: cum - probs >= p, softmax=lambda x: x.softmax(0))
 
 
+def top_p_in_float32_out(logits, p):
+    """Works in float32 and forgets to give back float16."""
+    return nucleus_of(logits.float(), p, lambda probs, cum: cum - probs >= p)
+
+
 TOP_P_BUGS = [
+    ("float16 logits, 0.6\\) returned float32", top_p_in_float32_out),
     ("crosses top_p was dropped", top_p_crossing_dropped),
     ("preceding tokens hold exactly p was kept", top_p_boundary_greater),
     ("for row|one token too many|crosses|every logit", top_p_min_p),
@@ -448,7 +473,24 @@ def sample_softmax_over_the_batch(logits, temperature=1.0, top_k=None, top_p=Non
     return torch.multinomial(F.softmax(logits, dim=0), 1, generator=generator).squeeze(-1)  # over the rows
 
 
+def sample_greedy_as_int32(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(-1).int()  # int32 on the greedy paths
+    return sample_truthy_filters(logits, temperature, top_k, top_p, generator)
+
+
+def sample_truthy_top_p(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    logits = check_top_k_reference(logits, top_k) if top_k is not None else logits
+    logits = check_top_p_reference(logits, top_p) if top_p else logits  # top_p=0.0 read as "no filter"
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
 SAMPLE_BUGS = [
+    ("\\(temperature=0\\) should return token ids as a torch.long", sample_greedy_as_int32),
+    ("top_p=0\\) should raise.*`if top_p is not None:`", sample_truthy_top_p),
     ("applied before the temperature|temperature=2 with top_p=0.6", sample_temperature_last),
     ("top-p was applied before top-k", sample_top_p_first),
     ("not `if top_k:`", sample_truthy_filters),
@@ -543,8 +585,11 @@ def test_sampler_judges_count_and_type_the_draws_themselves(seed):
 
     dtype = _test(check_sample, "token ids are torch.long")
     right = dict(check_sample.probe_all((sample_next_token,), seed))  # a property earns only beside right outputs
-    for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False),
-                           (np.zeros(4, dtype=np.int64), True), (np.zeros(4, dtype=np.int32), False)):
+    paths = ("sampling", "temperature=0", "top_k=1")
+    ids = {path: np.zeros(4, dtype=np.int64) for path in paths}
+    for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False), (np.zeros(4, dtype=np.int64),
+                           False), (ids, True), ({**ids, "top_k=1": np.zeros(4, dtype=np.int32)}, False),
+                           ({path: "torch.int64" for path in paths}, False)):
         outcome = {o.test: o for o in check_sample.judge([*{**right, dtype.name: forged}.items()], seed)}[dtype.name]
         assert outcome.passed is passed, forged
 

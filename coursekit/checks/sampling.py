@@ -240,12 +240,14 @@ def _validation_probe(sample) -> dict:
 
 
 def _validation_judge(names: tuple[str, ...], hint: str):
+    """hint: the advice after a setting that was not rejected; {name} is the setting's name (top_k, top_p)."""
     def judge(got):
         for name in names:
             if got[name]["raised"] != "ValueError":
                 what = f"returned {got[name]['returned']}" if got[name]["raised"] is None else \
                     f"raised {got[name]['raised']}: {got[name]['message']}"
-                return f"sample_next_token(logits, {name}) should raise a ValueError (out of range), but it {what}{hint}"
+                return (f"sample_next_token(logits, {name}) should raise a ValueError (out of range), but it "
+                        f"{what}{hint.format(name=name.split('=')[0])}")
         return None
     return judge
 
@@ -272,16 +274,26 @@ def _one_row_judge(got) -> str | None:
     return None
 
 
+DTYPE_SETTINGS = {"sampling": {}, "temperature=0": {"temperature": 0.0}, "top_k=1": {"top_k": 1}}
+
+
 def _dtype_probe(sample) -> dict:
-    out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), {}, seed=0)
-    return out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype from the data
+    """The ids of each path through the sampler (sampling, and the greedy ones), as returned."""
+    outputs = {}
+    for name, settings in DTYPE_SETTINGS.items():
+        out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), settings, seed=0)
+        outputs[name] = out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype
+    return outputs
 
 
 def _dtype_judge(got) -> str | None:
-    dtype = f"torch.{got.dtype}" if isinstance(got, np.ndarray) else got
-    if not isinstance(got, np.ndarray) or got.dtype != np.int64:
-        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {dtype}: "
-                f"torch.multinomial and argmax already return torch.long; do not convert them")
+    if not isinstance(got, dict) or set(got) != set(DTYPE_SETTINGS):
+        return "sample_next_token should return token ids as a torch.long (int64) tensor"
+    for name, out in got.items():
+        dtype = f"torch.{out.dtype}" if isinstance(out, np.ndarray) else out
+        if not isinstance(out, np.ndarray) or out.dtype != np.int64:
+            return (f"sample_next_token ({name}) should return token ids as a torch.long (int64) tensor, got "
+                    f"{dtype}: torch.multinomial and argmax already return torch.long; do not convert them")
     return None
 
 
@@ -343,8 +355,8 @@ check_sample = Check(
              needs_right_outputs=True),
         Test("token ids are torch.long", _dtype_probe, _dtype_judge, weight=0.05, needs_right_outputs=True),
         Test("top_k=0 and top_p=0 are errors, not 'no filter'", _validation_probe,
-             _validation_judge(("top_k=0", "top_p=0"), ": test `if top_k is not None:` (not `if top_k:`, which "
-                                                        "treats 0 as not given) and let your filter reject it"),
+             _validation_judge(("top_k=0", "top_p=0"), ": test `if {name} is not None:` (not `if {name}:`, "
+                                                        "which treats 0 as not given) and let your filter reject it"),
              weight=0.1, needs_right_outputs=True),
         Test("a NaN or negative temperature is an error", _validation_probe,
              _validation_judge(("temperature=nan", "temperature=-1"), ": apply_temperature rejects it when "
