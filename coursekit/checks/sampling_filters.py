@@ -231,7 +231,11 @@ def _temperature_mistakes():
              "round() turn a temperature below 1 into 0 or 1)", lambda x, t: x),
             ("the logits are divided by temperature ** 2: divide by temperature once", lambda x, t: x / t ** 2),
             ("the logits are divided by the square root of the temperature: divide by temperature itself",
-             lambda x, t: x / math.sqrt(t)))
+             lambda x, t: x / math.sqrt(t)),
+            ("the logits were floor-divided (//), which rounds them down to whole numbers: divide with /",
+             lambda x, t: x // t),
+            ("a log_softmax was taken over dim 0, across the rows of the batch: apply_temperature only divides "
+             "(and any softmax works over dim=-1, the tokens of a row)", lambda x, t: (x / t).log_softmax(0)))
 
 
 def _large_temperature_case():

@@ -25,10 +25,12 @@ BOUNDARY = torch.tensor([[0.125, 0.5, 0.0625, 0.25, 0.0625],
                          [0.25, 0.0625, 0.0625, 0.125, 0.5]]).log()
 
 
-def _sorted_keep(logits: torch.Tensor, p: float, rule, descending: bool = True) -> torch.Tensor:
-    """A nucleus variant: rule(sorted probabilities, cumsum) -> keep mask in sorted order, mapped back by scatter."""
+def _sorted_keep(logits: torch.Tensor, p: float, rule, descending: bool = True,
+                 probabilities: bool = True) -> torch.Tensor:
+    """A nucleus variant: rule(sorted probabilities, cumsum) -> keep mask in sorted order, mapped back by scatter
+    (with probabilities=False, the sorted logits stand in for the probabilities)."""
     sorted_logits, order = logits.sort(dim=-1, descending=descending)
-    probs = sorted_logits.softmax(-1)
+    probs = sorted_logits.softmax(-1) if probabilities else sorted_logits
     keep = rule(probs, probs.cumsum(-1))
     return keep_only(logits, keep.scatter(-1, order, keep))
 
@@ -50,6 +52,9 @@ def _top_p_mistakes():
         return variant
     return (
         ("every logit was kept: keep only the nucleus, the most likely tokens until they hold top_p", lambda x, p: x),
+        ("the cumulative sum ran over the sorted logits, not their probabilities: take torch.softmax of the sorted "
+         "logits, then cumsum",
+         lambda x, p: _sorted_keep(x, p, lambda values, cum: cum - values < p, probabilities=False)),
         ("a token whose preceding tokens hold exactly p was kept: drop a token when cumsum - probs >= p (not > p); "
          "the nucleus is the *smallest* set that reaches p",
          lambda x, p: _sorted_keep(x, p, lambda probs, cum: ~(cum - probs > p))),
@@ -146,7 +151,9 @@ check_top_p = Check(
         filter_test("a tiny p keeps only the most likely token", filter_case(NUCLEUS, 1e-6, lambda rng, x: 1e-6),
                      "top_p_filter(logits, {})", _top_p, (
                          ("no token is left: the most likely token must always stay (its probability before it is "
-                          "0 < p)", lambda x, p: torch.full_like(x, -math.inf)),), weight=0.1),
+                          "0 < p)", lambda x, p: torch.full_like(x, -math.inf)),
+                         ("every logit was kept: a tiny p is no reason to skip the filter, it keeps only the most "
+                          "likely token", lambda x, p: x)), weight=0.1),
         filter_test("p = 1 keeps every token", filter_case(NUCLEUS, 1.0, lambda rng, x: 1.0),
                     "top_p_filter(logits, {})", lambda x, p: x, weight=0.1),
         dtype_test("float32 logits stay float32", "top_p_filter(float32 logits, 0.6)", 0.6),
