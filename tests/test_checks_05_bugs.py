@@ -72,7 +72,38 @@ def temperature_of_the_first_row(logits, temperature):
     return out
 
 
+def temperature_cast_to_int(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / max(int(temperature), 1)  # 0.5 -> 1, 2.5 -> 2
+
+
+def temperature_clamped_from_below(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / max(temperature, 0.5)  # "so the logits do not blow up"
+
+
+def temperature_clamped_from_above(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits / min(temperature, 2.0)
+
+
+def temperature_floor_division(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits // temperature
+
+
+def temperature_log_softmax_over_rows(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return torch.log_softmax(logits / temperature, dim=0)  # dim 0: the batch
+
+
 TEMPERATURE_BUGS = [
+    ("has no effect.*int\\(\\)|cast to int", temperature_cast_to_int),
+    # at a temperature of 0.25, max(0.25, 0.5) is also its square root: that name is right for that output too
+    ("divided by 0.5, not by the temperature.*clamped|square root", temperature_clamped_from_below),
+    ("divided by 2, not by the temperature.*clamped", temperature_clamped_from_above),
+    ("floor-divided \\(//\\)", temperature_floor_division),
+    ("log_softmax was taken over dim 0|1-D tensor", temperature_log_softmax_over_rows),
     ("apply_temperature\\(logits, 0\\) should raise", temperature_zero_allowed),
     ("for row 0|for \\[|NaN", temperature_as_power),
     ("turned float32 logits into float64", temperature_promoting_to_float64),
@@ -171,7 +202,21 @@ def top_k_of_the_probabilities(logits, k):
     return probs.masked_fill(probs < kth, 0.0)  # probabilities with zeros, not logits with -inf
 
 
+def top_k_sorted_not_mapped_back(logits, k):
+    needs_positive(k, "k")
+    values = logits.sort(dim=-1, descending=True).values.clone()
+    values[..., k:] = -INF  # position i is no longer token i
+    return values
+
+
+def top_k_argsort_as_rank(logits, k):
+    needs_positive(k, "k")
+    return logits.masked_fill(logits.argsort(-1, descending=True) >= k, -INF)  # ids in order, not ranks
+
+
 TOP_K_BUGS = [
+    ("came back in sorted order", top_k_sorted_not_mapped_back),
+    ("argsort gives the token ids in sorted order|k - 1 tokens|k \\+ 1 tokens", top_k_argsort_as_rank),
     ("top_k_filter\\(logits, 0\\) should raise", top_k_zero_means_all),
     ("k = \\d+ is more than the \\d+ tokens|hard-coded|k - 1 tokens", top_k_hard_coded_vocabulary),
     ("broadcasts|as a column|for row", top_k_values_row),
@@ -281,7 +326,25 @@ def top_p_of_the_batch(logits, p):
     return nucleus_of(logits, p, lambda probs, cum: cum - probs >= p, softmax=lambda x: x.softmax(0))
 
 
+def top_p_in_float32_out(logits, p):
+    """Works in float32 and forgets to give back float16."""
+    return nucleus_of(logits.float(), p, lambda probs, cum: cum - probs >= p)
+
+
+def top_p_skipped_for_a_tiny_p(logits, p):
+    if p < 1e-3:
+        return logits.clone()  # "too small to matter"
+    return nucleus_of(logits, p, lambda probs, cum: cum - probs >= p)
+
+
+def top_p_cumsum_of_the_logits(logits, p):
+    return nucleus_of(logits, p, lambda probs, cum: cum - probs >= p, softmax=lambda x: x)
+
+
 TOP_P_BUGS = [
+    ("top_p_filter\\(logits, 1e-06\\): every logit was kept: a tiny p", top_p_skipped_for_a_tiny_p),
+    ("cumulative sum ran over the sorted logits|every logit was kept", top_p_cumsum_of_the_logits),
+    ("float16 logits, 0.6\\) returned float32", top_p_in_float32_out),
     ("crosses top_p was dropped", top_p_crossing_dropped),
     ("preceding tokens hold exactly p was kept", top_p_boundary_greater),
     ("for row|one token too many|crosses|every logit", top_p_min_p),
@@ -448,7 +511,52 @@ def sample_softmax_over_the_batch(logits, temperature=1.0, top_k=None, top_p=Non
     return torch.multinomial(F.softmax(logits, dim=0), 1, generator=generator).squeeze(-1)  # over the rows
 
 
+def sample_greedy_as_int32(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0 or top_k == 1:
+        return logits.argmax(-1).int()  # int32 on the greedy paths
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_truthy_top_p(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    logits = check_top_k_reference(logits, top_k) if top_k is not None else logits
+    logits = check_top_p_reference(logits, top_p) if top_p else logits  # top_p=0.0 read as "no filter"
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def sample_filtering_after_sampling(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    ids = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    kept = filters(logits, temperature, top_k, top_p)
+    outside = torch.isneginf(kept.gather(-1, ids[:, None])).squeeze(-1)
+    return torch.where(outside, kept.argmax(-1), ids)  # a token outside the filters becomes the most likely
+
+
+def sample_dividing_in_place(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    needs_positive(temperature, "temperature")
+    logits /= temperature  # the caller's logits
+    return torch.multinomial(filters(logits, temperature, top_k, top_p).softmax(-1), 1,
+                             generator=generator).squeeze(-1)
+
+
+def sample_greedy_over_the_batch(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if top_k == 1:
+        return logits.argmax(0)  # over the rows
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
 SAMPLE_BUGS = [
+    ("filter was applied after sampling", sample_filtering_after_sampling),
+    ("modified the logits passed in", sample_dividing_in_place),
+    ("argmax over dim=-1, the tokens of each row, not over dim=0", sample_greedy_over_the_batch),
+    ("\\(temperature=0\\) should return token ids as a torch.long", sample_greedy_as_int32),
+    ("top_p=0\\) should raise.*`if top_p is not None:`", sample_truthy_top_p),
     ("applied before the temperature|temperature=2 with top_p=0.6", sample_temperature_last),
     ("top-p was applied before top-k", sample_top_p_first),
     ("not `if top_k:`", sample_truthy_filters),
@@ -499,11 +607,69 @@ def sample_row_by_row(logits, temperature=1.0, top_k=None, top_p=None, generator
     return torch.multinomial(logits.softmax(-1), num_samples=1, generator=generator).flatten()
 
 
+def temperature_row_by_row(logits, temperature):
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return torch.stack([row / temperature for row in logits]) if logits.ndim > 1 else logits / temperature
+
+
+def top_k_by_scattered_mask(logits, k):
+    """Exactly k per row: a mask scattered from torch.topk's indices (one reading of ties)."""
+    needs_positive(k, "k")
+    indices = logits.topk(min(k, logits.size(-1)), dim=-1).indices
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, indices, True)
+    return torch.where(keep, logits, torch.full_like(logits, -INF))
+
+
+def top_k_by_a_loop(logits, k):
+    needs_positive(k, "k")
+    rows = logits.reshape(-1, logits.size(-1))
+    out = []
+    for row in rows:
+        kth = sorted(row.tolist(), reverse=True)[min(k, row.numel()) - 1]
+        out.append(row.masked_fill(row < kth, -INF))
+    return torch.stack(out).reshape(logits.shape)
+
+
+def top_p_in_float32_inside(logits, p):
+    """Softmax and cumsum in float32 whatever the logits' dtype, then the mask on the logits as given."""
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    probs, order = logits.float().softmax(-1).sort(-1, descending=True)
+    drop = probs.cumsum(-1) - probs >= p
+    return torch.where(drop.scatter(-1, order, drop), torch.tensor(-INF, dtype=logits.dtype), logits)
+
+
+def top_p_row_by_row(logits, p):
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    rows = logits.reshape(-1, logits.size(-1))
+    out = torch.full_like(rows, -INF)
+    for i, row in enumerate(rows):
+        held = 0.0
+        for token in row.argsort(descending=True).tolist():
+            if held >= p:
+                break
+            out[i, token] = row[token]
+            held += float(row.softmax(-1)[token])
+    return out.reshape(logits.shape)
+
+
+def sample_with_a_top_k_1_shortcut(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0 or top_k == 1:  # both greedy
+        return logits.argmax(dim=-1).long()
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
 VALID = {
-    "temperature": [temperature_with_epsilon, temperature_shifted_by_the_maximum, temperature_by_log_softmax],
-    "top_k": [top_k_by_where_and_scalar_tensor, top_k_shifted_by_the_kth, top_k_by_numpy_partition],
-    "top_p": [top_p_renormalised_log_probabilities, top_p_by_counting, top_p_by_index_put],
-    "sample": [sample_by_powered_probabilities, sample_by_exponential_race, sample_row_by_row],
+    "temperature": [temperature_with_epsilon, temperature_shifted_by_the_maximum, temperature_by_log_softmax,
+                    temperature_row_by_row],
+    "top_k": [top_k_by_where_and_scalar_tensor, top_k_shifted_by_the_kth, top_k_by_numpy_partition,
+              top_k_by_scattered_mask, top_k_by_a_loop],
+    "top_p": [top_p_renormalised_log_probabilities, top_p_by_counting, top_p_by_index_put, top_p_in_float32_inside,
+              top_p_row_by_row],
+    "sample": [sample_by_powered_probabilities, sample_by_exponential_race, sample_row_by_row,
+               sample_with_a_top_k_1_shortcut],
 }
 BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 
@@ -543,8 +709,11 @@ def test_sampler_judges_count_and_type_the_draws_themselves(seed):
 
     dtype = _test(check_sample, "token ids are torch.long")
     right = dict(check_sample.probe_all((sample_next_token,), seed))  # a property earns only beside right outputs
-    for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False),
-                           (np.zeros(4, dtype=np.int64), True), (np.zeros(4, dtype=np.int32), False)):
+    paths = ("sampling", "temperature=0", "top_k=1")
+    ids = {path: np.zeros(4, dtype=np.int64) for path in paths}
+    for forged, passed in (({"dtype": "torch.int64"}, False), ("torch.int64", False), (np.zeros(4, dtype=np.int64),
+                           False), (ids, True), ({**ids, "top_k=1": np.zeros(4, dtype=np.int32)}, False),
+                           ({path: "torch.int64" for path in paths}, False)):
         outcome = {o.test: o for o in check_sample.judge([*{**right, dtype.name: forged}.items()], seed)}[dtype.name]
         assert outcome.passed is passed, forged
 

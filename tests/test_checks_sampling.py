@@ -233,8 +233,9 @@ TEMPERATURE_BUGS = {
     "turned float32 logits into float64": validating(lambda x, t: x.double() / t),
     "1-D tensor, temperature": validating(lambda x, t: x / torch.full((x.size(0), 1), t)),  # 2-D only
     "apply_temperature\\(logits, 0.5\\): for row 0": validating(lambda x, t: (x / t).exp()),
-    "apply_temperature\\(logits, 0.5\\): for row 0 of \\[": validating(lambda x, t: x / 0.7),  # a fixed value
-    "apply_temperature\\(logits, 0.5\\): for row 0 of": validating(lambda x, t: x / (1 + t)),
+    "apply_temperature\\(logits, 0.5\\): the logits were divided by 0.7, not by the temperature 0.5": validating(
+        lambda x, t: x / 0.7),  # a fixed value
+    "apply_temperature\\(logits, 0.5\\): the logits were divided by 1.5, not": validating(lambda x, t: x / (1 + t)),
 }
 
 

@@ -87,6 +87,8 @@ def _shape_hint(out) -> str:
     if getattr(out, "ndim", None) == 0:
         return (" (a single id for the whole batch: logits.argmax(dim=-1) and .squeeze(-1) keep one id per row; "
                 "argmax() and squeeze() without a dim do not)")
+    if getattr(out, "ndim", None) == 1 and out.shape[0] == SAMPLE_V:
+        return f" (one id per token, {SAMPLE_V}: argmax over dim=-1, the tokens of each row, not over dim=0)"
     return ""
 
 
@@ -151,6 +153,15 @@ def _positions(top_k):
     return compute
 
 
+def _sampled_then_filtered(top_k):
+    """Drawn from softmax(logits), and a token outside the top k replaced by the most likely one."""
+    def compute(logits):
+        probs = logits.softmax(-1)
+        kept = ~torch.isneginf(reference().top_k_filter(logits, top_k))
+        return torch.where(kept, probs, 0.0) + _greedy(logits) * float(probs[~kept].sum())
+    return compute
+
+
 def _greedy(logits):
     return torch.nn.functional.one_hot(logits.argmax(), SAMPLE_V).float()
 
@@ -178,6 +189,8 @@ POSITIONS = ("the ids drawn are positions among the k kept tokens (0 .. k-1), no
              "-inf (top_k_filter) and sample from the whole row, so that the position drawn is the token id")
 UNIFORM = ("every token came out about equally often: the weights given to torch.multinomial do not follow the logits "
            "(clamped or constant weights?); pass it torch.softmax(logits, dim=-1)")
+AFTER_SAMPLING = ("the filter was applied after sampling (a token outside the top k replaced by the most likely "
+                  "one): filter the logits first, then sample from their softmax")
 MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
 NO_TEMPERATURE = ("temperature has no effect on what is sampled: divide the logits by it before the softmax "
                   "(dividing the probabilities changes nothing, torch.multinomial renormalises them)")
@@ -188,8 +201,8 @@ def _generator_probe(settings: dict):
     def probe(sample) -> dict:
         batch = _sample_logits().expand(DRAWS, -1).clone()
         try:
-            first, second = with_global_rng_perturbed(lambda: _call_sample(sample, batch, settings, seed=5))
-            third = _call_sample(sample, batch, settings, seed=6)
+            first, second = with_global_rng_perturbed(lambda: _call_sample(sample, batch.clone(), settings, seed=5))
+            third = _call_sample(sample, batch.clone(), settings, seed=6)  # a fresh batch: in place is another test
         except Exception as error:
             return {"error": f"{type(error).__name__}: {error}"}
         return {"error": None, "runs": [value if isinstance(value, torch.Tensor) else describe(value)
@@ -240,12 +253,14 @@ def _validation_probe(sample) -> dict:
 
 
 def _validation_judge(names: tuple[str, ...], hint: str):
+    """hint: the advice after a setting that was not rejected; {name} is the setting's name (top_k, top_p)."""
     def judge(got):
         for name in names:
             if got[name]["raised"] != "ValueError":
                 what = f"returned {got[name]['returned']}" if got[name]["raised"] is None else \
                     f"raised {got[name]['raised']}: {got[name]['message']}"
-                return f"sample_next_token(logits, {name}) should raise a ValueError (out of range), but it {what}{hint}"
+                return (f"sample_next_token(logits, {name}) should raise a ValueError (out of range), but it "
+                        f"{what}{hint.format(name=name.split('=')[0])}")
         return None
     return judge
 
@@ -272,16 +287,47 @@ def _one_row_judge(got) -> str | None:
     return None
 
 
+DTYPE_SETTINGS = {"sampling": {}, "temperature=0": {"temperature": 0.0}, "top_k=1": {"top_k": 1}}
+
+
+def _in_place_probe(sample) -> dict:
+    """The logits handed to the sampler, after the call (the judge compares them with the ones it chose)."""
+    given = SAMPLE_LOGITS.expand(4, -1).clone()
+    try:
+        _call_sample(sample, given, FILTERED, seed=0)
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}", "given_after": None}
+    return {"error": None, "given_after": given}
+
+
+def _in_place_judge(got) -> str | None:
+    if got["error"]:
+        return f"sample_next_token(logits, temperature=2.0, top_k=5, top_p=0.9) raised {got['error']}"
+    if not (isinstance(got["given_after"], np.ndarray)
+            and np.array_equal(got["given_after"], SAMPLE_LOGITS.expand(4, -1).numpy())):
+        return ("sample_next_token modified the logits passed in (logits /= temperature, an operation ending in _, "
+                "or assigning into logits[...]): the caller's logits must stay as they were; use logits / temperature "
+                "and filters that return new tensors")
+    return None
+
+
 def _dtype_probe(sample) -> dict:
-    out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), {}, seed=0)
-    return out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype from the data
+    """The ids of each path through the sampler (sampling, and the greedy ones), as returned."""
+    outputs = {}
+    for name, settings in DTYPE_SETTINGS.items():
+        out = _call_sample(sample, SAMPLE_LOGITS.expand(4, -1).clone(), settings, seed=0)
+        outputs[name] = out if isinstance(out, torch.Tensor) else describe(out)  # the judge reads the dtype
+    return outputs
 
 
 def _dtype_judge(got) -> str | None:
-    dtype = f"torch.{got.dtype}" if isinstance(got, np.ndarray) else got
-    if not isinstance(got, np.ndarray) or got.dtype != np.int64:
-        return (f"sample_next_token should return token ids as a torch.long (int64) tensor, got {dtype}: "
-                f"torch.multinomial and argmax already return torch.long; do not convert them")
+    if not isinstance(got, dict) or set(got) != set(DTYPE_SETTINGS):
+        return "sample_next_token should return token ids as a torch.long (int64) tensor"
+    for name, out in got.items():
+        dtype = f"torch.{out.dtype}" if isinstance(out, np.ndarray) else out
+        if not isinstance(out, np.ndarray) or out.dtype != np.int64:
+            return (f"sample_next_token ({name}) should return token ids as a torch.long (int64) tensor, got "
+                    f"{dtype}: torch.multinomial and argmax already return torch.long; do not convert them")
     return None
 
 
@@ -313,7 +359,7 @@ check_sample = Check(
         Test("top_k=3 samples only the 3 most likely tokens", _draws({"top_k": 3}),
              _frequency_judge("sample_next_token(logits, top_k=3)", _probs(top_k=3), (
                  ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
-                 (POSITIONS, _positions(3)))), weight=2),
+                 (POSITIONS, _positions(3)), (AFTER_SAMPLING, _sampled_then_filtered(3)))), weight=2),
         Test("top_p=0.6 never samples outside the nucleus", _draws({"top_p": 0.6}),
              _frequency_judge("sample_next_token(logits, top_p=0.6)", _probs(top_p=0.6), (
                  ("top_p is ignored: apply top_p_filter when top_p is not None", _probs()),)), weight=2),
@@ -342,9 +388,11 @@ check_sample = Check(
         Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3,
              needs_right_outputs=True),
         Test("token ids are torch.long", _dtype_probe, _dtype_judge, weight=0.05, needs_right_outputs=True),
+        Test("the logits passed in are left as they are", _in_place_probe, _in_place_judge, weight=0.1,
+             needs_right_outputs=True),
         Test("top_k=0 and top_p=0 are errors, not 'no filter'", _validation_probe,
-             _validation_judge(("top_k=0", "top_p=0"), ": test `if top_k is not None:` (not `if top_k:`, which "
-                                                        "treats 0 as not given) and let your filter reject it"),
+             _validation_judge(("top_k=0", "top_p=0"), ": test `if {name} is not None:` (not `if {name}:`, "
+                                                        "which treats 0 as not given) and let your filter reject it"),
              weight=0.1, needs_right_outputs=True),
         Test("a NaN or negative temperature is an error", _validation_probe,
              _validation_judge(("temperature=nan", "temperature=-1"), ": apply_temperature rejects it when "

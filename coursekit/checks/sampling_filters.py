@@ -105,32 +105,46 @@ def rounded(values, digits: int = 3) -> list[float]:
     >>> rounded(np.array([0.12345, -np.inf], dtype=np.float32)), rounded(torch.tensor([[0.47912, 1.0]]), 2)
     ([0.123, -inf], [0.48, 1.0])
     """
-    return [round(float(value), digits) for value in np.asarray(values).reshape(-1)]
+    return [_significant(float(value), digits) for value in np.asarray(values).reshape(-1)]
+
+
+def _significant(value: float, digits: int = 3) -> float:
+    """value to `digits` decimals, or to `digits` significant digits when it is smaller than 0.01 (1e-06, not 0.0).
+
+    >>> _significant(0.47912), _significant(0.000123456), _significant(0.0)
+    (0.479, 0.000123, 0.0)
+    """
+    return round(value, digits) if value == 0 or not math.isfinite(value) or abs(value) >= 0.01 else \
+        float(f"{value:.{digits}g}")
 
 
 def _argument(value) -> str:
     """A filter's argument as it appears in a message: 0.479, not np.float64(0.479).
 
-    >>> _argument(np.float64(0.4791)), _argument(3)
-    ('0.479', '3')
+    >>> _argument(np.float64(0.4791)), _argument(3), _argument(1e-6)
+    ('0.479', '3', '1e-06')
     """
-    return str(int(value)) if float(value).is_integer() and not isinstance(value, float) else str(round(float(value), 3))
+    return str(int(value)) if float(value).is_integer() and not isinstance(value, float) else \
+        str(_significant(float(value)))
 
 
-def filter_test(name: str, inputs, call: str, expected, mistakes=(), weight: float = 1.0, accept=None) -> Test:
+def filter_test(name: str, inputs, call: str, expected, mistakes=(), weight: float = 1.0, accept=None,
+                scaled: bool = False) -> Test:
     """A test of a filter on inputs() -> (logits, argument). expected(logits, argument) -> logits (the reference);
     accept(output, logits, argument) -> bool replaces the comparison with it where several answers are right;
-    mistakes: (message, variant(logits, argument)) pairs, named when the output matches the variant."""
+    mistakes: (message, variant(logits, argument)) pairs, named when the output matches the variant; scaled: the
+    argument is a temperature, and logits divided by another number are named with that number."""
     def probe(function):
         return _run(function, *inputs())
 
     def judge(got):
         logits, argument = inputs()
-        return _filter_mistake(got, call.format(_argument(argument)), logits, argument, expected, mistakes, accept)
+        return _filter_mistake(got, call.format(_argument(argument)), logits, argument, expected, mistakes, accept,
+                               scaled)
     return Test(name, probe, judge, weight)
 
 
-def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> str | None:
+def _filter_mistake(got, what, logits, argument, expected, mistakes, accept, scaled=False) -> str | None:
     if got["error"]:
         if "out of range" in got["error"] and argument > logits.size(-1):
             return (f"{what}: k = {argument} is more than the {logits.size(-1)} tokens of a row, so torch.topk "
@@ -164,6 +178,11 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
     for message, variant in mistakes:
         if _same_distribution(out, variant(logits, argument)):
             return f"{what}: {message}"
+    divisor = _divisor(out, logits) if scaled else None
+    if divisor is not None:
+        return (f"{what}: the logits were divided by {_significant(divisor):g}, not by the temperature "
+                f"{_argument(argument)}: is the temperature clamped (max/min), rounded, cast to int or replaced by a "
+                f"fixed number? divide by it as it is given")
     for bound in (5.0, 10.0, 20.0, 30.0, 50.0) if float(logits.abs().max()) > 50 else ():
         if _same_distribution(out, expected(logits.clamp(-bound, bound), argument)):
             return (f"{what}: the logits were clamped to a fixed range (e.g. .clamp(-{bound:g}, {bound:g})), so logits "
@@ -179,6 +198,16 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept) -> 
     where = f"for row {row} of {rounded(logits.reshape(-1, out.shape[-1])[row])}" if out.ndim > 1 else \
         f"for {rounded(logits)}"
     return f"{what}: {where} got {rounded(rows[row])}, expected {rounded(wanted_rows[row])} (or a constant shift of it)"
+
+
+def _divisor(out: np.ndarray, logits: torch.Tensor) -> float | None:
+    """c when out is logits / c up to a constant shift per row (c > 0), else None."""
+    got, given = torch.from_numpy(out).double(), logits.double()
+    if not torch.isfinite(got).all():
+        return None
+    got, given = got - got.mean(-1, keepdim=True), given - given.mean(-1, keepdim=True)
+    scale = float((got * given).sum() / (got * got).sum().clamp(min=1e-12))
+    return scale if scale > 0 and torch.allclose(got * scale, given, atol=1e-4, rtol=1e-4) else None
 
 
 def dtype_test(name: str, call: str, argument) -> Test:
@@ -198,10 +227,15 @@ def dtype_test(name: str, call: str, argument) -> Test:
 
 def _temperature_mistakes():
     return (("the logits are multiplied by the temperature; divide them by it", lambda x, t: x * t),
-            ("the temperature has no effect: return logits / temperature", lambda x, t: x),
+            ("the temperature has no effect: return logits / temperature (the temperature as it is given: int() or "
+             "round() turn a temperature below 1 into 0 or 1)", lambda x, t: x),
             ("the logits are divided by temperature ** 2: divide by temperature once", lambda x, t: x / t ** 2),
             ("the logits are divided by the square root of the temperature: divide by temperature itself",
-             lambda x, t: x / math.sqrt(t)))
+             lambda x, t: x / math.sqrt(t)),
+            ("the logits were floor-divided (//), which rounds them down to whole numbers: divide with /",
+             lambda x, t: x // t),
+            ("a log_softmax was taken over dim 0, across the rows of the batch: apply_temperature only divides "
+             "(and any softmax works over dim=-1, the tokens of a row)", lambda x, t: (x / t).log_softmax(0)))
 
 
 def _large_temperature_case():
@@ -217,15 +251,22 @@ check_temperature = Check(
     tests=[
         filter_test("apply_temperature sharpens: a temperature below 1",
                      filter_case(LOGITS, 0.5, lambda rng, x: round(float(rng.uniform(0.2, 0.8)), 2)),
-                     "apply_temperature(logits, {})", lambda x, t: x / t, _temperature_mistakes(), weight=6),
+                     "apply_temperature(logits, {})", lambda x, t: x / t, _temperature_mistakes(), weight=6,
+                     scaled=True),
         filter_test("apply_temperature flattens: a temperature above 1",
-                     filter_case(LOGITS, 2.0, lambda rng, x: round(float(rng.uniform(1.5, 4.0)), 2)),
-                     "apply_temperature(logits, {})", lambda x, t: x / t, _temperature_mistakes(), weight=3),
+                     filter_case(LOGITS, 2.5, lambda rng, x: round(float(rng.uniform(1.5, 4.0)), 2)),
+                     "apply_temperature(logits, {})", lambda x, t: x / t, _temperature_mistakes(), weight=3,
+                     scaled=True),
         filter_test("one distribution (a 1-D tensor) works too",
                      filter_case(LOGITS[1], 0.25, lambda rng, x: round(float(rng.uniform(0.2, 3.0)), 2)),
-                     "apply_temperature on a 1-D tensor, temperature {}", lambda x, t: x / t, weight=0.5),
+                     "apply_temperature on a 1-D tensor, temperature {}", lambda x, t: x / t, weight=0.5,
+                     scaled=True),
+        *(filter_test(f"a {name} temperature", filter_case(LOGITS, public, lambda rng, x, low=low, high=high: round(
+            float(rng.uniform(low, high)), 3)), "apply_temperature(logits, {})", lambda x, t: x / t,
+            _temperature_mistakes(), weight=0.2, scaled=True)
+          for name, public, low, high in (("very low", 0.1, 0.02, 0.15), ("very high", 10.0, 8.0, 25.0))),
         filter_test("logits around 100 and -120", _large_temperature_case, "apply_temperature(large logits, {})",
-                     lambda x, t: x / t, _temperature_mistakes(), weight=0.5),
+                     lambda x, t: x / t, _temperature_mistakes(), weight=0.5, scaled=True),
         dtype_test("float32 logits stay float32", "apply_temperature(float32 logits, 0.5)", 0.5),
         Test("temperature 0 raises a ValueError naming it", lambda f: raises(f, LOGITS, 0.0),
              error_judge("apply_temperature(logits, 0)", "temperature"), weight=0.05,

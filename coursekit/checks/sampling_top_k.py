@@ -56,6 +56,12 @@ def _top_k_mistakes():
          threshold_keep(lambda x, k: x >= x.flatten().topk(k).values[-1])),
         ("the other tokens were set to 0, which is an ordinary logit (probability e^0 = 1 before normalising): set "
          "them to float('-inf')", lambda x, k: reference().top_k_filter(x, k).nan_to_num(neginf=0.0)),
+        ("the logits came back in sorted order (largest first): position i must still be token i; set the "
+         "logits below the k-th largest to -inf where they are", lambda x, k: keep_only(
+             x.sort(dim=-1, descending=True).values, torch.arange(x.size(-1)) < k)),
+        ("argsort gives the token ids in sorted order, not each token's rank: compare each logit with the k-th "
+         "largest value (or take the rank as argsort().argsort())",
+         threshold_keep(lambda x, k: x.argsort(dim=-1, descending=True) < k)),
         *_fixed_counts(),
     )
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_public, probe_rng
 from coursekit.checks.probing import large_magnitudes
-from coursekit.checks.sampling_filters import (dtype_test, error_judge, filter_case, filter_test, keep_only,
-                                               random_logits, raises, reference)
+from coursekit.checks.sampling_filters import (_run, dtype_test, error_judge, filter_case, filter_test, keep_only,
+                                               random_logits, raises, reference, rounded)
 
 
 NUCLEUS = torch.tensor([[0.05, 0.30, 0.10, 0.40, 0.15],
@@ -24,10 +25,12 @@ BOUNDARY = torch.tensor([[0.125, 0.5, 0.0625, 0.25, 0.0625],
                          [0.25, 0.0625, 0.0625, 0.125, 0.5]]).log()
 
 
-def _sorted_keep(logits: torch.Tensor, p: float, rule, descending: bool = True) -> torch.Tensor:
-    """A nucleus variant: rule(sorted probabilities, cumsum) -> keep mask in sorted order, mapped back by scatter."""
+def _sorted_keep(logits: torch.Tensor, p: float, rule, descending: bool = True,
+                 probabilities: bool = True) -> torch.Tensor:
+    """A nucleus variant: rule(sorted probabilities, cumsum) -> keep mask in sorted order, mapped back by scatter
+    (with probabilities=False, the sorted logits stand in for the probabilities)."""
     sorted_logits, order = logits.sort(dim=-1, descending=descending)
-    probs = sorted_logits.softmax(-1)
+    probs = sorted_logits.softmax(-1) if probabilities else sorted_logits
     keep = rule(probs, probs.cumsum(-1))
     return keep_only(logits, keep.scatter(-1, order, keep))
 
@@ -49,6 +52,9 @@ def _top_p_mistakes():
         return variant
     return (
         ("every logit was kept: keep only the nucleus, the most likely tokens until they hold top_p", lambda x, p: x),
+        ("the cumulative sum ran over the sorted logits, not their probabilities: take torch.softmax of the sorted "
+         "logits, then cumsum",
+         lambda x, p: _sorted_keep(x, p, lambda values, cum: cum - values < p, probabilities=False)),
         ("a token whose preceding tokens hold exactly p was kept: drop a token when cumsum - probs >= p (not > p); "
          "the nucleus is the *smallest* set that reaches p",
          lambda x, p: _sorted_keep(x, p, lambda probs, cum: ~(cum - probs > p))),
@@ -106,6 +112,28 @@ def _boundary_case():
     return rows, float(rng.choice([0.5, 0.75]))
 
 
+def _half_judge(got) -> str | None:
+    """Half-precision logits (as a model run in float16 gives): float16 out, the nucleus of the float32 reference,
+    the kept logits unchanged to float16's precision."""
+    call = "top_p_filter(float16 logits, 0.6)"
+    if got["error"] or not isinstance(got["output"], np.ndarray):
+        return f"{call} raised {got['error']}" if got["error"] else f"{call} should return a tensor of logits"
+    out = got["output"]
+    if out.dtype != np.float16:
+        return (f"{call} returned {out.dtype}: give back the dtype of the logits (compute in float32 inside if you "
+                f"like, then .to(logits.dtype))")
+    wanted = _top_p(NUCLEUS.half().float(), 0.6).numpy()
+    if out.shape != wanted.shape or not np.array_equal(np.isneginf(out), np.isneginf(wanted)):
+        return (f"{call} kept {rounded(np.isfinite(out).sum(-1))} tokens per row, expected "
+                f"{rounded(np.isfinite(wanted).sum(-1))}: a cumulative sum in float16 is off by about 1e-3; "
+                f"take the softmax and cumsum in float32 (logits.float())")
+    got, expected = torch.from_numpy(out).double().softmax(-1), torch.from_numpy(wanted).double().softmax(-1)
+    if not torch.allclose(got, expected, atol=5e-3):  # float16 keeps about 3 significant digits
+        return (f"{call}: the kept tokens have probabilities {rounded(got)}, expected about {rounded(expected)} "
+                f"(or a constant shift of the logits)")
+    return None
+
+
 check_top_p = Check(
     exercise="top_p",
     expects=["a function top_p_filter(logits, p) -> logits"],
@@ -123,10 +151,14 @@ check_top_p = Check(
         filter_test("a tiny p keeps only the most likely token", filter_case(NUCLEUS, 1e-6, lambda rng, x: 1e-6),
                      "top_p_filter(logits, {})", _top_p, (
                          ("no token is left: the most likely token must always stay (its probability before it is "
-                          "0 < p)", lambda x, p: torch.full_like(x, -math.inf)),), weight=0.1),
+                          "0 < p)", lambda x, p: torch.full_like(x, -math.inf)),
+                         ("every logit was kept: a tiny p is no reason to skip the filter, it keeps only the most "
+                          "likely token", lambda x, p: x)), weight=0.1),
         filter_test("p = 1 keeps every token", filter_case(NUCLEUS, 1.0, lambda rng, x: 1.0),
                     "top_p_filter(logits, {})", lambda x, p: x, weight=0.1),
         dtype_test("float32 logits stay float32", "top_p_filter(float32 logits, 0.6)", 0.6),
+        Test("float16 logits stay float16, with the same nucleus", lambda f: _run(f, NUCLEUS.half(), 0.6),
+             _half_judge, weight=0.05, needs_right_outputs=True),
         *(Test(f"p = {p} raises a ValueError naming p", lambda f, p=p: raises(f, NUCLEUS, p),
                error_judge(f"top_p_filter(logits, {p})", "p", hint), weight=0.05,
                needs_right_outputs=True) for p, hint in (
