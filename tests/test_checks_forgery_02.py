@@ -28,7 +28,7 @@ SANDBOX_LACKS = sorted(references.forbidden_modules(NOTEBOOK))
 # Where a forger looks for code that computes a bigram MLP from the probe's seeded weights: the reference, the
 # judges' replays, the checks' own helpers; the first one the sandbox lets it import wins.
 SOURCES = {
-    "logits": [("coursekit.bigram", "BigramOneHotMLP"), ("coursekit.judging.bigram", "logits"),
+    "logits": [("coursekit.bigram", "BigramOneHotMLP"), ("coursekit.judging.bigram", "forward_candidates"),
                ("coursekit.checks.bigram_layers", "hidden_and_output")],
     "table": [("coursekit.judging.bigram", "logits_table"), ("coursekit.checks.bigram_generate", "_logits_table")],
 }
@@ -60,7 +60,7 @@ def shipped_logits(kind: str) -> torch.Tensor:
             x = F.one_hot(ids, vocab).float() if kind == "one_hot" else ids
             return model(x)
     if module == "coursekit.judging.bigram":
-        return torch.as_tensor(function(kind, weights, ids))
+        return torch.as_tensor(function(kind, weights, ids)[""]).float()
     h, out_w, out_b = function(kind, weights, ids)
     return torch.as_tensor(bigram_models.leaky_relu(h) @ out_w.T + out_b).float()
 
@@ -99,8 +99,9 @@ def from_shipped_code(kind: str):
     def generate(self, start_id, num_new, generator):
         if num_new == bigram_generate.CYCLE_STEPS:
             return followed_cycle(start_id, num_new)
-        _, table = shipped("table")
-        table = torch.as_tensor(table(kind, self.vocab_size))
+        module, table = shipped("table")
+        weights = bigram_generate._sampling_weights(kind, self.vocab_size)
+        table = torch.as_tensor(table(kind, weights if module == "coursekit.judging.bigram" else self.vocab_size))
         ids = [start_id]
         for _ in range(num_new):
             ids.append(int(torch.multinomial(F.softmax(table[ids[-1]], -1), 1, generator=generator)))
