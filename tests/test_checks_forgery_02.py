@@ -172,3 +172,29 @@ def test_the_code_the_model_judges_replay_is_not_in_the_sandbox(tmp_path):
     layers = (staged / "coursekit/checks/bigram_layers.py").read_text(encoding="utf-8")
     generate = (staged / "coursekit/checks/bigram_generate.py").read_text(encoding="utf-8")
     assert "def hidden_and_output" not in layers and "def _logits_table" not in generate
+
+
+def corpus_ids_from_shipped_code() -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and target_ids without encoding anything: the corpus ids that the checks' own code computes."""
+    for module in ("coursekit.judging.bigram", "coursekit.checks.bigram_pairs"):
+        try:
+            ids = torch.from_numpy(importlib.import_module(module).corpus_ids())
+        except (ImportError, AttributeError):
+            continue
+        return ids[:-1], ids[1:]
+    raise ImportError("no code that encodes the corpus is importable")
+
+
+class InputIdsInTheSandbox:
+    """check_input_ids as probe_without runs a check, the forged arguments made inside (under its blocker)."""
+
+    def probe_all(self, arguments, seed):
+        return checks.check_input_ids.probe_all(corpus_ids_from_shipped_code(), seed)
+
+
+@pytest.mark.parametrize("seed", SECRETS[:2])
+def test_input_ids_taken_from_the_checks_own_corpus_ids_earn_nothing(seed):
+    check = checks.check_input_ids
+    assert check.fraction(check.judge(probe_without(SANDBOX_LACKS, InputIdsInTheSandbox(), None, seed), seed)) == 0.0
+    with_everything = check.judge(check.probe_all(corpus_ids_from_shipped_code(), seed), seed)
+    assert check.fraction(with_everything) == 1.0  # no straw man: the ids are right, only out of reach
