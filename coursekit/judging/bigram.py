@@ -1,6 +1,6 @@
 """Notebook 02's models replayed from the weights a probe loaded: the reference's logits and those of the usual
 mistakes, keyed by the mistake's name ("" is the right one), the logits table generate samples from, and
-torch.multinomial's draws from it. The weights are [first weight, first bias, output weight, output bias] (see
+torch.multinomial's draws from it; and tinyshakespeare as ids (input_ids' answer) with its pair counts. The weights are [first weight, first bias, output weight, output bias] (see
 coursekit.checks.bigram_layers.seeded_weights); the embedding model has no first bias and ignores it.
 
 >>> weights = [torch.zeros(2, 3), torch.zeros(2), torch.ones(3, 2), torch.arange(3.0)]
@@ -10,11 +10,14 @@ coursekit.checks.bigram_layers.seeded_weights); the embedding model has no first
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from coursekit.bigram import BigramEmbeddingMLP, BigramOneHotMLP
+from coursekit import data
+from coursekit.bigram import BigramEmbeddingMLP, BigramOneHotMLP, bigram_counts
 
 
 def reference_model(kind: str, weights: list[torch.Tensor], dtype: torch.dtype = torch.float64):
@@ -74,3 +77,18 @@ def disagreements(table: np.ndarray, ids: list[int], seed: int, temperature: flo
     probs = torch.softmax(rows if temperature == 1.0 else rows / temperature, dim=-1)
     drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
     return int((drawn != torch.tensor(ids[1:])).sum())
+
+
+@lru_cache(maxsize=1)
+def corpus_ids() -> np.ndarray:
+    """tinyshakespeare as character ids (ids = positions in the sorted vocabulary)."""
+    text = data.read_text("tinyshakespeare")
+    index = {char: i for i, char in enumerate(sorted(set(text)))}
+    return np.array([index[char] for char in text], dtype=np.int64)
+
+
+@lru_cache(maxsize=1)
+def corpus_counts() -> torch.Tensor:
+    """counts[a, b]: how often character b follows character a in tinyshakespeare."""
+    ids = torch.from_numpy(corpus_ids())
+    return bigram_counts(ids, int(ids.max()) + 1)
