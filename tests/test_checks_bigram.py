@@ -12,6 +12,7 @@ from tqdm.auto import tqdm, trange
 from coursekit import bigram, checks
 from coursekit.checks import bigram_pairs, bigram_training
 from coursekit.checks.core import ProbeError, seeded
+from coursekit.judging import bigram as judged
 
 # ---------------------------------------------------------------- one_hot_pairs
 
@@ -355,7 +356,7 @@ def trained():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: extra threads only add waiting on a busy machine
     model = bigram.BigramOneHotMLP(65)
-    counts = bigram_pairs.corpus_counts().float()
+    counts = judged.corpus_counts().float()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     losses = []
     for _ in range(bigram_training.TRAIN_STEPS):
@@ -408,7 +409,7 @@ def test_train_one_hot_names_the_mistake_in_what_was_trained(trained):
 
 @pytest.fixture(scope="module")
 def corpus():
-    return torch.from_numpy(bigram_pairs.corpus_ids())
+    return torch.from_numpy(judged.corpus_ids())
 
 
 def test_input_ids_accepts_valid_tensors(corpus):

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from coursekit import build, checks
+from coursekit.judging import bigram as judged
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,7 +201,7 @@ def one_bug_02_cases() -> dict:
 
     torch.manual_seed(0)
     model = bigram.BigramOneHotMLP(65)
-    counts = checks.bigram_pairs.corpus_counts().float()
+    counts = judged.corpus_counts().float()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
     losses = []
     for _ in range(1000):  # a well-trained model, fast: full-batch Adam on the pair counts

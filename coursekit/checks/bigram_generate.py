@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coursekit.checks.bigram_layers import (HIDDEN, find_layer, hidden_and_output, ids_of, leaky_relu, load_weights,
-                                           seeded_weights)
+from coursekit.checks.bigram_layers import HIDDEN, find_layer, ids_of, load_weights, seeded_weights
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
 from coursekit.checks.probing import with_global_rng_perturbed
 
@@ -121,21 +120,6 @@ def _sampling_weights(kind: str, vocab: int) -> list[torch.Tensor]:
     return seeded_weights(kind, vocab, HIDDEN, probe_torch_generator())
 
 
-def _logits_table(kind: str, vocab: int) -> np.ndarray:
-    """Judge side: the (vocab, vocab) logits of the weights the probe loaded, for every id."""
-    hidden, out_w, out_b = hidden_and_output(kind, _sampling_weights(kind, vocab), np.arange(vocab))
-    return (leaky_relu(hidden) @ out_w.T + out_b).astype(np.float32)
-
-
-def _disagreements(table: np.ndarray, ids: list[int], seed: int, temperature: float = 1.0) -> int:
-    """How many sampled ids differ from what torch.multinomial(softmax(logits / temperature), 1, generator) draws
-    after the id before each (the same generator stream, all steps at once: torch draws them in the same order)."""
-    rows = torch.from_numpy(table)[torch.tensor(ids[:-1])]
-    probs = torch.softmax(rows if temperature == 1.0 else rows / temperature, dim=-1)
-    drawn = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
-    return int((drawn != torch.tensor(ids[1:])).sum())
-
-
 TEMPERATURES = np.round(np.arange(0.5, 2.001, 0.05), 2).tolist()
 
 
@@ -172,7 +156,9 @@ def _sampling_mistake(got, kind: str) -> str | None:
     first, second = got["runs"]
     if first["ids"] is None or len(first["ids"]) != SAMPLE_STEPS + 1:
         return f"generate({start}, num_new={SAMPLE_STEPS}) should return {SAMPLE_STEPS + 1} ids; fix the test above first"
-    table = _logits_table(kind, vocab)
+    from coursekit.judging.bigram import disagreements, logits_table  # the reference: never in 02's sandbox
+
+    table = logits_table(kind, _sampling_weights(kind, vocab))
     followers = {}
     for current, following in zip(first["ids"], first["ids"][1:]):
         followers.setdefault(current, set()).add(following)
@@ -185,9 +171,9 @@ def _sampling_mistake(got, kind: str) -> str | None:
     if got["other_seed"]["ids"] == first["ids"][:OTHER_SEED_STEPS + 1]:
         return ("generators seeded differently gave the same ids: sample with the generator generate is given "
                 "(torch.multinomial(probs, num_samples=1, generator=generator)), not one made or seeded inside it")
-    if _disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
+    if disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
-    mismatches = {t: _disagreements(table, first["ids"], seed, t) for t in TEMPERATURES if t != 1.0}
+    mismatches = {t: disagreements(table, first["ids"], seed, t) for t in TEMPERATURES if t != 1.0}
     closest = min(mismatches, key=mismatches.get)
     if mismatches[closest] <= SAMPLE_STEPS // 100:
         return (f"the samples are torch.multinomial's draws from softmax(logits / {closest:g}), not from the model's "

@@ -4,7 +4,6 @@ build its inputs, read what generate returned. Probe-side plumbing: no answer to
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -69,18 +68,6 @@ def load_weights(model: nn.Module, kind: str, vocab: int, hidden: int, weights: 
         for layer, bias in ((first, weights[1]), (last, weights[3])):
             if isinstance(layer, nn.Linear) and layer.bias is not None:
                 layer.bias.copy_(bias)
-
-
-def leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
-    return np.where(x >= 0, x, slope * x)
-
-
-def hidden_and_output(kind: str, weights: list[torch.Tensor], ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Judge side: the first layer's output for `ids`, and the output layer's weight and bias, as float64 arrays."""
-    first, first_bias, out_w, out_b = (w.double().numpy() for w in weights)
-    ids = np.asarray(ids)
-    hidden = first[:, ids].T + first_bias if kind == "one_hot" else first[ids]  # one-hot @ W.T picks a column
-    return hidden, out_w, out_b
 
 
 def ids_of(value) -> dict:

@@ -4,9 +4,11 @@ The probes find layers by type and shape (nn.Linear, nn.Embedding), never by att
 separate attributes, an nn.Sequential, F.leaky_relu in forward. Every parameter gets its own random value before
 the forward probe (fresh biases would hide a missing bias term), and in a grading run the vocabulary and hidden
 sizes change too. The weights are drawn from the test's seed, so the judges draw the same ones and recompute the
-forward pass with numpy (never from weights the sandbox reports) and, when it differs, try the usual mistakes to
-name the one that was made. `generate` is judged twice: on a model rigged so the next id is certain (does it feed
-back the last id?), and on a random model (does it sample from softmax(logits), with the generator it is given?).
+forward pass with the reference (coursekit.judging.bigram, never in notebook 02's sandbox: a submission cannot
+ask it for the logits; nor from weights the sandbox reports) and, when it differs, try the usual mistakes to name
+the one that was made. `generate` is judged twice: on a model rigged so the next id is certain (does it feed back
+the last id? the probe knows that cycle itself, so it counts only beside a right forward), and on a random model
+(does it sample from softmax(logits), with the generator it is given?).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.bigram_generate import cycle_judge, cycle_probe, sampling_judge, sampling_probe
-from coursekit.checks.bigram_layers import (HIDDEN, hidden_and_output, layers_by_type, leaky_relu, load_weights,
-                                           model_inputs, seeded_weights)
+from coursekit.checks.bigram_layers import HIDDEN, layers_by_type, load_weights, model_inputs, seeded_weights
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng, probe_torch_generator
 
 VOCAB = 11  # the forward probe's public vocabulary: != HIDDEN, so layer shapes tell the layers apart
@@ -96,45 +97,36 @@ def _forward_probe(kind: str):
     return probe
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    shifted = np.exp(x - x.max(axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
+FORWARD_MISTAKES = {  # the name of a mistake in coursekit.judging.bigram.forward_candidates -> what to tell
+    "ReLU": "the hidden layer uses ReLU; use nn.LeakyReLU() (negative inputs keep a small slope instead of 0)",
+    "no activation": "there is no activation between the two layers: add nn.LeakyReLU() after the first layer",
+    "softmax": "forward returns probabilities (softmax); return the logits: F.cross_entropy applies log-softmax itself",
+    "activation after the last layer":
+        "there is an activation after the last layer; return its output unchanged: logits may be any real number",
+    "log_softmax": "forward returns log-probabilities (log_softmax); return the raw logits",
+    "no output bias": "the output layer has no bias: keep nn.Linear's default bias=True",
+    "no first bias": "the first layer has no bias: keep nn.Linear's default bias=True",
+}
 
 
 def _forward_judge(kind: str):
     def judge(got):
+        from coursekit.judging.bigram import forward_candidates  # the reference: never in notebook 02's sandbox
+
         vocab, _, ids, weights = _forward_case(kind)
-        hidden, out_w, out_b = hidden_and_output(kind, weights, ids)
         logits = got["logits"]
         shape = (len(ids), vocab)
         call = (f"model({'one-hot rows' if kind == 'one_hot' else 'ids'} of shape "
                 f"{shape if kind == 'one_hot' else (len(ids),)})")
         if not isinstance(logits, np.ndarray) or logits.shape != shape:
             return f"{call} should return logits of shape {shape}, got {describe(logits)}"
-        right = leaky_relu(hidden) @ out_w.T + out_b
-        variants = {
-            None: right,
-            "the hidden layer uses ReLU; use nn.LeakyReLU() (negative inputs keep a small slope instead of 0)":
-                np.maximum(hidden, 0) @ out_w.T + out_b,
-            "there is no activation between the two layers: add nn.LeakyReLU() after the first layer":
-                hidden @ out_w.T + out_b,
-            "forward returns probabilities (softmax); return the logits: F.cross_entropy applies log-softmax itself":
-                _softmax(right),
-            "there is an activation after the last layer; return its output unchanged: logits may be any real number":
-                leaky_relu(right),
-            "forward returns log-probabilities (log_softmax); return the raw logits": np.log(_softmax(right)),
-            "the output layer has no bias: keep nn.Linear's default bias=True": leaky_relu(hidden) @ out_w.T,
-        }
-        if kind == "one_hot":
-            unbiased = hidden - weights[1].double().numpy()
-            variants["the first layer has no bias: keep nn.Linear's default bias=True"] = \
-                leaky_relu(unbiased) @ out_w.T + out_b
-        for mistake, expected in variants.items():
+        candidates = forward_candidates(kind, weights, ids)
+        for mistake, expected in candidates.items():
             if np.allclose(logits, expected, atol=1e-4):
-                return mistake
+                return FORWARD_MISTAKES.get(mistake)
         return (f"{call} should compute Linear -> LeakyReLU -> Linear and return the logits; with the weights "
-                f"the check loaded, the logits for id {int(ids[0])} should start {np.round(right[0, :3], 4).tolist()}, "
-                f"got {np.round(logits[0, :3], 4).tolist()}")
+                f"the check loaded, the logits for id {int(ids[0])} should start "
+                f"{np.round(candidates[''][0, :3], 4).tolist()}, got {np.round(logits[0, :3], 4).tolist()}")
     return judge
 
 def _model_check(kind: str, exercise: str, class_name: str, input_words: str) -> Check:
@@ -146,7 +138,7 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
             Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25,
                  needs_right_outputs=True),
             Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
-            Test("generate feeds back the last id", cycle_probe(kind), cycle_judge, 1.25),
+            Test("generate feeds back the last id", cycle_probe(kind), cycle_judge, 1.25, needs_right_outputs=True),
             Test("generate samples from softmax(logits) with the generator it is given", sampling_probe(kind),
                  sampling_judge(kind), 1.25),
         ],

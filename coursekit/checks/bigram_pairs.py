@@ -2,18 +2,15 @@
 
 Both ask for the same thing, every consecutive pair (current character, next character), in two forms. The
 one_hot_pairs probes use a made-up vocabulary in the notebook ("hello" spelt with six characters); in a grading run
-the cases that carry the points draw their ids, lengths and vocabulary sizes from the test's rng. The shared
-helpers for notebook 02's other checks (the corpus as ids, its pair counts, the reference module) live here too.
+the cases that carry the points draw their ids, lengths and vocabulary sizes from the test's rng. The corpus as
+ids (input_ids' answer) and its pair counts are the judges' (coursekit.judging.bigram, never in the sandbox).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 
-from coursekit import data
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng
 
 
@@ -22,21 +19,6 @@ def reference():
     from coursekit import bigram
 
     return bigram
-
-
-@lru_cache(maxsize=1)
-def corpus_ids() -> np.ndarray:
-    """tinyshakespeare as character ids (ids = positions in the sorted vocabulary), for judges."""
-    text = data.read_text("tinyshakespeare")
-    index = {char: i for i, char in enumerate(sorted(set(text)))}
-    return np.array([index[char] for char in text], dtype=np.int64)
-
-
-@lru_cache(maxsize=1)
-def corpus_counts() -> torch.Tensor:
-    """counts[a, b]: how often character b follows character a in tinyshakespeare, for judges."""
-    ids = torch.from_numpy(corpus_ids())
-    return reference().bigram_counts(ids, int(ids.max()) + 1)
 
 
 CORPUS_VOCAB = 65  # len(sorted(set(tinyshakespeare))); a literal so probes need not read the corpus
@@ -176,6 +158,8 @@ def _ids_probe(input_ids, target_ids):
 
 
 def _ids_judge(got):
+    from coursekit.judging.bigram import corpus_ids  # the encoded corpus is this exercise's answer: never shipped
+
     ids = corpus_ids()
     n = len(ids) - 1
     for name in ("input_ids", "target_ids"):

@@ -21,7 +21,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from coursekit.checks.bigram_pairs import CORPUS_VOCAB, corpus_counts, reference
+from coursekit.checks.bigram_pairs import CORPUS_VOCAB, reference
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng, probe_torch_generator, type_and_value
 from coursekit.checks.probing import one_thread, quiet_progress_bars, single_threaded, with_global_rng_perturbed
 
@@ -255,6 +255,8 @@ def _quality(got) -> tuple[str | None, float | None]:
         return (f"model(torch.eye({CORPUS_VOCAB})) (one one-hot row per character of tinyshakespeare) should give "
                 f"logits of shape ({CORPUS_VOCAB}, {CORPUS_VOCAB}); {got}. Pass the model built with "
                 f"vocab_size={CORPUS_VOCAB} and trained on the corpus"), None
+    from coursekit.judging.bigram import corpus_counts
+
     return None, reference().table_loss(torch.from_numpy(logits), corpus_counts())
 
 
@@ -263,6 +265,8 @@ def _trained_judge(got):
     if problem:
         return problem
     if loss > TRAINED_LOSS_LIMIT:
+        from coursekit.judging.bigram import corpus_counts
+
         best = reference().count_model_loss(corpus_counts())
         return (f"your model's cross-entropy on all of tinyshakespeare is {loss:.3f} nats; a hidden-size-8 model "
                 f"reaches about 2.52 after {TRAIN_STEPS} steps (uniform guessing: "
