@@ -194,6 +194,10 @@ GENERATE_BUGS = [
      sampler(lambda logits, g: torch.multinomial(F.relu(logits) + 1e-9, 1, generator=g))),
     ("softmax\\(logits / 0.5\\)",
      sampler(lambda logits, g: torch.multinomial(F.softmax(logits, -1) ** 2, 1, generator=g))),
+    ("softmax\\(relu\\(logits\\)\\)",
+     sampler(lambda logits, g: torch.multinomial(F.softmax(F.relu(logits), -1), 1, generator=g))),
+    ("every step draws the same random number|generator made or re-seeded inside the loop",
+     sampler(lambda logits, g: torch.multinomial(F.softmax(logits, -1), 1, generator=torch.Generator().manual_seed(3)))),
     ("uniform|follow softmax\\(logits / |do not follow softmax",
      sampler(lambda logits, g: torch.multinomial(logits.abs(), 1, generator=g))),
 ]

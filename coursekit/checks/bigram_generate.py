@@ -163,8 +163,13 @@ def _sampling_mistake(got, kind: str) -> str | None:
     for current, following in zip(first["ids"], first["ids"][1:]):
         followers.setdefault(current, set()).add(following)
     if all(len(options) == 1 for options in followers.values()):
-        return ("each id is always followed by the same id: generate takes the most likely id (argmax); sample "
-                "instead with torch.multinomial(probs, num_samples=1, generator=generator)")
+        if all(table[current].argmax() in options for current, options in followers.items()):
+            return ("each id is always followed by the same id, its most likely one: generate takes the argmax, or "
+                    "every step draws the same random number (a generator made or re-seeded inside the loop). Sample "
+                    "with torch.multinomial(probs, num_samples=1, generator=generator), with the generator passed in")
+        return ("each id is always followed by the same id, and not always by the most likely one: every step draws "
+                "the same random number, from a generator made or re-seeded inside the loop. Use the generator "
+                "generate is given, created once, for every torch.multinomial call")
     if first["ids"] != second["ids"]:
         return ("two calls with generators seeded the same way gave different ids: pass generator=generator to "
                 "torch.multinomial so results are reproducible")
@@ -173,6 +178,9 @@ def _sampling_mistake(got, kind: str) -> str | None:
                 "(torch.multinomial(probs, num_samples=1, generator=generator)), not one made or seeded inside it")
     if disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
+    if disagreements(np.maximum(table, 0.0), first["ids"], seed) <= 3:
+        return ("the samples are drawn from softmax(relu(logits)): the logits went through a ReLU (or a clamp at 0) "
+                "before the softmax, so every negative logit counts as 0. Take F.softmax of the logits as they are")
     mismatches = {t: disagreements(table, first["ids"], seed, t) for t in TEMPERATURES if t != 1.0}
     closest = min(mismatches, key=mismatches.get)
     if mismatches[closest] <= SAMPLE_STEPS // 100:
