@@ -138,3 +138,45 @@ def test_a_mixed_folder_stops_with_the_odd_names(tmp_path, course, capsys):
     assert grade(folder, course, tmp_path / "out") == 2
     assert "stray copy.ipynb" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# Red team 5, F1: the student's own file name comes last in every layout, after what the LMS writes. A name that
+# imitates another student's prefix must stay the uploader's file, and must not change how the download is read.
+
+def test_a_blackboard_file_named_like_another_students_attempt_stays_the_uploaders(tmp_path):
+    folder = make(tmp_path / "bb", {
+        "Week 4_alice_attempt_2024-03-01-10-00-00.txt": "Name: Alice Ng (alice)",
+        "Week 4_alice_attempt_2024-03-01-10-00-00_02_bigram_mlp.ipynb": EMPTY,
+        "Week 4_mallory_attempt_2024-03-01-11-00-00.txt": "Name: Mal Lory (mallory)",
+        # mallory's own file is "x_alice_attempt_2099-01-01-00-00-00_02_bigram_mlp.ipynb": a later "attempt" of alice
+        "Week 4_mallory_attempt_2024-03-01-11-00-00_x_alice_attempt_2099-01-01-00-00-00_02_bigram_mlp.ipynb": EMPTY,
+    })
+    assert lms.detect(folder) == "blackboard"
+    assert who(lms.split(folder, "blackboard")) == [
+        ("alice", "alice", ["02_bigram_mlp.ipynb"]),
+        ("mallory", "mallory", ["x_alice_attempt_2099-01-01-00-00-00_02_bigram_mlp.ipynb"])]
+
+
+def test_blackboard_user_names_are_what_follows_the_assignment_every_file_starts_with(tmp_path):
+    folder = make(tmp_path / "bb", {  # an assignment name and a user name with underscores of their own
+        "HW_2 final_j_smith_attempt_2024-03-01-10-00-00_02.ipynb": EMPTY,
+        "HW_2 final_ann_attempt_2024-03-01-10-00-00_a_1_2_b.ipynb": EMPTY,
+    })
+    assert lms.detect(folder) == "blackboard"
+    assert [(s.student_id, s.submission.notes) for s in lms.split(folder, "blackboard")] == [
+        ("ann", []), ("j_smith", [])]
+
+
+@pytest.mark.parametrize("files, kind", [
+    ({"Week 4_ann_attempt_2024-03-01-10-00-00_1_2_hw.ipynb": EMPTY,  # Canvas's "_<id>_<id>_" in a file name
+      "Week 4_bob_attempt_2024-03-01-10-00-00_hw.ipynb": EMPTY}, "blackboard"),
+    ({"Ann Lee_678_assignsubmission_file_1_2_hw.ipynb": EMPTY,
+      "Bob Ray_679_assignsubmission_file_hw.ipynb": EMPTY}, "moodle"),
+    ({"leeann_777_888_x_1_assignsubmission_file_hw.ipynb": EMPTY,  # Moodle's and Blackboard's markers
+      "raybob_778_889_x_attempt_2024-03-01-10-00-00_hw.ipynb": EMPTY, "smithjohn_779_890_hw.ipynb": EMPTY}, "canvas"),
+])
+def test_a_students_file_name_cannot_change_which_lms_the_download_is_read_as(tmp_path, files, kind):
+    folder = make(tmp_path / kind, files)
+    assert lms.detect(folder) == kind
+    students = lms.split(folder, kind)
+    assert len(students) == len(files) and all(len(s.submission.notebooks) == 1 for s in students)

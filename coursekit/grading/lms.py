@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -26,11 +27,14 @@ from pathlib import Path
 from coursekit.grading import submissions
 from coursekit.grading.feedback import _cell, number
 
+# The student's own file name comes last; each pattern takes the earliest split (non-greedy), so a file named like
+# another student's prefix stays the uploader's. Ordered most specific first: `detect` takes the first layout every
+# name follows, so "_1_2_" in a Moodle or Blackboard student's file name does not make the download look like Canvas.
 PATTERNS = {
-    "canvas": re.compile(r"^(?P<name>[^/]+?)_(?:late_)?(?P<id>\d+)_\d+_(?P<file>[^/]+)$"),
-    "moodle": re.compile(r"^(?P<name>[^/_][^/]*?)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_(?:/|)(?P<file>.+)$"),
-    "blackboard": re.compile(r"^(?P<assignment>[^/]+)_(?P<id>[^_/]+)_attempt_"
+    "blackboard": re.compile(r"^(?P<head>[^/]+?)_attempt_"  # head: "<assignment>_<user name>", split in `split`
                              r"(?P<attempt>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:\.txt|_(?P<file>[^/]+))$"),
+    "moodle": re.compile(r"^(?P<name>[^/_][^/]*?)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_(?:/|)(?P<file>.+)$"),
+    "canvas": re.compile(r"^(?P<name>[^/]+?)_(?:late_)?(?P<id>\d+)_\d+_(?P<file>[^/]+)$"),
 }
 EXAMPLES = {"canvas": "name_[late_]userid_submissionid_file.ipynb",
             "moodle": "Full Name_12345_assignsubmission_file_/file.ipynb",
@@ -72,31 +76,21 @@ def _visible(name: str) -> bool:
     return not any(part.startswith((".", "__MACOSX")) for part in Path(name).parts)
 
 
-def _parse(name: str) -> tuple[str, dict] | None:
-    for lms, pattern in PATTERNS.items():
-        found = pattern.match(name)
-        if found:
-            return lms, found.groupdict()
-    return None
 
 
 def detect(path: Path) -> str | None:
     """Which LMS a download folder or zip comes from; None when no name follows any layout.
 
-    Raises LayoutError when some names follow a layout and others do not, or names follow different LMSs.
+    Raises LayoutError when some names follow a layout and others do not (the layout most names follow).
     """
     if not (path.is_dir() or path.suffix.lower() == ".zip"):
         return None
     names = _names(path)
-    parsed = {name: _parse(name) for name in names}
-    kinds = {found[0] for found in parsed.values() if found}
-    if not kinds:
+    odd_by_kind = {kind: [name for name in names if not pattern.match(name)] for kind, pattern in PATTERNS.items()}
+    kind = min(odd_by_kind, key=lambda k: len(odd_by_kind[k]))  # the first (most specific) of the best
+    odd = odd_by_kind[kind]
+    if not names or len(odd) == len(names):
         return None
-    if len(kinds) > 1:
-        raise LayoutError(f"{path} mixes the file names of {' and '.join(NAMES[k] for k in sorted(kinds))} "
-                          "downloads; grade each download separately")
-    [kind] = kinds
-    odd = [name for name, found in parsed.items() if not found]
     if odd:
         raise LayoutError(f"{path} looks like a {NAMES[kind]} download, but these names do not follow its layout "
                           f"({EXAMPLES[kind]}): {', '.join(odd[:10])}{' …' if len(odd) > 10 else ''}; move them out "
@@ -107,8 +101,14 @@ def detect(path: Path) -> str | None:
 def split(path: Path, kind: str) -> list[Student]:
     """One submission per student of an LMS download, named by the LMS's student name, with its student id."""
     by_id: dict[str, dict] = {}
-    for name in _names(path):
-        _, fields = _parse(name)
+    names = _names(path)
+    parsed = {name: PATTERNS[kind].match(name).groupdict() for name in names}
+    if kind == "blackboard":  # "<assignment>_<user name>": the assignment is what every file's head starts with
+        assignment = os.path.commonprefix([fields["head"] for fields in parsed.values()]).rpartition("_")[0]
+        for fields in parsed.values():
+            fields["id"] = fields["head"][len(assignment) + 1:] if assignment else fields["head"]
+    for name in names:
+        fields = parsed[name]
         entry = by_id.setdefault(fields["id"], {"name": fields.get("name") or fields["id"], "files": [],
                                                 "attempts": set()})
         if fields.get("attempt"):
