@@ -77,3 +77,39 @@ def test_a_folder_has_a_total_budget(tmp_path, monkeypatch):
     submission = submissions.read_submission(folder)
     assert [n.filename for n in submission.notebooks] == ["01_a.ipynb", "02_b.ipynb"]
     assert any("03_c.ipynb" in note and "budget" in note for note in submission.notes), submission.notes
+
+
+# Red team 5, F2: a 5 MB LMS download of highly compressible members crashed the grader before anything was written.
+
+def test_an_lms_download_reads_each_students_files_within_budgets(tmp_path, monkeypatch):
+    from coursekit.grading import lms
+
+    monkeypatch.setattr(lms, "MAX_STUDENT_BYTES", 2**20)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("02_bigram_mlp.ipynb", notebook_bytes("x = 1"))
+        archive.writestr("deeper.zip", b"PK")
+    download = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(download, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("alice_1_10_02_bigram_mlp.ipynb", notebook_bytes("y = 2"))
+        archive.writestr("bomb_2_20_02_bigram_mlp.ipynb", b" " * (8 * 2**20))  # 8 MB of spaces, 8 kB zipped
+        archive.writestr("carol_3_30_hw.zip", inner.getvalue())
+    assert lms.detect(download) == "canvas"
+    alice, bomb, carol = lms.split(download, "canvas")
+    assert [c.source for c in alice.submission.notebooks[0].cells] == ["y = 2"]
+    assert bomb.submission.notebooks == []
+    assert any("02_bigram_mlp.ipynb" in note and "1 MB" in note for note in bomb.submission.notes), bomb.submission
+    assert [n.filename for n in carol.submission.notebooks] == ["02_bigram_mlp.ipynb"]
+    assert any("deeper.zip" in note and "not opened" in note for note in carol.submission.notes), carol.submission
+
+
+def test_an_lms_download_with_too_many_files_is_refused_with_the_limit(tmp_path, monkeypatch):
+    from coursekit.grading import lms
+
+    monkeypatch.setattr(lms, "MAX_FILES", 3)
+    download = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(download, "w") as archive:
+        for number in range(4):
+            archive.writestr(f"s{number}_{number}_1_hw.ipynb", notebook_bytes("x = 1"))
+    with __import__("pytest").raises(lms.LayoutError, match="4 files.*limit of 3"):
+        lms.detect(download)

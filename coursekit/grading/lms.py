@@ -42,6 +42,13 @@ EXAMPLES = {"canvas": "name_[late_]userid_submissionid_file.ipynb",
 NAMES = {"canvas": "Canvas", "moodle": "Moodle", "blackboard": "Blackboard"}
 
 
+# Budgets of a download. A real class is a few hundred students with notebooks under 5 MB each; a download past
+# these is not a class but an attack on the grader's memory (a 5 MB zip can hold gigabytes of spaces).
+MAX_FILES = 50_000  # files in one download
+MAX_STUDENT_BYTES = submissions.MAX_ZIP_BYTES  # one student's files, decompressed, in total
+READ_SUFFIXES = (".ipynb", ".py", ".zip")  # the files a submission is made of; others are never read
+
+
 class LayoutError(ValueError):
     """A download whose file names do not (all) follow one LMS's layout; the message names the odd files."""
 
@@ -53,23 +60,44 @@ class Student:
 
 
 def _names(path: Path) -> list[str]:
-    """Every file in a download folder or zip, relative to it, without hidden and macOS files."""
+    """Every file in a download folder or zip, relative to it, without hidden and macOS files (at most MAX_FILES,
+    else LayoutError). In a folder, symbolic links count as files (their reading is refused, with a note)."""
     if path.is_dir():
-        names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file()]
+        names = [str(p.relative_to(path)) for p in sorted(path.rglob("*")) if p.is_file() or p.is_symlink()]
     else:
         try:
             with zipfile.ZipFile(path) as archive:
                 names = [info.filename for info in archive.infolist() if not info.is_dir()]
         except (zipfile.BadZipFile, OSError):
             return []
-    return sorted(name for name in names if _visible(name))
+    names = sorted(name for name in names if _visible(name))
+    if len(names) > MAX_FILES:
+        raise LayoutError(f"{path} holds {len(names):,} files, more than the limit of {MAX_FILES:,} for one "
+                          "download: split it, or grade the students' files directly")
+    return names
 
 
-def _read(path: Path, name: str) -> bytes:
-    if path.is_dir():
-        return (path / name).read_bytes()
-    with zipfile.ZipFile(path) as archive:
-        return archive.read(name)
+class _Download:
+    """A download folder or zip, opened once; `read` returns a file's bytes, at most `limit` + 1 of them (so a
+    caller sees that it was longer), whatever sizes the zip's header claims."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.archive = None if path.is_dir() else zipfile.ZipFile(path)
+
+    def read(self, name: str, limit: int) -> bytes:
+        if self.archive is not None:
+            with self.archive.open(name) as handle:
+                return handle.read(limit + 1)
+        why = submissions.refusal(self.path / name)
+        if why:
+            raise OSError(why)
+        with open(submissions.open_regular(self.path / name), "rb") as handle:
+            return handle.read(limit + 1)
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
 
 
 def _visible(name: str) -> bool:
@@ -115,6 +143,19 @@ def split(path: Path, kind: str) -> list[Student]:
             entry["attempts"].add(fields["attempt"])
         if fields.get("file"):
             entry["files"].append((fields.get("attempt") or "", _original_name(fields["file"], kind), name))
+    download = _Download(path)
+    try:
+        students = _students(by_id, download, kind)
+    finally:
+        download.close()
+    names = [s.submission.student for s in students]
+    for student in students:  # two students with the same name: tell them apart by id
+        if names.count(student.submission.student) > 1:
+            student.submission.student += f" ({student.student_id})"
+    return students
+
+
+def _students(by_id: dict, download: _Download, kind: str) -> list[Student]:
     students = []
     for student_id, entry in sorted(by_id.items(), key=lambda item: (item[1]["name"], item[0])):
         notes, files = [], entry["files"]
@@ -122,17 +163,11 @@ def split(path: Path, kind: str) -> list[Student]:
             latest = max(entry["attempts"])
             notes.append(f"{len(entry['attempts'])} attempts were downloaded; graded the latest ({latest})")
             files = [f for f in files if f[0] == latest]
-        notebooks = []
-        for _, filename, name in files:
-            notebooks.extend(_notebooks(filename, _read(path, name), notes))
+        notebooks = _student_notebooks(download, files, notes)
         if not notebooks:
             notes.append(f"no .ipynb file was submitted ({NAMES[kind]} id {student_id})")
         students.append(Student(submissions.Submission(submissions.readable_name(entry["name"]), notebooks, notes),
                                 student_id))
-    names = [s.submission.student for s in students]
-    for student in students:  # two students with the same name: tell them apart by id
-        if names.count(student.submission.student) > 1:
-            student.submission.student += f" ({student.student_id})"
     return students
 
 
@@ -141,18 +176,31 @@ def _original_name(filename: str, kind: str) -> str:
     return re.sub(r"-\d+(\.ipynb)$", r"\1", filename) if kind == "canvas" else filename
 
 
-def _notebooks(filename: str, data: bytes, notes: list[str]) -> list[submissions.StudentNotebook]:
-    if filename.lower().endswith(".zip"):
+def _student_notebooks(download: _Download, files: list[tuple[str, str, str]], notes: list[str]):
+    """The notebooks of one student's files [(attempt, their file name, name in the download)], read within
+    MAX_STUDENT_BYTES in all; other files (Blackboard's attempt .txt, a PDF) are never read."""
+    notebooks, budget = [], MAX_STUDENT_BYTES
+    for _, filename, name in files:
+        if not filename.lower().endswith(READ_SUFFIXES):
+            continue
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                return [submissions.read_notebook(archive.read(info), info.filename) for info in archive.infolist()
-                        if not info.is_dir() and _visible(info.filename) and info.filename.endswith(".ipynb")]
-        except zipfile.BadZipFile:
-            notes.append(f"{filename} is not a readable zip file")
-            return []
-    if filename.endswith((".ipynb", ".py")):
-        return [submissions.read_notebook(data, filename)]
-    return []  # e.g. Blackboard's attempt .txt, a PDF export: nothing to run
+            data = download.read(name, budget)
+        except (OSError, zipfile.BadZipFile, NotImplementedError, EOFError, RuntimeError) as error:
+            notes.append(f"{filename} could not be read ({error}): not graded")
+            continue
+        if len(data) > budget:
+            notes.append(f"{filename} is more than what is left of the {MAX_STUDENT_BYTES // 2**20} MB the grader "
+                         f"reads per student: not graded")
+            budget = 0
+            continue
+        budget -= len(data)
+        if filename.lower().endswith(".zip"):
+            zipped = submissions.read_zip_file(io.BytesIO(data), filename, "")
+            notebooks.extend(zipped.notebooks)
+            notes.extend(zipped.notes)
+        else:
+            notebooks.append(submissions.read_notebook(data, filename))
+    return notebooks
 
 
 def canvas_csv(rows: list[tuple[str, str, float]], assignment: str, possible: float) -> str:

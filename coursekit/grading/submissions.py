@@ -182,40 +182,51 @@ def refusal(path: Path) -> str | None:
 
 
 def _read_zip(path: Path, student: str) -> Submission:
+    try:
+        with open(open_regular(path), "rb") as raw:
+            return read_zip_file(raw, path.name, student)
+    except OSError as error:
+        return Submission(student, [], [f"{path.name} is not a readable zip file ({error})"])
+
+
+def read_zip_file(raw, name: str, student: str) -> Submission:
+    """The notebooks of an open zip file `raw` (called `name` in notes), within MAX_ZIP_MEMBERS and MAX_ZIP_BYTES."""
     notebooks, notes = [], []
     try:
-        with open(_open_regular(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
+        with zipfile.ZipFile(raw) as archive:
             infos = archive.infolist()
             if len(infos) > MAX_ZIP_MEMBERS:
                 raise ValueError(f"it has {len(infos)} entries, more than the limit of {MAX_ZIP_MEMBERS}")
             members = sorted((info for info in infos
                               if not info.is_dir() and _is_notebook_name(info.filename)), key=lambda i: i.filename)
+            notes.extend(f"{info.filename} in {name} is a zip inside a zip: not opened (submit the notebooks "
+                         "themselves)" for info in infos if info.filename.lower().endswith(".zip"))
             if len(members) > MAX_NOTEBOOKS:
-                notes.append(f"{path.name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
+                notes.append(f"{name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
                 members = members[:MAX_NOTEBOOKS]
             budget = MAX_ZIP_BYTES
             for info in members:
                 if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
-                    notes.append(f"{info.filename} in {path.name} is too large for what is left of the zip's "
+                    notes.append(f"{info.filename} in {name} is too large for what is left of the zip's "
                                  f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
                     continue
                 with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
                     data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
                 budget -= len(data)
                 if budget < 0:
-                    notes.append(f"{info.filename} in {path.name} decompresses to more than its zip's budget: "
+                    notes.append(f"{info.filename} in {name} decompresses to more than its zip's budget: "
                                  "not graded")
                     break
                 notebooks.append(read_notebook(data, info.filename))
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError) as error:
         # RuntimeError: an encrypted member (zipfile asks for a password)
-        notes.append(f"{path.name} is not a readable zip file ({error})")
+        notes.append(f"{name} is not a readable zip file ({error})")
     if not notebooks and not notes:
-        notes.append(f"{path.name} holds no .ipynb file")
+        notes.append(f"{name} holds no .ipynb file")
     return Submission(student, notebooks, notes)
 
 
-def _open_regular(path: Path) -> int:
+def open_regular(path: Path) -> int:
     """A descriptor for a regular file, opened without following symlinks or blocking on a pipe."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -229,7 +240,7 @@ def _read_file(path: Path) -> StudentNotebook:
     if why:
         return StudentNotebook(path.name, [], [why])
     try:
-        with open(_open_regular(path), "rb") as handle:
+        with open(open_regular(path), "rb") as handle:
             data = handle.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as error:
         return StudentNotebook(path.name, [], [f"{path.name} could not be read: {error.strerror}"])
