@@ -22,6 +22,11 @@ def unit_rows(vectors):
     return vectors / vectors.norm(dim=-1, keepdim=True)
 
 
+def sample_masking_the_callers_logits(logits, n, generator=None):
+    logits[logits < torch.topk(logits, n).values[-1]] = float("-inf")
+    return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
+
+
 SIMILARITY_BUGS = [
     ("\\(N, N\\)|similarity with itself|pairs", lambda v: F.cosine_similarity(v, v, dim=-1)),
     ("whole matrix", lambda v: v @ v.T / v.norm() ** 2),
@@ -115,6 +120,7 @@ def top_n(logits, n, weights=lambda values: values.softmax(-1), kept=lambda n: n
 
 
 SAMPLER_BUGS = [
+    ("changed the logits it was given", sample_masking_the_callers_logits),
     ("n \\+ 1|off by one", lambda x, n, generator=None: top_n(x, n, kept=lambda n: n + 1, generator=generator)),
     ("only tokens|off by one", lambda x, n, generator=None: top_n(x, n, kept=lambda n: max(n - 1, 1),
                                                                  generator=generator)),

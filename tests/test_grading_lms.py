@@ -180,3 +180,41 @@ def test_a_students_file_name_cannot_change_which_lms_the_download_is_read_as(tm
     assert lms.detect(folder) == kind
     students = lms.split(folder, kind)
     assert len(students) == len(files) and all(len(s.submission.notebooks) == 1 for s in students)
+
+
+def test_a_moodle_full_name_that_holds_another_students_marker_stays_its_own(tmp_path):
+    """Red team 5: a full name "Alice Smith_12345_assignsubmission_file_" took Alice's id (and, sorting first,
+    used up her byte budget with a 65 MB file); names starting with "_" or "." stopped or vanished."""
+    folder = make(tmp_path / "moodle", {
+        "Alice Smith_12345_assignsubmission_file_/02.ipynb": EMPTY,
+        "Alice Smith_12345_assignsubmission_file__999_assignsubmission_file_/pad.ipynb": EMPTY,
+        "Alice Smith_12345_assignsubmission_file_!_998_assignsubmission_file_/pad.ipynb": EMPTY,
+        "_Underscore_997_assignsubmission_file_/a.ipynb": EMPTY,
+        ".Dot_996_assignsubmission_file_/b.ipynb": EMPTY,
+    })
+    assert lms.detect(folder) == "moodle"
+    by_id = {s.student_id: sorted(n.filename for n in s.submission.notebooks) for s in lms.split(folder, "moodle")}
+    assert by_id == {"12345": ["02.ipynb"], "999": ["pad.ipynb"], "998": ["pad.ipynb"], "997": ["a.ipynb"],
+                     "996": ["b.ipynb"]}
+
+
+def test_a_flat_moodle_name_with_two_markers_is_given_to_nobody(tmp_path):
+    folder = make(tmp_path / "moodle", {
+        "Bob Ray_679_assignsubmission_file_hw.ipynb": EMPTY,
+        "Ann Lee_678_assignsubmission_file_Bob Ray_679_assignsubmission_file_hw.ipynb": EMPTY,
+    })
+    with pytest.raises(lms.LayoutError, match="Ann Lee_678"):
+        lms.detect(folder)
+
+
+def test_one_students_files_share_one_notebook_budget_across_their_zips(tmp_path):
+    """Red team 5: the 50-notebook limit held per zip, so a 0.7 MB upload of six zips made 300 notebooks to parse."""
+    folder = tmp_path / "canvas"
+    folder.mkdir()
+    for number in range(3):
+        with zipfile.ZipFile(folder / f"mallory_7_{number}_part{number}.zip", "w") as archive:
+            for index in range(30):
+                archive.writestr(f"n{number}_{index}.ipynb", EMPTY)
+    [mallory] = lms.split(folder, lms.detect(folder))
+    assert len(mallory.submission.notebooks) == 50
+    assert any("graded the first" in note for note in mallory.submission.notes), mallory.submission.notes

@@ -2,7 +2,9 @@
 
 Code in the sandbox sees the inputs it is probed with, and it can print them into its own feedback (an error
 message is enough). A resubmission that hard-codes the answers to those inputs must earn nothing when it is graded
-with the same secret, while the same notebook regraded with the same secret must still meet the same inputs.
+with the same secret, while the same notebook regraded with the same secret must still meet the same inputs. What the
+sandbox can read of the notebook (cell positions too: red team 5 carried answers in the number of empty markdown
+cells) changes the inputs.
 """
 
 import csv
@@ -50,5 +52,9 @@ def test_inputs_learnt_from_feedback_are_worth_nothing_to_a_resubmission_under_t
     hard_coded = build_corpus.course(square=f"def square(x):\n    return {answers!r}.get(int(x), 0)")
     row, feedback = graded(tmp_path, "hard-codes", hard_coded)
     assert "square(" in feedback and float(row["square"]) == 0.0, (row, feedback)
+    spaced = nbformat.from_dict(LEAKS_ITS_INPUTS)  # the same code cells, moved: positions reach the sandbox too
+    spaced.cells[2:2] = [nbformat.v4.new_markdown_cell("") for _ in range(12)]
+    _, moved = graded(tmp_path, "leaks-moved", spaced)
+    assert len(learnt_inputs(moved)) == 2 and learnt_inputs(moved) != inputs
     honest, _ = graded(tmp_path, "honest", build_corpus.SOLUTION)
     assert float(honest["square"]) == 3.0 and float(honest["double"]) == 2.0

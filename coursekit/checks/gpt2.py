@@ -178,6 +178,22 @@ def _type_mistake(got) -> str | None:
     return None
 
 
+def _untouched_probe(function) -> bool:
+    """Whether the logits sample_top_n was given are as they were after the call."""
+    logits, n = _sampler_case()
+    given = logits.clone()
+    function(given, n, torch.Generator().manual_seed(0))
+    return bool(torch.equal(given, logits))
+
+
+def _untouched_mistake(got) -> str | None:
+    if not got:
+        return ("sample_top_n changed the logits it was given (an in-place edit such as logits[mask] = -inf or "
+                ".masked_fill_): the caller's logits must stay as they are; filter a copy, or use masked_fill / "
+                "torch.where, which return new tensors")
+    return None
+
+
 check_sample_top_n = Check(
     exercise="sample_top_n",
     expects=["a function sample_top_n(logits, n, generator) -> int"],
@@ -187,5 +203,7 @@ check_sample_top_n = Check(
         Test("n=1 always gives the most likely token", _greedy_probe, _greedy_mistake, weight=0.2),
         Test("logits around 100 and -120 (exp overflows)", _large_probe, _large_mistake, weight=1),
         Test("returns a Python int", _type_probe, _type_mistake, weight=0.1),
+        Test("the logits passed in are left as they are", _untouched_probe, _untouched_mistake, weight=0.3,
+             needs_right_outputs=True),
     ],
 )

@@ -109,15 +109,17 @@ def run_seed(secret: str) -> int:
 
 
 def notebook_seed(seed: int, notebook: StudentNotebook) -> int:
-    """The seed one submitted notebook is probed under: a hash of the run seed and every code cell's source.
+    """The seed one submitted notebook is probed under: a hash of the run seed and of everything of the notebook
+    the sandbox is handed (each code cell's position among all cells and its source).
 
     The same notebook regraded with the same secret meets the same inputs (the same grade); a notebook changed in
-    any way meets new ones, so inputs learnt in one run (code in the sandbox can read its seed, and print it into
-    its feedback) are worth nothing to a resubmission graded with that secret.
+    any way the sandbox can see meets new ones, so inputs learnt in one run (code in the sandbox can read its seed,
+    and print it into its feedback) are worth nothing to a resubmission graded with that secret, even one that
+    carries them in the positions of its cells.
     """
     digest = hashlib.sha256(f"coursekit notebook {seed}".encode())
     for cell in notebook.cells:
-        digest.update(hashlib.sha256(cell.source.encode()).digest())
+        digest.update(f"{cell.index}:".encode() + hashlib.sha256(cell.source.encode()).digest())
     return int.from_bytes(digest.digest()[:8], "big") | 1
 
 

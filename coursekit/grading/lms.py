@@ -33,7 +33,12 @@ from coursekit.grading.feedback import _cell, number
 PATTERNS = {
     "blackboard": re.compile(r"^(?P<head>[^/]+?)_attempt_"  # head: "<assignment>_<user name>", split in `split`
                              r"(?P<attempt>\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d)(?:\.txt|_(?P<file>[^/]+))$"),
-    "moodle": re.compile(r"^(?P<name>[^/_][^/]*?)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_(?:/|)(?P<file>.+)$"),
+    # Moodle in folders: the folder's name ends with the marker Moodle writes, so the last marker in it is Moodle's.
+    # Flat: the student's full name comes first and their file name last, so a name or file holding a marker of its
+    # own is ambiguous: it fits no layout (listed, never given to anyone).
+    "moodle": re.compile(r"^(?:(?P<name>[^/]+)_(?P<id>\d+)_assignsubmission_(?:file|onlinetext)_/(?P<file>.+)"
+                         r"|(?P<flat_name>(?:(?!_\d+_assignsubmission_)[^/])+)_(?P<flat_id>\d+)_assignsubmission_"
+                         r"(?:file|onlinetext)_(?P<flat_file>(?:(?!_\d+_assignsubmission_)[^/])+))$"),
     "canvas": re.compile(r"^(?P<name>[^/]+?)_(?:late_)?(?P<id>\d+)_\d+_(?P<file>[^/]+)$"),
 }
 EXAMPLES = {"canvas": "name_[late_]userid_submissionid_file.ipynb",
@@ -101,7 +106,9 @@ class _Download:
 
 
 def _visible(name: str) -> bool:
-    return not any(part.startswith((".", "__MACOSX")) for part in Path(name).parts)
+    """Not macOS's __MACOSX copies nor a hidden file (a student's folder may start with a dot: it is kept)."""
+    parts = Path(name).parts
+    return "__MACOSX" not in parts and not parts[-1].startswith(".")
 
 
 
@@ -130,7 +137,7 @@ def split(path: Path, kind: str) -> list[Student]:
     """One submission per student of an LMS download, named by the LMS's student name, with its student id."""
     by_id: dict[str, dict] = {}
     names = _names(path)
-    parsed = {name: PATTERNS[kind].match(name).groupdict() for name in names}
+    parsed = {name: _fields(PATTERNS[kind].match(name)) for name in names}
     if kind == "blackboard":  # "<assignment>_<user name>": the assignment is what every file's head starts with
         assignment = os.path.commonprefix([fields["head"] for fields in parsed.values()]).rpartition("_")[0]
         for fields in parsed.values():
@@ -171,6 +178,14 @@ def _students(by_id: dict, download: _Download, kind: str) -> list[Student]:
     return students
 
 
+def _fields(match: re.Match) -> dict:
+    """A name's fields: name, id, file (and attempt); Moodle's flat form's fields under the same names."""
+    fields = match.groupdict()
+    for key in ("name", "id", "file"):
+        fields[key] = fields.get(key) or fields.pop(f"flat_{key}", None)
+    return fields
+
+
 def _original_name(filename: str, kind: str) -> str:
     """The student's own file name: Canvas adds "-1", "-2" … before the extension on resubmissions."""
     return re.sub(r"-\d+(\.ipynb)$", r"\1", filename) if kind == "canvas" else filename
@@ -183,6 +198,10 @@ def _student_notebooks(download: _Download, files: list[tuple[str, str, str]], n
     for _, filename, name in files:
         if not filename.lower().endswith(READ_SUFFIXES):
             continue
+        if len(notebooks) >= submissions.MAX_NOTEBOOKS:
+            notes.append(f"more than {submissions.MAX_NOTEBOOKS} notebooks were submitted; graded the first "
+                         f"{submissions.MAX_NOTEBOOKS}")
+            break
         try:
             data = download.read(name, budget)
         except (OSError, zipfile.BadZipFile, NotImplementedError, EOFError, RuntimeError) as error:
@@ -194,8 +213,10 @@ def _student_notebooks(download: _Download, files: list[tuple[str, str, str]], n
             budget = 0
             continue
         budget -= len(data)
-        if filename.lower().endswith(".zip"):
-            zipped = submissions.read_zip_file(io.BytesIO(data), filename, "")
+        if filename.lower().endswith(".zip"):  # its notebooks count against the same budgets, decompressed
+            zipped, unzipped = submissions.read_zip_file(io.BytesIO(data), filename, "", budget,
+                                                         submissions.MAX_NOTEBOOKS - len(notebooks))
+            budget -= unzipped
             notebooks.extend(zipped.notebooks)
             notes.extend(zipped.notes)
         else:

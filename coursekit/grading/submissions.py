@@ -184,14 +184,16 @@ def refusal(path: Path) -> str | None:
 def _read_zip(path: Path, student: str) -> Submission:
     try:
         with open(open_regular(path), "rb") as raw:
-            return read_zip_file(raw, path.name, student)
+            return read_zip_file(raw, path.name, student)[0]
     except OSError as error:
         return Submission(student, [], [f"{path.name} is not a readable zip file ({error})"])
 
 
-def read_zip_file(raw, name: str, student: str) -> Submission:
-    """The notebooks of an open zip file `raw` (called `name` in notes), within MAX_ZIP_MEMBERS and MAX_ZIP_BYTES."""
-    notebooks, notes = [], []
+def read_zip_file(raw, name: str, student: str, budget: int = MAX_ZIP_BYTES,
+                  max_notebooks: int = MAX_NOTEBOOKS) -> tuple[Submission, int]:
+    """The notebooks of an open zip file `raw` (called `name` in notes), within MAX_ZIP_MEMBERS, `budget` bytes
+    decompressed and `max_notebooks`; and the bytes it decompressed."""
+    notebooks, notes, limit = [], [], budget
     try:
         with zipfile.ZipFile(raw) as archive:
             infos = archive.infolist()
@@ -201,14 +203,13 @@ def read_zip_file(raw, name: str, student: str) -> Submission:
                               if not info.is_dir() and _is_notebook_name(info.filename)), key=lambda i: i.filename)
             notes.extend(f"{info.filename} in {name} is a zip inside a zip: not opened (submit the notebooks "
                          "themselves)" for info in infos if info.filename.lower().endswith(".zip"))
-            if len(members) > MAX_NOTEBOOKS:
-                notes.append(f"{name} holds {len(members)} notebooks; graded the first {MAX_NOTEBOOKS}")
-                members = members[:MAX_NOTEBOOKS]
-            budget = MAX_ZIP_BYTES
+            if len(members) > max_notebooks:
+                notes.append(f"{name} holds {len(members)} notebooks; graded the first {max_notebooks}")
+                members = members[:max_notebooks]
             for info in members:
                 if info.file_size > min(MAX_NOTEBOOK_BYTES, budget):
                     notes.append(f"{info.filename} in {name} is too large for what is left of the zip's "
-                                 f"budget of {MAX_ZIP_BYTES // 2**20} MB: not graded")
+                                 f"budget of {limit // 2**20} MB: not graded")
                     continue
                 with archive.open(info) as handle:  # sizes in the header can lie: read at most what is left
                     data = handle.read(min(MAX_NOTEBOOK_BYTES, budget) + 1)
@@ -223,7 +224,7 @@ def read_zip_file(raw, name: str, student: str) -> Submission:
         notes.append(f"{name} is not a readable zip file ({error})")
     if not notebooks and not notes:
         notes.append(f"{name} holds no .ipynb file")
-    return Submission(student, notebooks, notes)
+    return Submission(student, notebooks, notes), limit - max(budget, 0)
 
 
 def open_regular(path: Path) -> int:
