@@ -9,6 +9,25 @@ from coursekit.bpe import merge_pair, pair_counts
 from test_checks_tokenization import decode_recursively
 
 
+def merge_from_the_right(ids, pair, new_id):
+    """merge_pair scanning from the right: in a run [a, a, a] the rightmost occurrence wins."""
+    return merge_pair(ids[::-1], pair[::-1], new_id)[::-1]
+
+
+def counts_without_overlaps(ids):
+    """pair_counts that skips the second of two overlapping occurrences: [a, a, a] has (a, a) once."""
+    counts, i = {}, 0
+    while i + 1 < len(ids):
+        pair = (ids[i], ids[i + 1])
+        counts[pair] = counts.get(pair, 0) + 1
+        i += 2 if i + 2 < len(ids) and (ids[i + 1], ids[i + 2]) == pair else 1
+    return counts
+
+
+def unchanged_list_when_absent(ids, pair, new_id):
+    return ids if pair not in set(zip(ids, ids[1:])) else merge_pair(ids, pair, new_id)
+
+
 def trainer(count=pair_counts, merge=merge_pair, choose=lambda counts: max(counts, key=counts.get),
             new_ids=lambda vocab_size: range(256, vocab_size), to_ids=lambda text: list(text.encode("utf-8"))):
     """The notebook's train_bpe with one part replaced."""
@@ -43,6 +62,18 @@ def lowest_rank(counts, merges):
 
 
 by_rank = encoder(lowest_rank)
+
+
+def leftmost_once(text, merges):
+    """Merge the first adjacent pair found in merges, at that position only, and scan again."""
+    ids, changed = list(text.encode("utf-8")), True
+    while changed:
+        changed = False
+        for i in range(len(ids) - 1):
+            if (ids[i], ids[i + 1]) in merges:
+                ids, changed = ids[:i] + [merges[ids[i], ids[i + 1]]] + ids[i + 2:], True
+                break
+    return ids
 
 
 def decoder(errors="replace", per_token=False, pairs=lambda merges: merges.items(), encoding="utf-8",
@@ -128,6 +159,7 @@ STUDENT_BUGS = {
         ("should return a new list, got a tuple", lambda ids, pair, n: tuple(merge_pair(ids, pair, n))),
         ("skip both ids of the pair", lambda ids, pair, n: [n if x == pair[0] else x for x in ids]),
         ("should be", lambda ids, pair, n: merge_pair(ids, (pair[1], pair[0]), n)),
+        ("returned the very list it was given", unchanged_list_when_absent),
     ],
     "train_bpe": [
         ("least frequent pairs.*not min", trainer(choose=lambda counts: min(counts, key=counts.get))),
@@ -139,12 +171,17 @@ STUDENT_BUGS = {
         ("should learn \\d+ merges, got \\d+", trainer(new_ids=lambda v: range(256, v + 1))),
         ("should learn 7 merges, got 20|should learn \\d+ merges", trainer(new_ids=lambda v: range(256, 276))),
         ("should learn \\d+ merges, got 1", trainer(merge=lambda ids, pair, new_id: ids)),
+        ("where pairs overlap in runs of one byte", trainer(merge=merge_from_the_right)),
+        ("where pairs overlap in runs of one byte", trainer(count=counts_without_overlaps)),
     ],
     "bpe_encode": [
         ("no merge was applied.*not the text's most frequent pair",
          encoder(lambda counts, merges: max(counts, key=counts.get))),
         ("highest new id first", encoder(lambda counts, merges: max((p for p in counts if p in merges),
                                                                     key=merges.get, default=next(iter(counts))))),
+        ("each character was encoded on its own|Encoding each character on its own", lambda text, merges: [
+            i for char in text for i in by_rank(char, merges)]),
+        ("leftmost pair that is in merges first", lambda text, merges: leftmost_once(text, merges)),
         ("leftmost pair that is in merges first", encoder(  # pair_counts lists pairs in order of first appearance
             lambda counts, merges: next((p for p in counts if p in merges), next(iter(counts))))),
         ("no merge was applied", encoder(lambda counts, merges: next(iter(counts)))),

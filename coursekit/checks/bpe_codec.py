@@ -64,6 +64,15 @@ def _by_rank(ids: list[int], merges: dict, pick, limit: int | None = None) -> li
     return ids
 
 
+def _leftmost_once(ids: list[int], merges: dict) -> list[int]:
+    """What a scan for the first adjacent pair in merges gives, merging that one position and starting over."""
+    while True:
+        at = next((i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) in merges), None)
+        if at is None:
+            return ids
+        ids = ids[:at] + [merges[ids[at], ids[at + 1]]] + ids[at + 2:]
+
+
 # Other orders a bpe_encode may merge in: (what it merges first, data -> the ids it ends with, each way to break ties)
 ORDER_MISTAKES = [
     ("the most frequent pair", lambda data: [_by_count(data, FIXED_MERGES, max),
@@ -71,7 +80,8 @@ ORDER_MISTAKES = [
     ("the least frequent pair", lambda data: [_by_count(data, FIXED_MERGES, min),
                                               _by_count(data, FIXED_MERGES, min, ties_by_rank=False)]),
     ("the pair with the highest new id", lambda data: [_by_rank(data, FIXED_MERGES, max)]),
-    ("the leftmost pair that is in merges", lambda data: [_by_rank(data, FIXED_MERGES, lambda found, key: found[0])]),
+    ("the leftmost pair that is in merges", lambda data: [_by_rank(data, FIXED_MERGES, lambda found, key: found[0]),
+                                                          _leftmost_once(data, FIXED_MERGES)]),
 ]
 
 
@@ -88,13 +98,19 @@ def _encode_mistake(got, text: str) -> str | None:
     if ids == data:
         return (f"bpe_encode({text!r}) returned the raw bytes: no merge was applied. Pick the pair to merge by its "
                 f"merge id, min(pairs, key=lambda pair: merges.get(pair, float('inf'))) (the earliest learned), not "
-                f"the text's most frequent pair, which may be in no merge; stop only when no pair is in merges")
+                f"the text's most frequent pair, which may be in no merge; stop only when no pair is in merges. "
+                f"(Encoding each character on its own gives this too: merges join bytes across characters, so "
+                f"encode the text's bytes as one list)")
+    if ids == [i for char in text for i in bpe.apply_merges(list(char.encode("utf-8")), FIXED_MERGES)]:
+        return (f"{said}: each character was encoded on its own, but merges join bytes across characters "
+                f"('t' and 'h' into 'th'): encode the text's bytes as one list, list(text.encode('utf-8'))")
     if ids == bpe.apply_merges([ord(char) for char in text], FIXED_MERGES):
         return (f"{said}: start from the UTF-8 bytes, list(text.encode('utf-8')), not the characters' code "
                 f"points (ord)")
     explained = [what for what, variant in ORDER_MISTAKES if ids in variant(data)]
     if explained:
-        also = f" (or {' or '.join(explained[1:])} first: on this text they give the same)" if explained[1:] else ""
+        also = f" (or {' first, or '.join(explained[1:])} first: on this text they give the same)" \
+            if explained[1:] else ""
         return (f"{said}: you merged {explained[0]} first{also}; bpe_encode must apply the merges in the order they "
                 f"were learned: always the adjacent pair with the lowest new id, min(pairs, key=merges[pair]), "
                 f"however often it occurs and wherever it is")

@@ -139,7 +139,8 @@ def _merge_probe(cases):
         for ids, pair, new_id in cases():
             original = list(ids)
             out = function(original, pair, new_id)
-            results.append({"result": type_and_value(out), "input_changed": original != ids})
+            results.append({"result": type_and_value(out), "input_changed": original != ids,
+                            "same_list": out is original})
         return results
     return probe
 
@@ -159,6 +160,9 @@ def _merge_mistake(got, ids, pair, new_id) -> str | None:
         return f"merge_pair should return a new list, got a {result['type']}"
     if got["input_changed"]:
         return "merge_pair changed the list it was given; build and return a new list instead"
+    if got.get("same_list"):
+        return (f"merge_pair({ids}, {pair}, {new_id}) returned the very list it was given, not a new one: when the "
+                f"pair does not occur, return a copy (list(ids)), or a later change to one list changes both")
     if result["value"] == expected:
         return None
     if result["value"] == expected[:-1]:
@@ -331,6 +335,27 @@ def _stops_mistake(got) -> str | None:
     return None
 
 
+def _runs_case() -> tuple[str, int]:
+    """Overlapping pairs: "aaax" r times, a run of 2r + 1 b's, then "yz" r + 1 times. Counted with overlaps, (a, a)
+    and (b, b) occur 2r times and win; counted without, r times, and (y, z) wins. Merged from the left, each "aaa"
+    becomes [new, a]; from the right [a, new], whose pairs then win a later step but do not occur in the right ids."""
+    rng = None if is_public() else probe_rng()
+    a, x, b, y, z = "axbyz" if rng is None else (str(c) for c in rng.choice(list("abcdefxyz"), size=5, replace=False))
+    r = 4 if rng is None else int(rng.integers(3, 6))
+    return (a * 3 + x) * r + " " + b * (2 * r + 1) + (y + z) * (r + 1), 8
+
+
+def _runs_mistake(got) -> str | None:
+    if "error" in got:
+        return got["error"]
+    text, _ = _runs_case()
+    mistake = _replay_mistake(list(text.encode("utf-8")), got["rows"])
+    if mistake:
+        return (f"on {text!r}, where pairs overlap in runs of one byte: {mistake}. Count every overlapping pair "
+                f"(zip(ids, ids[1:])) and merge from the left (merge_pair)")
+    return None
+
+
 check_train_bpe = Check(
     exercise="train_bpe",
     expects=["a function train_bpe(text, vocab_size) -> dict[tuple[int, int], int]"],
@@ -339,6 +364,8 @@ check_train_bpe = Check(
         Test("every merge is a most frequent pair of the bytes at its step", _train_probe, _train_greedy_mistake,
              4.0),
         Test("stops early when no pair is left", _short_probe, _stops_mistake, 0.2),
+        Test("runs of one byte: overlapping pairs counted, merged from the left",
+             lambda function: _train_probe(function, _runs_case), _runs_mistake, 1.0),
         Test("learns as many merges as another vocab_size asks for",
              lambda function: _train_probe(function, _other_size_case),
              lambda got: _train_shape_mistake(got, _other_size_case), 0.2),

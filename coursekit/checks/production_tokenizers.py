@@ -190,6 +190,7 @@ GPT2_TEXTS = {
     "Shakespeare": ["First Citizen:\nBefore we proceed any further, hear me speak.",
                     "charmingly anachronistic", "cirkumnavigate circumnavigate"],
     "whitespace": ["a  b   c", "line one\n\nline two\n", "\ttabbed\t\t", "trailing spaces   ", " ", ""],
+    "runs of one character": ["!!!", "eeeee", "0000000 *****", "kkkkk...."],
     "digits and contractions": ["1234567 and 3.14", "I'm sure they'll say DON'T", "it's 2024's best"],
     "accents, emoji and CJK": ["café naïve Ångström", "👍🏽 🇫🇷 👨‍👩‍👧", "東京は晴れ", "안녕하세요 세계"],
 }
