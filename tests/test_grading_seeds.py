@@ -55,6 +55,6 @@ def test_inputs_learnt_from_feedback_are_worth_nothing_to_a_resubmission_under_t
     spaced = nbformat.from_dict(LEAKS_ITS_INPUTS)  # the same code cells, moved: positions reach the sandbox too
     spaced.cells[2:2] = [nbformat.v4.new_markdown_cell("") for _ in range(12)]
     _, moved = graded(tmp_path, "leaks-moved", spaced)
-    assert len(learnt_inputs(moved)) == 2 and learnt_inputs(moved) != inputs
+    assert learnt_inputs(moved) and learnt_inputs(moved) != inputs
     honest, _ = graded(tmp_path, "honest", build_corpus.SOLUTION)
     assert float(honest["square"]) == 3.0 and float(honest["double"]) == 2.0
