@@ -107,15 +107,15 @@ def frame(message: dict) -> bytes:
 
 
 class FrameReader:
-    """Reassembles frames from chunks read off a pipe; `feed` returns the complete messages (dicts)."""
+    """Reassembles frames from chunks read off a pipe; `feed` yields the complete messages (dicts) one by one, so
+    the frames before a bad one in the same chunk are delivered before its WireError."""
 
     def __init__(self, limit: int = MAX_FRAME):
         self.buffer = b""
         self.limit = limit
 
-    def feed(self, chunk: bytes) -> list[dict]:
+    def feed(self, chunk: bytes):
         self.buffer += chunk
-        messages = []
         while len(self.buffer) >= HEADER.size:
             (size,) = HEADER.unpack_from(self.buffer)
             if size > self.limit:
@@ -129,5 +129,4 @@ class FrameReader:
                 raise WireError(f"a frame is not JSON: {str(error)[:80]}") from None
             if type(message) is not dict or type(message.get("type")) is not str:
                 raise WireError("a frame is not a message")
-            messages.append(message)
-        return messages
+            yield message
