@@ -64,7 +64,7 @@ FORGERIES = {
         lambda settings: settings["model"]["merges"].append(["Ġthe", "nonsense"])),
     "has 52,4\\d\\d,\\d+ characters, far more": lambda: REF["hf_tokenizer"].to_str() + " " * 50 * 2**20,
     "has 256 entries": lambda: written_by_hand([]),
-    "not learned from the course text": three_words_and_junk,
+    "only \\d of the 256 merges that BPE learns from the whole of `text`": three_words_and_junk,
     "has 50257 entries": gpt2_json,
     "has 110512 entries": lambda: reference_json(lambda settings: settings["model"]["vocab"].update(
         {f"x{i}": 512 + i for i in range(110_000)})),  # as large as a JSON the judge loads may be

@@ -27,7 +27,6 @@ from coursekit.checks.core import Outcome, ProbeError
 
 SOLUTION = Path(__file__).resolve().parents[1] / "solutions" / "01_tokenization.ipynb"
 TEXT = data.read_text("tinyshakespeare")
-HF_TEXT = TEXT[:100_000]  # enough Shakespeare for " the", " and", " to" to become tokens, 20x faster than all of it
 
 
 def _solution_namespace() -> dict:
@@ -39,7 +38,6 @@ def _solution_namespace() -> dict:
         is_exercise = "exercise" in cell.get("metadata", {}).get("coursekit", {})
         is_set_up = "stoi = " in source or "merge_ranks = " in source
         if cell["cell_type"] == "code" and (is_exercise or is_set_up):
-            namespace["text"] = HF_TEXT if "train_hf_tokenizer" in source else TEXT
             with contextlib.redirect_stdout(io.StringIO()):
                 exec(compile(source, f"{SOLUTION.name}, a cell", "exec"), namespace)
     return namespace
@@ -683,7 +681,7 @@ def test_bpe_decode_names_the_mistake(mistake):
 # ---------------------------------------------------------------- 4.1 a Hugging Face tokenizer
 
 
-def hf_tokenizer(train=lambda tokenizer, trainer: tokenizer.train_from_iterator([HF_TEXT], trainer=trainer),
+def hf_tokenizer(train=lambda tokenizer, trainer: tokenizer.train_from_iterator([TEXT], trainer=trainer),
                  vocab_size=512, prefix_space=False, decoder=True, alphabet=True, byte_level=True, **trainer_options):
     """A byte-level BPE tokenizer as exercise 4.1 asks, with one thing changed."""
     tokenizer = Tokenizer(models.BPE(byte_fallback=True))
@@ -701,7 +699,7 @@ def hf_tokenizer(train=lambda tokenizer, trainer: tokenizer.train_from_iterator(
 def trained_on_a_file(tokenizer, trainer):
     with tempfile.TemporaryDirectory() as directory:
         file = Path(directory) / "shakespeare.txt"
-        file.write_text(HF_TEXT, encoding="utf-8")
+        file.write_text(TEXT, encoding="utf-8")
         tokenizer.train([str(file)], trainer=trainer)
 
 
@@ -713,11 +711,15 @@ def with_nfc(tokenizer):
 HF_VALID = {
     "reference": lambda: REF["hf_tokenizer"],
     "trained from lines": lambda: hf_tokenizer(lambda tok, trainer: tok.train_from_iterator(
-        HF_TEXT.splitlines(keepends=True), trainer=trainer)),
+        TEXT.splitlines(keepends=True), trainer=trainer)),
     "trained from a file": lambda: hf_tokenizer(trained_on_a_file),
     "with a special token and a normalizer": lambda: with_nfc(hf_tokenizer(special_tokens=["<|endoftext|>"])),
     "a Sequence of one ByteLevel pre-tokenizer": lambda: as_sequence(hf_tokenizer()),
     "with min_frequency=2": lambda: hf_tokenizer(min_frequency=2),
+    "trained from lines without their newlines": lambda: hf_tokenizer(lambda tok, trainer: tok.train_from_iterator(
+        TEXT.splitlines(), trainer=trainer)),  # ByteLevel splits "\n" off as a piece of its own: the same merges
+    "trained from chunks of 1,000 characters": lambda: hf_tokenizer(lambda tok, trainer: tok.train_from_iterator(
+        (TEXT[start:start + 1000] for start in range(0, len(TEXT), 1000)), trainer=trainer)),
 }
 
 
@@ -735,6 +737,10 @@ HF_BUGS = {
     "the pre-tokenizer splits .*ByteLevel\\(add_prefix_space=False\\)": lambda: hf_tokenizer(byte_level=False),
     "byte_fallback=True": lambda: Tokenizer.from_str(REF["hf_tokenizer"].to_str().replace(
         '"byte_fallback":true', '"byte_fallback":false')),
+    "only 1\\d\\d of the 256 merges that BPE learns from the whole of `text`": lambda: hf_tokenizer(
+        lambda tok, trainer: tok.train_from_iterator([TEXT[:20_000]], trainer=trainer)),
+    "only 2[0-3]\\d of the 256 merges .*train it on all of the text": lambda: hf_tokenizer(
+        lambda tok, trainer: tok.train_from_iterator([TEXT[:len(TEXT) // 2]], trainer=trainer)),
 }
 
 

@@ -9,21 +9,19 @@ for common words. Everything is judged by behaviour, not by class names, so a Se
 pre-tokenizer, a normalizer that changes nothing, or a special token pass. A forger can no longer report settings or
 round trips: what it hands over is run.
 
-What it could hand over is a JSON written by hand. A 256-byte vocabulary with no merges, or one padded to 512
-entries, or GPT-2's own tokenizer, fails on its vocabulary size or on the last part: the merges must compress
-Shakespeare. On four passages of the corpus (10,000 characters drawn by the judge) the tokenizer must make at least
-COMPRESSION_SHARE (90 %) of the characters per token that the exercise's tokenizer makes, trained by the judge with
-the same settings on the corpus's first 100,000 characters (a tenth of a second; training is deterministic). Over
-100 draws of passages, a tokenizer trained as asked on the whole text makes 97-108 % of it, one trained on only
-5,000 characters 93-99 %, one trained on this repository's English documentation 81-89 % and no merges at all
-about 53 %. The check does not ask for the very vocabulary of a reference training: training from lines or from a
-file, a special token or a min_frequency can change a few merges, and the notebook's text need not be all of it. So a
-512-entry byte-level BPE whose merges came from elsewhere (GPT-2's first 256: 91-100 %) passes; building one is more
-work than the exercise, and it is a working tokenizer of the kind asked for.
+What it could hand over is a JSON written by hand, and what a student could hand over is a tokenizer trained on
+part of the text. Both fail the last part: the merges must be the ones BPE learns from the whole corpus. The judge
+trains the exercise's tokenizer on all of it (about a second, once per process; training is deterministic) and asks
+that at least MERGES_SHARE (95 %) of its 256 merges are among the claimed tokenizer's. Training from lines or from a
+file, with a min_frequency or from a list holding the text twice gives the very same merges; a special token takes
+the last merge's place (255 of 256); training on chunks of 1,000 characters keeps 254. Training on the first half of
+the text keeps 234, on its first 20,000 characters 174, GPT-2's first 256 merges or a vocabulary padded by hand far
+fewer.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 from coursekit import data
@@ -60,7 +58,7 @@ def mixed_texts(count: int, public: list[str]) -> list[str]:
 ROUND_TRIP_TEXTS = ["ROMEO:\nBut, soft! what light through yonder window breaks?", "  two  spaces\tand a tab\n\n",
                     "naïve café, señor", "emoji 🙂👍🏽 and 東京 and 서울", "1234567 3.14 I'm they'll DON'T"]
 PRE_TOKENIZER_TEXTS = ["Hello world", "  two  spaces\tand\nlines", "naïve 🙂 they'll 1234"]
-COMPRESSION_SHARE = 0.9  # of the characters per token the exercise's tokenizer makes (see the module docstring)
+MERGES_SHARE = 0.95  # of the exercise's merges that the claimed tokenizer must have (see the module docstring)
 
 
 def _is_hf_tokenizer(value) -> bool:
@@ -130,26 +128,27 @@ def _common_words_mistake(tokenizer) -> str | None:
     return None
 
 
+def _merges(tokenizer) -> set[tuple[str, str]]:
+    """A tokenizer's merges as pairs of symbols (its JSON spells them "a b" or ["a", "b"], by version)."""
+    merges = json.loads(tokenizer.to_str())["model"].get("merges") or []
+    return {tuple(merge.split(" ", 1)) if isinstance(merge, str) else tuple(merge) for merge in merges}
+
+
 @lru_cache(maxsize=1)
-def _exercise_tokenizer():
-    """Exercise 4.1's tokenizer, trained here on the corpus's first 100,000 characters (a tenth of a second)."""
+def _exercise_merges() -> frozenset[tuple[str, str]]:
+    """The merges of exercise 4.1's tokenizer, trained here on the whole corpus (about a second)."""
     from coursekit.course_tokenizer import train_bpe512  # judge side: the reference is never in a sandbox
 
-    return train_bpe512(corpus()[:100_000])
+    return frozenset(_merges(train_bpe512(corpus())))
 
 
-def _characters_per_token(tokenizer, texts: list[str]) -> float:
-    return sum(map(len, texts)) / max(1, sum(len(tokenizer.encode(text).ids) for text in texts))
-
-
-def _compression_mistake(tokenizer) -> str | None:
-    rng, text = probe_rng(), corpus()
-    passages = [text[start:start + 2500] for start in rng.integers(0, len(text) - 2500, size=4)]
-    got, wanted = (_characters_per_token(t, passages) for t in (tokenizer, _exercise_tokenizer()))
-    if got < COMPRESSION_SHARE * wanted:
-        return (f"on passages of Shakespeare your tokenizer makes {got:.2f} characters per token, the exercise's "
-                f"(trained on 100,000 characters of it) {wanted:.2f}: its merges were not learned from the course "
-                f"text; train it with tokenizer.train_from_iterator([text], trainer=trainer)")
+def _merges_mistake(tokenizer) -> str | None:
+    wanted = _exercise_merges()
+    shared = len(_merges(tokenizer) & wanted)
+    if shared < MERGES_SHARE * len(wanted):
+        return (f"only {shared} of the {len(wanted)} merges that BPE learns from the whole of `text` are among your "
+                f"tokenizer's merges: train it on all of the text, as it is, with "
+                f"tokenizer.train_from_iterator([text], trainer=trainer)")
     return None
 
 
@@ -159,7 +158,7 @@ HF_PARTS = [("BPE with byte_fallback and 512 tokens", _settings_mistake),
             ("the pre-tokenizer works as ByteLevel(add_prefix_space=False)", _pre_tokenizer_mistake),
             ("every string round-trips", _round_trip_mistake),
             ("common words are single tokens", _common_words_mistake),
-            ("the merges compress Shakespeare as trained ones do", _compression_mistake)]
+            ("the merges are those learned from the whole text", _merges_mistake)]
 
 
 def _first_mistake(tokenizer) -> str | None:
