@@ -150,7 +150,7 @@ def tensor_ids() -> list[int]:
 def unknown_case() -> tuple[str, str]:
     """(a text with one character outside the vocabulary, that character)."""
     if is_public():
-        return "hi" + UNKNOWN_CHARACTER, UNKNOWN_CHARACTER
+        return "a pound of flesh, or" + UNKNOWN_CHARACTER + " in gold", UNKNOWN_CHARACTER
     rng = probe_rng()
     text, unknown = _drawn_text(rng, 3, 15), str(rng.choice(list(SECRET_UNKNOWN)))
     at = int(rng.integers(0, len(text) + 1))
@@ -207,14 +207,28 @@ def _raises_naming(result) -> str | None:
                 f"returned {result.get('returned')}")
     if result["raised"] == "NameError":  # a bug of its own, not an error about the character
         return f"encode raised NameError: {result['message']}: define that name in an earlier cell and run it"
-    if unknown not in result["message"] and repr(unknown)[1:-1] not in result["message"]:  # '\t' as {char!r}
+    if not _names(result["message"], unknown):
         return (f"the error for an unknown character should name it ({unknown!r}) so the user knows what to fix; "
                 f"your message was: {result['raised']}: {result['message']}")
+    if not _names(_without_quoting(result["message"], text), unknown):
+        return (f"the error for encode({text!r}) names the character only by quoting the whole text; in a long "
+                f"text that hides which character is at fault: name the character itself ({unknown!r})")
     if result["raised"] == "KeyError" and result["message"].strip("'\"") in (unknown, repr(unknown)[1:-1]):
         return (f"encode raised a bare KeyError: {result['message']} from the dictionary lookup, which does not say "
                 f"what went wrong; check `char in stoi` first and raise your own ValueError, e.g. "
                 f"ValueError(f\"character {{char!r}} is not in the vocabulary\")")
     return None
+
+
+def _names(message: str, char: str) -> bool:
+    return char in message or repr(char)[1:-1] in message  # '\t' shown by {char!r}
+
+
+def _without_quoting(message: str, text: str) -> str:
+    """The message with every quotation of the whole text taken out."""
+    for quoted in (repr(text), repr(text)[1:-1], text):
+        message = message.replace(quoted, "")
+    return message
 
 
 check_encode = Check(
