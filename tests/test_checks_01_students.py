@@ -6,12 +6,7 @@ from collections import Counter, defaultdict
 from check_family import student_tests
 from coursekit import checks
 from coursekit.bpe import merge_pair, pair_counts
-from test_checks_tokenization import decode_recursively
-
-
-def merge_from_the_right(ids, pair, new_id):
-    """merge_pair scanning from the right: in a run [a, a, a] the rightmost occurrence wins."""
-    return merge_pair(ids[::-1], pair[::-1], new_id)[::-1]
+from test_checks_tokenization import decode_recursively, merge_from_the_right
 
 
 def counts_without_overlaps(ids):

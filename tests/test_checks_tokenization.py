@@ -835,7 +835,7 @@ def gpt2_on_ids(text):
     return ids
 
 
-def merged_from_the_left(tokens, best):
+def tokens_merged_from_the_left(tokens, best):
     merged, i = [], 0
     while i < len(tokens):
         if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) == best:
@@ -847,15 +847,15 @@ def merged_from_the_left(tokens, best):
     return merged
 
 
-def merged_from_the_right(tokens, best):
+def tokens_merged_from_the_right(tokens, best):
     """The same scan from the right end: in a run "!!!" the rightmost occurrence of ("!", "!") wins."""
-    return [token[::-1] for token in merged_from_the_left([t[::-1] for t in tokens[::-1]],
+    return [token[::-1] for token in tokens_merged_from_the_left([t[::-1] for t in tokens[::-1]],
                                                            (best[1][::-1], best[0][::-1]))][::-1]
 
 
 def gpt2_with(symbols=lambda chunk: [byte_encoder[b] for b in chunk.encode("utf-8")],
               split=lambda text: regex.findall(GPT2_SPLIT_PATTERN, text),
-              rank=lambda pair: merge_ranks.get(pair, float("inf")), choose=min, merge=merged_from_the_left):
+              rank=lambda pair: merge_ranks.get(pair, float("inf")), choose=min, merge=tokens_merged_from_the_left):
     """A gpt2_encode built from one choice per step, so each variant below differs from a correct one in one way."""
     def gpt2_bpe(chunk):
         tokens = symbols(chunk)
@@ -873,7 +873,7 @@ GPT2_REFERENCE = REF["gpt2_encode"]
 
 GPT2_BUGS = {
     "spans two chunks.*GPT2_SPLIT_PATTERN": gpt2_with(split=lambda text: [text] if text else []),
-    "gpt2_encode\\('!!!'\\) should be": gpt2_with(merge=merged_from_the_right),
+    "gpt2_encode\\('!!!'\\) should be": gpt2_with(merge=tokens_merged_from_the_right),
     "KeyError: ' '.*byte_encoder": gpt2_with(symbols=list),  # characters, never mapped: ' ' is not 'Ġ'
     "do not spell the text's bytes": gpt2_with(  # characters mapped with ord(): right for ASCII only
         symbols=lambda chunk: [byte_encoder[ord(c)] for c in chunk]),
