@@ -849,8 +849,8 @@ def tokens_merged_from_the_left(tokens, best):
 
 def tokens_merged_from_the_right(tokens, best):
     """The same scan from the right end: in a run "!!!" the rightmost occurrence of ("!", "!") wins."""
-    return [token[::-1] for token in tokens_merged_from_the_left([t[::-1] for t in tokens[::-1]],
-                                                           (best[1][::-1], best[0][::-1]))][::-1]
+    backwards = tokens_merged_from_the_left([t[::-1] for t in tokens[::-1]], (best[1][::-1], best[0][::-1]))
+    return [token[::-1] for token in backwards][::-1]
 
 
 def gpt2_with(symbols=lambda chunk: [byte_encoder[b] for b in chunk.encode("utf-8")],
