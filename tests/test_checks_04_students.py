@@ -13,7 +13,7 @@ from check_family import student_tests
 from coursekit import checks
 from coursekit.gpt_config import GPTConfig
 from test_checks_gpt import (GPT, MLP, Block, FunctionalMLP, InlineBlock, ListGPT, SequentialMLP, attention,
-                             get_batch, train, train_with_set_to_none, unfold_batches)
+                             get_batch, init_weights, train, train_with_set_to_none, unfold_batches)
 
 NEG_INF = float("-inf")
 
@@ -264,6 +264,7 @@ class TiedOtherWayGPT(GPT):
             drop=nn.Dropout(config.dropout), h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
             ln_f=nn.LayerNorm(config.n_embd)))
         self.transformer.wte.weight = self.lm_head.weight
+        self.apply(init_weights)
 
 
 class DictBlockGPT(GPT):
