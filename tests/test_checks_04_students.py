@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from check_family import student_tests
+from check_family import failures, student_tests
 from coursekit import checks
 from coursekit.gpt_config import GPTConfig
 from test_checks_gpt import (GPT, MLP, Block, FunctionalMLP, InlineBlock, ListGPT, SequentialMLP, attention,
@@ -49,6 +49,11 @@ def zeroes_its_input(self, x):
 
 MLP_BUGS = [
     ("the MLP changes its input x in place", mlp_bug(forward=zeroes_its_input)),
+    # the type is the student's (a tensor, a list), not what the judge receives (a numpy array, a list for a tuple)
+    ("should return a tensor of shape \\(2, \\d+, \\d+\\), got Tensor of shape \\(2, \\d+, \\d+\\) and dtype torch.float32",
+     mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.gelu(self.c_fc(x))))[..., 1:])),
+    ("should return one tensor of shape \\(2, \\d+, \\d+\\), got a list of length 1",
+     mlp_bug(forward=lambda self, x: [self.dropout(self.c_proj(self.gelu(self.c_fc(x))))])),
     ("exact GELU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.GELU()))),
     ("ReLU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.ReLU()))),
     ("no activation", mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.c_fc(x))))),
@@ -207,8 +212,9 @@ BLOCK_BUGS = [
     ("LayerNorm has eps = 0.1; keep the default", block_bug(init=lambda self, c: (
         setattr(self, "ln_1", nn.LayerNorm(c.n_embd, eps=0.1)), setattr(self, "ln_2", nn.LayerNorm(c.n_embd, eps=0.1))))),
     ("the block's MLP \\(MLP\\): the activation is ReLU", block_bug(init=lambda self, c: setattr(self.mlp, "gelu", nn.ReLU()))),
+    ("swaps each LayerNorm's gain and bias", block_bug(forward=norms_swapping_gain_and_bias)),
     ("compute what they should, so the mistake is in how Block.forward uses them", block_bug(
-        forward=norms_swapping_gain_and_bias)),
+        forward=lambda self, x: (h := x + self.attn(self.ln_1(x))) + self.mlp(self.ln_2(h)) + self.ln_2.bias)),
     ("changed in place \\(x \\+= \\.\\.\\.\\)", block_bug(forward=in_place_residual)),
     ("cut off from autograd", block_bug(forward=detached_stream)),
     ("cut off from autograd", block_bug(forward=detached_attention)),
@@ -710,6 +716,13 @@ MORE_VALID = {
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
  test_a_stub_scores_nothing, test_every_exercise_has_a_broad_set) = student_tests(
     CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2))  # two secret seeds keep the run short
+
+
+@pytest.mark.parametrize("exercise", ["mlp", "block", "gpt_constructor", "forward"])
+def test_messages_speak_of_the_students_code_not_of_the_check(exercise):
+    """No message of these checks says "judge" (internal plumbing) or that a layer is "not the cause"."""
+    messages = [o.message for _, function in STUDENT_BUGS[exercise] for o in failures(CHECKS[exercise], function, 0)]
+    assert messages and not [m for m in messages if "judge" in m or "not the cause" in m]
 
 
 # ---------------------------------------------------------------- the judge trusts only outputs for its own inputs

@@ -245,6 +245,17 @@ BLOCK_MISTAKES = {
 
 
 NORMS = 4  # LayerNorms a block's judge tries in pairs (a block has two; a spare one is tolerated)
+NORM_MISUSES = {  # Block.forward normalising with its LayerNorms' parameters by hand, wrongly
+    lambda norm: {"weight": norm["bias"], "bias": norm["weight"]}: (
+        "Block.forward swaps each LayerNorm's gain and bias (F.layer_norm(x, shape, ln.bias, ln.weight)): the gain "
+        "comes first, F.layer_norm(x, shape, ln.weight, ln.bias); simpler, call the module: self.ln_1(x)"),
+    lambda norm: {"weight": norm["weight"], "bias": None}: (
+        "Block.forward applies the LayerNorms' gains but not their biases: call the modules, self.ln_1(x) and "
+        "self.ln_2(x), which apply both"),
+    lambda norm: {"weight": None, "bias": None}: (
+        "Block.forward normalises without the LayerNorms' gains and biases: call the modules, self.ln_1(x) and "
+        "self.ln_2(x), which apply both"),
+}
 
 
 def _block_parts(got, config) -> dict | str:
@@ -329,6 +340,11 @@ def _wiring_mistake(got, x, out, parts) -> str | None:
     for name, message in BLOCK_MISTAKES.items():
         if name in matched:
             return message
+    with torch.no_grad():
+        for misuse, message in NORM_MISUSES.items():
+            first, second = (misuse(norm) for norm in (norms[0], norms[-1]))
+            if close(out, block_candidates(x, *layers, first, second)[""]()):
+                return message
     problem = _sublayer_mistake(got["sublayers"], x, parts)
     if isinstance(problem, str):
         return problem

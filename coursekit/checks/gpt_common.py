@@ -304,11 +304,11 @@ def described_run(module: nn.Module, *args) -> dict:
     >>> described_run(nn.Linear(2, 1), torch.ones(1, 2))["returned"]
     'Tensor of shape (1, 1) and dtype torch.float32'
     >>> described_run(lambda x: (x, x), torch.ones(2))["returned"]
-    'a tuple of 2 values'
+    'a tuple of length 2'
     """
     result = run_module(module, *args)
     out = result["output"]
-    result["returned"] = f"a {type(out).__name__} of {len(out)} values" if isinstance(out, (list, tuple)) else \
+    result["returned"] = f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (list, tuple)) else \
         describe(out)
     return result
 
