@@ -313,7 +313,6 @@ def described_run(module: nn.Module, *args) -> dict:
     return result
 
 
-
 def backward_error(loss_of) -> str | None:
     """Compute loss_of() with autograd on and backpropagate it: None, or the error it raised as text (a judge turns
     it into advice with backward_advice).
