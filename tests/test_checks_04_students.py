@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from check_family import student_tests
+from check_family import failures, student_tests
 from coursekit import checks
 from coursekit.gpt_config import GPTConfig
 from test_checks_gpt import (GPT, MLP, Block, FunctionalMLP, InlineBlock, ListGPT, SequentialMLP, attention,
-                             get_batch, train, train_with_set_to_none, unfold_batches)
+                             get_batch, init_weights, train, train_with_set_to_none, unfold_batches)
 
 NEG_INF = float("-inf")
 
@@ -41,7 +41,19 @@ class ManualGeluMLP(MLP):
         return self.dropout(self.c_proj(h))
 
 
+def zeroes_its_input(self, x):
+    out = self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    x.zero_()  # "free" the input: the Block's residual x + mlp(ln_2(x)) then adds to zeros
+    return out
+
+
 MLP_BUGS = [
+    ("the MLP changes its input x in place", mlp_bug(forward=zeroes_its_input)),
+    # the type is the student's (a tensor, a list), not what the judge receives (a numpy array, a list for a tuple)
+    ("should return a tensor of shape \\(2, \\d+, \\d+\\), got Tensor of shape \\(2, \\d+, \\d+\\) and dtype torch.float32",
+     mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.gelu(self.c_fc(x))))[..., 1:])),
+    ("should return one tensor of shape \\(2, \\d+, \\d+\\), got a list of length 1",
+     mlp_bug(forward=lambda self, x: [self.dropout(self.c_proj(self.gelu(self.c_fc(x))))])),
     ("exact GELU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.GELU()))),
     ("ReLU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.ReLU()))),
     ("no activation", mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.c_fc(x))))),
@@ -141,6 +153,31 @@ def stream_dropout(self, x):
     return F.dropout(x, self.drop_p, self.training)
 
 
+class BatchNorm(nn.Module):
+    """BatchNorm1d over the features of every position (what a student coming from CNNs might write)."""
+
+    def __init__(self, n_embd):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_embd)
+
+    def forward(self, x):
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def norms_swapping_gain_and_bias(self, x):
+    n = (x.size(-1),)
+    x = x + self.attn(F.layer_norm(x, n, self.ln_1.bias, self.ln_1.weight))
+    return x + self.mlp(F.layer_norm(x, n, self.ln_2.bias, self.ln_2.weight))
+
+
+class AttentionWithoutDropoutBlock(Block):
+    """The given attention edited to drop nothing; the MLP still drops."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.attn = attention(GPTConfig(n_embd=config.n_embd, n_head=config.n_head, block_size=config.block_size))
+
+
 class MLPWithoutDropoutBlock(Block):
     """The MLP built from a fresh config: the block's dropout never reaches it."""
 
@@ -166,7 +203,18 @@ BLOCK_BUGS = [
     ("residual", block_bug(forward=no_attention_residual)),
     ("stream|outside the sub-layers|inside the sub-layers", block_bug(
         forward=stream_dropout, init=lambda self, c: setattr(self, "drop_p", c.dropout))),
-    ("MLP|dropout", MLPWithoutDropoutBlock),
+    ("the MLP drops nothing; build it as MLP\\(config\\)", MLPWithoutDropoutBlock),
+    ("the attention drops nothing", AttentionWithoutDropoutBlock),
+    ("normalises with RMSNorm, not a LayerNorm", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", nn.RMSNorm(c.n_embd)), setattr(self, "ln_2", nn.RMSNorm(c.n_embd))))),
+    ("normalises with BatchNorm1d, not a LayerNorm", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", BatchNorm(c.n_embd)), setattr(self, "ln_2", BatchNorm(c.n_embd))))),
+    ("LayerNorm has eps = 0.1; keep the default", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", nn.LayerNorm(c.n_embd, eps=0.1)), setattr(self, "ln_2", nn.LayerNorm(c.n_embd, eps=0.1))))),
+    ("the block's MLP \\(MLP\\): the activation is ReLU", block_bug(init=lambda self, c: setattr(self.mlp, "gelu", nn.ReLU()))),
+    ("swaps each LayerNorm's gain and bias", block_bug(forward=norms_swapping_gain_and_bias)),
+    ("compute what they should, so the mistake is in how Block.forward uses them", block_bug(
+        forward=lambda self, x: (h := x + self.attn(self.ln_1(x))) + self.mlp(self.ln_2(h)) + self.ln_2.bias)),
     ("changed in place \\(x \\+= \\.\\.\\.\\)", block_bug(forward=in_place_residual)),
     ("cut off from autograd", block_bug(forward=detached_stream)),
     ("cut off from autograd", block_bug(forward=detached_attention)),
@@ -193,6 +241,21 @@ class DictBlock(nn.Module):
         for norm, layer in (("ln_1", "attn"), ("ln_2", "mlp")):
             x = x + self.parts[layer](self.parts[norm](x))
         return x
+
+
+class InlineMLPBlock(Block):
+    """The MLP's layers straight in the Block (no MLP module), F.dropout on its output."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        del self.mlp
+        self.fc, self.proj, self.p = nn.Linear(config.n_embd, 4 * config.n_embd), nn.Linear(4 * config.n_embd,
+                                                                                              config.n_embd), config.dropout
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        h = F.gelu(self.fc(self.ln_2(x)), approximate="tanh")
+        return x + F.dropout(self.proj(h), self.p, self.training)
 
 
 class FunctionalNormBlock(Block):
@@ -249,6 +312,16 @@ CONSTRUCTOR_BUGS = [
         lambda self, c: self.transformer.__setitem__("wpe", nn.Embedding(c.block_size + 1, c.n_embd)))),
     ("vocab_size|embedding|wte", gpt_bug(lambda self, c: (self.transformer.__setitem__("wte", nn.Embedding(
         c.vocab_size + 1, c.n_embd)), setattr(self.lm_head, "weight", self.transformer.wte.weight)))),
+    ("transformer.wte \\(nn.Embedding\\(\\d+, \\d+\\), tied to lm_head\\) starts with weights of std (0\\.[5-9]|1\\.)\\d*; GPT-2's "
+     "initialisation", gpt_bug(lambda self, c: nn.init.normal_(self.transformer.wte.weight, std=1.0))),
+    ("starts with weights of std 0.\\d+; GPT-2's initialisation .* std 0.02: keep the given self.apply\\(init_weights\\)",
+     gpt_bug(lambda self, c: [m.reset_parameters() for m in self.modules() if hasattr(m, "reset_parameters")])),
+    ("transformer.h.0.mlp.c_fc \\(nn.Linear\\(\\d+, \\d+\\)\\) starts with a bias up to", gpt_bug(
+        lambda self, c: nn.init.normal_(self.transformer.h[0].mlp.c_fc.bias))),
+    ("the Blocks' dropouts have p = 0.0 though config.dropout = 0.\\d+: build every Block from the model's own config",
+     gpt_bug(blocks=lambda c: nn.ModuleList(Block(GPTConfig(**{**vars(c), "dropout": 0.0})) for _ in range(c.n_layer)))),
+    ("the Blocks are held in an nn.ModuleDict", gpt_bug(blocks=lambda c: nn.ModuleDict(
+        {str(i): Block(c) for i in range(c.n_layer)}))),
 ]
 
 
@@ -264,6 +337,17 @@ class TiedOtherWayGPT(GPT):
             drop=nn.Dropout(config.dropout), h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
             ln_f=nn.LayerNorm(config.n_embd)))
         self.transformer.wte.weight = self.lm_head.weight
+        self.apply(init_weights)
+
+
+class ScaledInitGPT(GPT):
+    """nanoGPT's initialisation: the projections into the residual stream scaled by 1 / sqrt(2 * n_layer)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        for name, parameter in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layer))
 
 
 class DictBlockGPT(GPT):
@@ -312,6 +396,22 @@ def blocks_on_embeddings(self, x):
     return out
 
 
+def head_without_autograd(self, x):
+    with torch.no_grad():  # "the head only reads out": the loss then has no gradient at all
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def blocks_without_autograd(self, x):
+    with torch.no_grad():
+        return _blocks(self, x)
+
+
+def norm_after_every_block(self, x):
+    for block in self.transformer.h:
+        x = self.transformer.ln_f(block(x))
+    return x
+
+
 class PeekingBlock(Block):
     """A Block that adds the mean over every position: forward is right, but the model sees the future."""
 
@@ -333,11 +433,25 @@ FORWARD_BUGS = [
     ("mean|sum|average", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"))),
     ("order", forward_with(run=reversed_blocks)),
-    ("index -1 is out of range", forward_with(run=last_block_only)),
+    ("index -1 is out of range: forward picks one Block", forward_with(run=last_block_only)),
     ("Blocks|in order|each Block", forward_with(run=blocks_on_embeddings)),
     ("ln_f|final LayerNorm", forward_with(head=lambda self, x: self.lm_head(x))),
     ("softmax|logits", forward_with(head=lambda self, x: F.softmax(self.lm_head(self.transformer.ln_f(x)), -1))),
     ("sees the future", gpt_bug(blocks=lambda c: nn.ModuleList(PeekingBlock(c) for _ in range(c.n_layer)))),
+    ("the position embedding \\(wpe\\) got no gradient", forward_with(embed=lambda self, idx, pos: self.transformer.drop(
+        (self.transformer.wte(idx) + self.transformer.wpe(pos)).detach()))),
+    ("the gradient of the token embedding \\(wte\\) is not the loss's", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx).detach() + self.transformer.wpe(pos)))),
+    ("loss.backward\\(\\) fails: the loss of forward with n_layer=0 has no gradient history", forward_with(
+        head=lambda self, x: head_without_autograd(self, x))),
+    ("with n_layer=2, \\d+ parameter\\(s\\) got no gradient \\(transformer.wpe.weight, transformer.h.0", forward_with(
+        run=blocks_without_autograd)),
+    ("applies dropout 2 times \\(the token embeddings, then the sum again\\)", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.drop(self.transformer.wte(idx))
+                                                           + self.transformer.wpe(pos)))),
+    ("the embedding dropout is applied to the token embeddings alone", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx)) + self.transformer.wpe(pos))),
+    ("ln_f runs after every Block", forward_with(run=norm_after_every_block)),
 ]
 
 
@@ -349,6 +463,16 @@ def forward_transposed_loss(self, idx, targets=None):
         x = block(x)
     logits = self.lm_head(self.transformer.ln_f(x))
     return logits, None if targets is None else F.cross_entropy(logits.transpose(1, 2), targets)
+
+
+def forward_functional_dropout(self, idx, targets=None):
+    """F.embedding, F.dropout with training=self.training, F.linear with the tied matrix."""
+    x = F.embedding(idx, self.transformer.wte.weight) + self.transformer.wpe.weight[:idx.size(1)]
+    x = F.dropout(x, self.config.dropout, self.training)
+    for block in self.transformer.h:
+        x = block(x)
+    logits = F.linear(self.transformer.ln_f(x), self.transformer.wte.weight)
+    return logits, None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 def forward_nll(self, idx, targets=None):
@@ -578,10 +702,11 @@ STUDENT_BUGS = {"mlp": MLP_BUGS, "block": BLOCK_BUGS, "gpt_constructor": CONSTRU
                 "generate": GENERATE_BUGS, "training_loop": TRAINING_BUGS}
 MORE_VALID = {
     "mlp": [MLP, SequentialMLP, FunctionalMLP, ManualGeluMLP],
-    "block": [Block, InlineBlock, DictBlock, FunctionalNormBlock],
-    "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT],
+    "block": [Block, InlineBlock, DictBlock, FunctionalNormBlock, InlineMLPBlock],
+    "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT, ScaledInitGPT],
     "forward": [GPT, ListGPT, type("TransposedLossGPT", (GPT,), {"forward": forward_transposed_loss}),
-                type("NllGPT", (GPT,), {"forward": forward_nll})],
+                type("NllGPT", (GPT,), {"forward": forward_nll}),
+                type("FunctionalDropoutGPT", (GPT,), {"forward": forward_functional_dropout})],
     "generate": [GPT, ListGPT, WhereGenerateGPT],
     "training_loop": [(get_batch, train), (unfold_batches, train_with_set_to_none), (batch_by_index, student_train()),
                       (get_batch, student_train(zero_grad="start"))],
@@ -591,6 +716,13 @@ MORE_VALID = {
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
  test_a_stub_scores_nothing, test_every_exercise_has_a_broad_set) = student_tests(
     CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2))  # two secret seeds keep the run short
+
+
+@pytest.mark.parametrize("exercise", ["mlp", "block", "gpt_constructor", "forward"])
+def test_messages_speak_of_the_students_code_not_of_the_check(exercise):
+    """No message of these checks says "judge" (internal plumbing) or that a layer is "not the cause"."""
+    messages = [o.message for _, function in STUDENT_BUGS[exercise] for o in failures(CHECKS[exercise], function, 0)]
+    assert messages and not [m for m in messages if "judge" in m or "not the cause" in m]
 
 
 # ---------------------------------------------------------------- the judge trusts only outputs for its own inputs

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_module_class
-from coursekit.checks.gpt_common import (close, dropout_probability, find, layers_problem, load_seeded_layers,
-                                         norms_named_by_role, output_problem, probe_config, probe_stream, seeded_layers,
-                                         sequence_length)
-from coursekit.checks.probing import (dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
-                                      run_module, train_and_eval_runs)
+from coursekit.checks.gpt_common import (backward_advice, backward_error, close, described_run, dropout_probability,
+                                         find, layers_problem, load_seeded_layers, norms_named_by_role, output_problem,
+                                         probe_config, probe_stream, seeded_layers, sequence_length, sublayers)
+from coursekit.checks.probing import (active, dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
+                                      recorded_dropout, run_module, train_and_eval_runs)
 
 # ---------------------------------------------------------------- probes shared by mlp and block
 
@@ -38,13 +38,45 @@ def _values_probe(changes: dict, dropout: bool = False, gradient: bool = False):
         module = randomise_parameters(module_class(config)).eval()
         x = probe_stream(config)
         got = {"layout": load_seeded_layers(module), "named": norms_named_by_role(module),
-               "result": run_module(module, x)}
+               "result": described_run(module, x), "changes_input": _changes_input(module, x),
+               "sublayers": _sublayer_runs(module, config, x, dropout)}
         if dropout:
             got["runs"] = train_and_eval_runs(module, x)
         if gradient:
             got["gradient"] = _stream_gradient(module, x)
         return got
     return probe
+
+
+def _sublayer_runs(module, config, x: torch.Tensor, dropout: bool) -> dict:
+    """Each of the module's own sub-modules (gpt_common.sublayers) run alone on x: its type and result (LayerNorms
+    also their eps); with dropout, how many dropout calls the attention and the MLP make in training mode."""
+    parts = sublayers(module, config)
+    runs = {"norms": [{"type": type(norm).__name__, "result": run_module(norm, x),
+                       "eps": float(norm.eps) if isinstance(getattr(norm, "eps", None), (int, float)) else None}
+                      for norm in parts["norms"]]}
+    for name in ("attention", "mlp"):
+        part = parts[name]
+        runs[name] = None if part is None else {"type": type(part).__name__, "result": run_module(part, x)}
+        if part is not None and dropout:
+            part.train()
+            torch.manual_seed(0)
+            with recorded_dropout() as calls:
+                run_module(part, x)
+            part.eval()
+            runs[name]["dropouts"] = len(active(calls))
+    return runs
+
+
+def _changes_input(module, x: torch.Tensor) -> bool:
+    """Whether module(x) changes x in place (on a copy, without gradients)."""
+    given = x.clone()
+    try:
+        with torch.no_grad():
+            module(given)
+    except Exception:  # the output test reports the error
+        return False
+    return not torch.equal(given, x)
 
 
 def readout(x: torch.Tensor) -> torch.Tensor:
@@ -54,13 +86,13 @@ def readout(x: torch.Tensor) -> torch.Tensor:
 
 def _stream_gradient(module, x: torch.Tensor):
     leaf = x.clone().requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            out = module(leaf * 1.0)  # a stream computed by earlier layers, as in a GPT (not a leaf)
-            out = out[0] if isinstance(out, tuple) else out
-            (out * readout(x)).sum().backward()
-    except Exception as error:
-        return f"{type(error).__name__}: {error}"
+
+    def loss():
+        out = module(leaf * 1.0)  # a stream computed by earlier layers, as in a GPT (not a leaf)
+        return ((out[0] if isinstance(out, tuple) else out) * readout(x)).sum()
+    error = backward_error(loss)
+    if error:
+        return error
     return leaf.grad if leaf.grad is not None else "no gradient reached the block's input"
 
 
@@ -115,7 +147,10 @@ def _mlp_mistake(got, config) -> str | None:
     candidates = mlp_candidates(x, first, second)
     for name, expected in candidates.items():
         if close(out, expected):
-            return MLP_MISTAKES[name.split(" (")[0]]
+            if name or not got["changes_input"]:
+                return MLP_MISTAKES[name.split(" (")[0]]
+            return ("the MLP changes its input x in place (e.g. x.zero_(), x.mul_() or x += ...): the Block still "
+                    "needs x for the residual connection, x + mlp(ln_2(x)); compute new tensors and leave x as it was")
     return ("the MLP does not compute c_proj(gelu(c_fc(x))) with its own layers: check the order "
             "Linear(n_embd, 4 * n_embd) -> GELU -> Linear(4 * n_embd, n_embd) -> Dropout")
 
@@ -210,27 +245,30 @@ BLOCK_MISTAKES = {
 
 
 NORMS = 4  # LayerNorms a block's judge tries in pairs (a block has two; a spare one is tolerated)
+NORM_MISUSES = {  # Block.forward normalising with its LayerNorms' parameters by hand, wrongly
+    lambda norm: {"weight": norm["bias"], "bias": norm["weight"]}: (
+        "Block.forward swaps each LayerNorm's gain and bias (F.layer_norm(x, shape, ln.bias, ln.weight)): the gain "
+        "comes first, F.layer_norm(x, shape, ln.weight, ln.bias); simpler, call the module: self.ln_1(x)"),
+    lambda norm: {"weight": norm["weight"], "bias": None}: (
+        "Block.forward applies the LayerNorms' gains but not their biases: call the modules, self.ln_1(x) and "
+        "self.ln_2(x), which apply both"),
+    lambda norm: {"weight": None, "bias": None}: (
+        "Block.forward normalises without the LayerNorms' gains and biases: call the modules, self.ln_1(x) and "
+        "self.ln_2(x), which apply both"),
+}
 
 
-def _block_mistake(got, config) -> str | None:
-    problem = layers_problem(got["layout"])
-    if problem:
-        return problem
-    got = _redrawn(got)
-    C, x = config.n_embd, probe_stream(config)
-    what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
-    problem = output_problem(got["result"], tuple(x.shape), what)
-    if problem:
-        return problem + (" (nothing may be hard-coded to the notebook's sizes: use config.n_embd, config.n_head)"
-                          if got["result"]["error"] else "")
-    from coursekit.judging.gpt import attention_from, block_candidates  # the reference's replays: judge side only
+def _block_parts(got, config) -> dict | str:
+    """The block's layers as the judge redraws them from the seed (never read back from the sandbox): the attention
+    rebuilt from its two Linears, the MLP's "fc" and "proj", the LayerNorms' "norms"; or what is missing."""
+    from coursekit.judging.gpt import attention_from  # the reference's replays: judge side only
 
+    got, C = _redrawn(got), config.n_embd
     found, norms = got["linears"], got["norms"]
     c_attn, c_proj = find(found, C, 3 * C), find(found, C, C)
     if c_attn is None or c_proj is None:
         return ("could not find the attention's layers nn.Linear(n_embd, 3 * n_embd) and nn.Linear(n_embd, n_embd) in "
                 "the block: use the CausalSelfAttention given in the exercise, built from config")
-    attention = attention_from(c_attn, c_proj, config)
     fc, proj = find(found, C, 4 * C), find(found, 4 * C, C)
     if fc is None or proj is None:
         widths = sorted({layer["out"] for layer in found if layer["in"] == C and layer["out"] not in (C, 3 * C)})
@@ -247,24 +285,43 @@ def _block_mistake(got, config) -> str | None:
     if any(norm["weight"] is None for norm in norms):
         return ("a LayerNorm has no learned gain and bias (elementwise_affine=False): use "
                 "nn.LayerNorm(config.n_embd, bias=config.bias), as GPT-2 does (notebook 06 loads its gains and biases)")
-    out = got["result"]["output"]
+    return {"attention": attention_from(c_attn, c_proj, config), "fc": fc, "proj": proj, "norms": norms}
+
+
+def _block_mistake(got, config) -> str | None:
+    problem = layers_problem(got["layout"])
+    if problem:
+        return problem
+    C, x = config.n_embd, probe_stream(config)
+    what = f"Block(config) with n_embd={C}, n_head={config.n_head} on x of shape {tuple(x.shape)}"
+    problem = output_problem(got["result"], tuple(x.shape), what)
+    if problem:
+        return problem + (" (nothing may be hard-coded to the notebook's sizes: use config.n_embd, config.n_head)"
+                          if got["result"]["error"] else "")
+    from coursekit.judging.gpt import block_candidates  # the reference's replays: judge side only
+
+    parts = _block_parts(got, config)
+    if isinstance(parts, str):
+        return parts
+    out, norms = got["result"]["output"], parts["norms"]
     with torch.no_grad():
-        if len(norms) == 2 and close(out, block_candidates(x, attention, fc, proj, *norms)[""]()):
+        if len(norms) == 2 and close(out, block_candidates(x, parts["attention"], parts["fc"], parts["proj"],
+                                                           *norms)[""]()):
             return None  # the right wiring, checked first: most blocks pass here
-    return _wiring_mistake(got, x, out, attention, fc, proj)
+    return _wiring_mistake(got, x, out, parts)
 
 
-def _wiring_mistake(got, x, out, attention, fc, proj) -> str | None:
+def _wiring_mistake(got, x, out, parts) -> str | None:
     """Which wiring of the block's own layers matches its output, and what is wrong with it."""
     from coursekit.judging.gpt import GELUS, block_candidates  # the reference's replays: judge side only
 
-    norms = got["norms"]
+    norms, layers = parts["norms"], (parts["attention"], parts["fc"], parts["proj"])
     matched = {}
     with torch.no_grad():
         for gelu in GELUS:
             for a, norm_a in enumerate(norms):
                 for b, norm_b in enumerate(norms):
-                    for name, compute in block_candidates(x, attention, fc, proj, norm_a, norm_b, gelu).items():
+                    for name, compute in block_candidates(x, *layers, norm_a, norm_b, gelu).items():
                         if name not in matched and close(out, compute()):
                             matched[name] = (a, b, gelu)
     if "" in matched:
@@ -283,9 +340,61 @@ def _wiring_mistake(got, x, out, attention, fc, proj) -> str | None:
     for name, message in BLOCK_MISTAKES.items():
         if name in matched:
             return message
-    return ("the block's output is not x + attn(ln_1(x)) followed by x + mlp(ln_2(x)). The judge rebuilt the block "
-            "from its own attention, MLP and LayerNorm weights (so those layers are not the cause) and none of the "
-            "usual wirings matches: check Block.forward line by line")
+    with torch.no_grad():
+        for misuse, message in NORM_MISUSES.items():
+            first, second = (misuse(norm) for norm in (norms[0], norms[-1]))
+            if close(out, block_candidates(x, *layers, first, second)[""]()):
+                return message
+    problem = _sublayer_mistake(got["sublayers"], x, parts)
+    if isinstance(problem, str):
+        return problem
+    return (f"the block's output is not x + attn(ln_1(x)) followed by x + mlp(ln_2(x)), nor one of the usual wrong "
+            f"wirings. Run on their own, {', '.join(problem[:-1]) + ' and ' if problem[:-1] else ''}{problem[-1]} "
+            f"compute what they should, so the mistake is in how "
+            f"Block.forward uses them: check it line by line (the residual additions, which LayerNorm feeds which "
+            f"sub-layer, the arguments of any F.layer_norm)")
+
+
+def _sublayer_mistake(runs, x, parts) -> str | list[str]:
+    """The first of the block's own sub-modules (each run alone on x by the probe) whose output is not what its
+    layers should compute, in words; or the list of those found right."""
+    from coursekit.judging.gpt import layer_norm, mlp_candidates  # the reference's replays: judge side only
+
+    checked = []
+    for norm, values in zip(runs["norms"], parts["norms"]):
+        result = norm["result"]
+        if result["error"] or not close(result["output"], layer_norm(values, x)):
+            if norm["type"] != "LayerNorm":
+                return (f"the block normalises with {norm['type']}, not a LayerNorm: GPT-2 normalises each position "
+                        f"over its n_embd features, subtracting the mean, with a gain and a bias: "
+                        f"nn.LayerNorm(config.n_embd)")
+            if norm["eps"] is not None and abs(norm["eps"] - 1e-5) > 1e-12:
+                return (f"the block's LayerNorm has eps = {norm['eps']:g}; keep the default eps = 1e-05 "
+                        f"(GPT-2's weights were trained with it): nn.LayerNorm(config.n_embd)")
+            return (f"the block's {norm['type']} does not compute nn.LayerNorm(n_embd) with its own gain and bias: "
+                    f"use nn.LayerNorm(config.n_embd)")
+    if runs["norms"]:
+        checked.append("its LayerNorms")
+    mlp = runs["mlp"]
+    if mlp is not None:
+        candidates = mlp_candidates(x.double(), parts["fc"], parts["proj"])
+        matched = next((name for name, expected in candidates.items() if close(mlp["result"]["output"], expected)),
+                       None) if not mlp["result"]["error"] else None
+        if matched is None:
+            return (f"the block's MLP ({mlp['type']}) does not compute c_proj(gelu(c_fc(x))) with its own layers: "
+                    f"build it as MLP(config) and pass check_mlp first")
+        if matched:
+            return f"the block's MLP ({mlp['type']}): {MLP_MISTAKES[matched.split(' (')[0]]} (see check_mlp)"
+        checked.append("its MLP")
+    attention = runs["attention"]
+    if attention is not None:
+        with torch.no_grad():
+            expected = parts["attention"](x)
+        if attention["result"]["error"] or not close(attention["result"]["output"], expected):
+            return (f"the block's attention ({attention['type']}) does not compute the given causal self-attention "
+                    f"with its own layers: build it as the exercise gives, CausalSelfAttention(AttentionConfig(...))")
+        checked.append("its attention")
+    return checked or ["its layers"]
 
 
 def _block_judge(changes: dict):
@@ -302,25 +411,19 @@ def _block_gradient_judge(got):
             return "fix the block's output first (see the first test)"
         gradient = got["gradient"]
         if isinstance(gradient, str):
-            if "inplace" in gradient or "in-place" in gradient:
-                return ("loss.backward() fails through the block: the residual stream is changed in place (x += ...), "
-                        "but autograd kept x for the LayerNorm's backward pass. Write x = x + self.attn(self.ln_1(x)) "
-                        f"(a new tensor). The error: {gradient}")
-            return f"backpropagating through the block failed: {gradient}"
+            return backward_advice(gradient, "the block")
         return _gradient_mistake(got, config, gradient)
 
 
 def _gradient_mistake(got, config, gradient) -> str | None:
-    from coursekit.judging.gpt import attention_from, block_candidates  # the reference's replays: judge side only
+    from coursekit.judging.gpt import block_candidates  # the reference's replays: judge side only
 
-    got, C = _redrawn(got), config.n_embd
-    found, norms = got["linears"], got["norms"]
-    attention = attention_from(find(found, C, 3 * C), find(found, C, C), config)
-    fc, proj = find(found, C, 4 * C), find(found, 4 * C, C)
+    parts = _block_parts(got, config)  # a dict: the block's output was right
+    norms, layers = parts["norms"], (parts["attention"], parts["fc"], parts["proj"])
     for first, second in ((norms[0], norms[-1]), (norms[-1], norms[0])):
         x = probe_stream(config).requires_grad_(True)
         with torch.enable_grad():
-            (block_candidates(x, attention, fc, proj, first, second)[""]() * readout(x)).sum().backward()
+            (block_candidates(x, *layers, first, second)[""]() * readout(x)).sum().backward()
         if close(gradient, x.grad, atol=1e-3):
             return None
     return ("the block's output is right but its gradient is not: part of it is cut off from autograd (a .detach(), "
@@ -352,9 +455,16 @@ def _block_dropout_judge(got):
                 f"attention's output projection and the MLP's output): drop the extra one (dropout before a "
                 f"LayerNorm or on its output is not GPT-2's)")
     if np.allclose(runs["train"], runs["eval"][0], atol=1e-7) or (calls and sites.count("stream") < 2):
-        return (f"with config.dropout = {p} the block's sub-layers do not all use dropout in training mode (found "
-                f"{sites.count('stream')} dropout(s) on sub-layer outputs, expected 2: the attention's and the MLP's): "
-                f"build the MLP as MLP(config), so it receives config.dropout")
+        found = (f"with config.dropout = {p} the block's sub-layers do not all use dropout in training mode (found "
+                 f"{sites.count('stream')} dropout(s) on sub-layer outputs, expected 2: the attention's and the MLP's)")
+        attention, mlp = (got["sublayers"][name] for name in ("attention", "mlp"))
+        if attention is not None and attention["dropouts"] == 0:
+            return (f"{found}: the attention drops nothing; build it as the exercise gives, with "
+                    f"attn_pdrop=config.dropout and resid_pdrop=config.dropout")
+        if mlp is not None and mlp["dropouts"] == 0:
+            return f"{found}: the MLP drops nothing; build it as MLP(config), so it receives config.dropout"
+        return (f"{found}: build the attention (attn_pdrop and resid_pdrop) and the MLP (MLP(config)) from "
+                f"config.dropout")
     return None
 
 
