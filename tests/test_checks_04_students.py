@@ -366,11 +366,11 @@ def forward_nll(self, idx, targets=None):
 # ---------------------------------------------------------------- generate
 
 
-def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_eval=False):
+def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_mode=None):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-        if sets_eval:
-            self.eval()
+        if sets_mode:
+            self.train(sets_mode == "train")
         for _ in range(max_new_tokens):
             context = crop(self, idx) if crop else idx[:, -self.config.block_size:]
             logits, _ = self(context)
@@ -389,8 +389,8 @@ def top_k(logits, k):
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_p(logits, p, strict=False, crossing=True, gather=False):
-    sorted_logits, order = torch.sort(logits, descending=True)
+def top_p(logits, p, strict=False, crossing=True, gather=False, descending=True):
+    sorted_logits, order = torch.sort(logits, descending=descending)
     probs = F.softmax(sorted_logits, dim=-1)
     before = probs.cumsum(-1) - probs if crossing else probs.cumsum(-1)
     drop = before > p if strict else before >= p
@@ -442,7 +442,23 @@ GENERATE_BUGS = [
     ("greedy|argmax|sample", generating(sample=lambda probs, g: probs.argmax(-1, keepdim=True))),
     ("top_k|k-th|top-k", generating(filters=one_too_many)),
     ("logits around \\d+ raised.*F.softmax", generating(softmax=lambda x, dim: x.exp() / x.exp().sum(dim, keepdim=True))),
-    ("leaves the model in eval mode", generating(sets_eval=True)),
+    ("leaves the model in eval mode", generating(sets_mode="eval")),
+    # samples with dropout on, and leaves an eval()ed model training
+    ("switches a model the caller put in eval mode to training mode", generating(sets_mode="train")),
+    ("cropped to 8 tokens whatever block_size is", generating(crop=lambda self, idx: idx[:, -8:])),
+    ("top_k=0\\) sampled from every token, as if top_k were None",  # `if top_k:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k or None, p))),
+    ("top_p=0\\) sampled from every token, as if top_p were None",  # `if top_p:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k, p or None))),
+    ("top_k=0\\) picked the most likely token.*raise an error",  # top_k = max(1, top_k)
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, None if k is None else max(1, k), p))),
+    ("temperature=0\\) sampled as if the temperature were 1",  # temperature = temperature or 1.0
+     generating(filters=lambda logits, t, k, p: filters()(logits, t or 1.0, k, p))),
+    ("random numbers start over at every step",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0)))),
+    ("all \\d+ rows of the batch got the same new token",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=g)[:1].expand(probs.size(0), 1))),
+    ("top_p keeps the least likely tokens.*ascending", generating(filters=filters(descending=False))),
 ]
 
 
@@ -466,6 +482,33 @@ def generate_where(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p
 
 class WhereGenerateGPT(GPT):
     generate = generate_where
+
+
+class ValidatingGPT(GPT):
+    """Rejects out-of-range settings with a ValueError and makes temperature=0 greedy, as notebook 05's sampler."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if temperature == 0:
+            return GPT.generate(self, idx, max_new_tokens, top_k=1, generator=generator)
+        return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+
+
+class EvalThenRestoreGPT(GPT):
+    """Samples in eval mode whatever the caller set, then restores the caller's mode."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        was_training = self.training
+        self.eval()
+        try:
+            return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+        finally:
+            self.train(was_training)
 
 
 # ---------------------------------------------------------------- get_batch and train
@@ -646,7 +689,7 @@ MORE_VALID = {
     "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT],
     "forward": [GPT, ListGPT, type("TransposedLossGPT", (GPT,), {"forward": forward_transposed_loss}),
                 type("NllGPT", (GPT,), {"forward": forward_nll})],
-    "generate": [GPT, ListGPT, WhereGenerateGPT],
+    "generate": [GPT, ListGPT, WhereGenerateGPT, ValidatingGPT, EvalThenRestoreGPT],
     "training_loop": [(get_batch, train), (unfold_batches, train_with_set_to_none), (batch_by_index, student_train()),
                       (get_batch, student_train(zero_grad="start")), (get_batch, train_at_planned_steps)],
 }
