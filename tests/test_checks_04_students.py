@@ -490,11 +490,11 @@ def forward_nll(self, idx, targets=None):
 # ---------------------------------------------------------------- generate
 
 
-def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_eval=False):
+def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_mode=None):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-        if sets_eval:
-            self.eval()
+        if sets_mode:
+            self.train(sets_mode == "train")
         for _ in range(max_new_tokens):
             context = crop(self, idx) if crop else idx[:, -self.config.block_size:]
             logits, _ = self(context)
@@ -513,8 +513,8 @@ def top_k(logits, k):
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_p(logits, p, strict=False, crossing=True, gather=False):
-    sorted_logits, order = torch.sort(logits, descending=True)
+def top_p(logits, p, strict=False, crossing=True, gather=False, descending=True):
+    sorted_logits, order = torch.sort(logits, descending=descending)
     probs = F.softmax(sorted_logits, dim=-1)
     before = probs.cumsum(-1) - probs if crossing else probs.cumsum(-1)
     drop = before > p if strict else before >= p
@@ -566,7 +566,23 @@ GENERATE_BUGS = [
     ("greedy|argmax|sample", generating(sample=lambda probs, g: probs.argmax(-1, keepdim=True))),
     ("top_k|k-th|top-k", generating(filters=one_too_many)),
     ("logits around \\d+ raised.*F.softmax", generating(softmax=lambda x, dim: x.exp() / x.exp().sum(dim, keepdim=True))),
-    ("leaves the model in eval mode", generating(sets_eval=True)),
+    ("leaves the model in eval mode", generating(sets_mode="eval")),
+    # samples with dropout on, and leaves an eval()ed model training
+    ("switches a model the caller put in eval mode to training mode", generating(sets_mode="train")),
+    ("cropped to 8 tokens whatever block_size is", generating(crop=lambda self, idx: idx[:, -8:])),
+    ("top_k=0\\) sampled from every token, as if top_k were None",  # `if top_k:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k or None, p))),
+    ("top_p=0\\) sampled from every token, as if top_p were None",  # `if top_p:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k, p or None))),
+    ("top_k=0\\) picked the most likely token.*raise an error",  # top_k = max(1, top_k)
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, None if k is None else max(1, k), p))),
+    ("temperature=0\\) sampled as if the temperature were 1",  # temperature = temperature or 1.0
+     generating(filters=lambda logits, t, k, p: filters()(logits, t or 1.0, k, p))),
+    ("random numbers start over at every step",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0)))),
+    ("all \\d+ rows of the batch got the same new token",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=g)[:1].expand(probs.size(0), 1))),
+    ("top_p keeps the least likely tokens.*ascending", generating(filters=filters(descending=False))),
 ]
 
 
@@ -592,6 +608,33 @@ class WhereGenerateGPT(GPT):
     generate = generate_where
 
 
+class ValidatingGPT(GPT):
+    """Rejects out-of-range settings with a ValueError and makes temperature=0 greedy, as notebook 05's sampler."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if temperature == 0:
+            return GPT.generate(self, idx, max_new_tokens, top_k=1, generator=generator)
+        return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+
+
+class EvalThenRestoreGPT(GPT):
+    """Samples in eval mode whatever the caller set, then restores the caller's mode."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        was_training = self.training
+        self.eval()
+        try:
+            return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+        finally:
+            self.train(was_training)
+
+
 # ---------------------------------------------------------------- get_batch and train
 
 
@@ -609,13 +652,16 @@ def window(shift):
 
 def student_train(zero_grad="before", clip="after backward", final=True, eval_every=lambda s, n: s % n == 0,
                   eval_after_step=False, back_to_train=True, eval_mode=True, item=True, optimizer_class=None,
-                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False):
+                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False,
+                  loop_to_max_steps=False, fixed_eval_batches=None, val_generator=True, optimizer_settings=None):
+    """final: True, False or "unless a multiple" (skipped when max_steps % eval_interval == 0); loop_to_max_steps:
+    the loop runs over range(max_steps + 1), evaluating by eval_every, and stops before training at max_steps."""
     def train(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3, eval_interval=100,
               eval_batches=10, grad_clip=1.0, seed=0):
         generator = torch.Generator().manual_seed(seed)
         block_size = model.config.block_size
         make = optimizer_class or torch.optim.AdamW
-        optimizer = make(model.parameters(), lr=lr or learning_rate)
+        optimizer = make(model.parameters(), lr=lr or learning_rate, **(optimizer_settings or {}))
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5) if step_lr else None
         history = {"loss": [], "eval_step": [], "val_loss": []}
 
@@ -624,16 +670,18 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
                 model.eval()
             data = val_data if val_source == "val" else train_data
             with torch.no_grad():
-                losses = [model(*get_batch(data, batch_size, block_size, generator))[1].item()
-                          for _ in range(eval_batches)]
+                losses = [model(*get_batch(data, batch_size, block_size, generator if val_generator else None))[1]
+                          .item() for _ in range(fixed_eval_batches or eval_batches)]
             if back_to_train:
                 model.train()
             history["eval_step"].append(step)
             history["val_loss"].append(sum(losses) / len(losses))
 
-        for step in range(max_steps):
+        for step in range(max_steps + 1 if loop_to_max_steps else max_steps):
             if not eval_after_step and eval_every(step, eval_interval):
                 evaluate(step)
+            if step == max_steps:
+                break
             if optimizer_each_step:
                 optimizer = make(model.parameters(), lr=learning_rate)
             if zero_grad == "start":
@@ -657,10 +705,22 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
             history["loss"].append(loss.item() if item else loss)
             if eval_after_step and eval_every(step + 1, eval_interval):
                 evaluate(step + 1)
-        if final:
+        if final is True or (final == "unless a multiple" and max_steps % eval_interval):
             evaluate(max_steps)
         return history
     return train
+
+
+def batch_by_index_past_the_end(data, batch_size, block_size, generator=None):
+    """Starts drawn up to len(data) - block_size: the last window's targets index past the end (IndexError)."""
+    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(block_size)
+    return data[index], data[index + 1]
+
+
+def float_targets(data, batch_size, block_size, generator=None):
+    x, y = get_batch(data, batch_size, block_size, generator)
+    return x, y.float()
 
 
 TRAINING_BUGS = [
@@ -686,6 +746,24 @@ TRAINING_BUGS = [
     ("created anew", (get_batch, student_train(optimizer_each_step=True))),
     ("clip_grad_value_\\).*clip the global norm", (get_batch, student_train(clip="by value"))),
     ("learning rate changes during training: step 3 ran with lr=0.0015", (get_batch, student_train(step_lr=True))),
+    ("with max_steps=10 and eval_interval=5 there is no evaluation at max_steps=10",
+     (get_batch, student_train(final="unless a multiple"))),
+    ("evaluation at max_steps=10 runs twice", (get_batch, student_train(loop_to_max_steps=True))),
+    ("average eval_batches=2 batches of val_data, got 10: use the eval_batches argument",
+     (get_batch, student_train(fixed_eval_batches=10))),
+    ("different validation batches.*get_batch\\(val_data, batch_size, block_size, generator\\)",
+     (get_batch, student_train(val_generator=False))),
+    ("weight_decay=0.1 \\(default 0.01\\)", (get_batch, student_train(optimizer_settings={"weight_decay": 0.1}))),
+    ("betas=\\[0.9, 0.95\\]", (get_batch, student_train(optimizer_settings={"betas": (0.9, 0.95)}))),
+    ("dtype torch.long.*got int32 and int32", (lambda *args: tuple(t.int() for t in get_batch(*args)), train)),
+    ("dtype torch.long.*got int64 and float32", (float_targets, train)),
+    ("should return two tensors x, y, got list and list: torch.stack",
+     (lambda *args: tuple(list(t) for t in get_batch(*args)), train)),
+    ("use the batch_size and block_size arguments, not fixed numbers",
+     (lambda data, batch_size, block_size, generator=None: get_batch(data, batch_size, 8, generator), train)),
+    ("high bound is excluded",  # torch.randint(len(data) - block_size + 1, ...): a window runs past the end
+     (batch_bug(window(0), window(1), high=lambda d, b: len(d) - b + 1), train)),
+    ("high bound is excluded", (batch_by_index_past_the_end, train)),
 ]
 
 
@@ -694,6 +772,35 @@ def batch_by_index(data, batch_size, block_size, generator=None):
     starts = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
     index = starts.unsqueeze(1) + torch.arange(block_size).unsqueeze(0)
     return data[index], data[index + 1]
+
+
+def train_at_planned_steps(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3,
+                           eval_interval=100, eval_batches=10, grad_clip=1.0, seed=0):
+    """The evaluation steps planned as a set (max_steps added once), validation batches from a second generator,
+    torch.inference_mode, and the losses averaged as one tensor."""
+    generator, val_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    block_size = model.config.block_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    history = {"loss": [], "eval_step": [], "val_loss": []}
+    planned = sorted(set(range(0, max_steps, eval_interval)) | {max_steps})
+    for step in range(max_steps + 1):
+        if step in planned:
+            model.eval()
+            with torch.inference_mode():
+                losses = torch.stack([model(*get_batch(val_data, batch_size, block_size, val_generator))[1]
+                                      for _ in range(eval_batches)])
+            model.train()
+            history["eval_step"].append(step)
+            history["val_loss"].append(losses.mean().item())
+        if step == max_steps:
+            break
+        _, loss = model(*get_batch(train_data, batch_size, block_size, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
+        optimizer.step()
+        history["loss"].append(loss.item())
+    return history
 
 
 CHECKS = {check.exercise: check for check in (checks.check_mlp, checks.check_block, checks.check_gpt_constructor,
@@ -707,9 +814,9 @@ MORE_VALID = {
     "forward": [GPT, ListGPT, type("TransposedLossGPT", (GPT,), {"forward": forward_transposed_loss}),
                 type("NllGPT", (GPT,), {"forward": forward_nll}),
                 type("FunctionalDropoutGPT", (GPT,), {"forward": forward_functional_dropout})],
-    "generate": [GPT, ListGPT, WhereGenerateGPT],
+    "generate": [GPT, ListGPT, WhereGenerateGPT, ValidatingGPT, EvalThenRestoreGPT],
     "training_loop": [(get_batch, train), (unfold_batches, train_with_set_to_none), (batch_by_index, student_train()),
-                      (get_batch, student_train(zero_grad="start"))],
+                      (get_batch, student_train(zero_grad="start")), (get_batch, train_at_planned_steps)],
 }
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,

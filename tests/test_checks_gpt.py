@@ -260,7 +260,7 @@ def unfold_batches(data, batch_size, block_size, generator=None):
 def train_with_set_to_none(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3,
                            eval_interval=50, eval_batches=10, grad_clip=1.0, seed=0):
     """zero_grad(set_to_none=True) first, an evaluation helper with its own generator, train loss evaluated too."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     history = {"loss": [], "eval_step": [], "val_loss": [], "train_loss": []}
 
