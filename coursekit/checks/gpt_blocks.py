@@ -1,5 +1,4 @@
-"""Checks for notebook 04's building blocks: mlp (Linear -> GELU -> Linear -> Dropout) and block (pre-LayerNorm
-attention and MLP with residual connections).
+"""Checks for notebook 04's block: pre-LayerNorm attention and MLP with residual connections.
 
 Before probing, every Linear weight and bias and every LayerNorm gain and bias gets its own random values drawn
 from the test's seed (gpt_common.load_seeded_layers): at initialisation ln_1 and ln_2 are identical, and swapping
@@ -14,213 +13,11 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_module_class
-from coursekit.checks.gpt_common import (backward_advice, backward_error, close, described_run, dropout_probability,
-                                         find, layers_problem, load_seeded_layers, norms_named_by_role, output_problem,
-                                         probe_config, probe_stream, seeded_layers, sequence_length, sublayers)
-from coursekit.checks.probing import (active, dropout_summary, eval_mode_problem, one_thread, randomise_parameters,
-                                      recorded_dropout, run_module, train_and_eval_runs)
-
-# ---------------------------------------------------------------- probes shared by mlp and block
-
-
-def _values_probe(changes: dict, dropout: bool = False, gradient: bool = False):
-    """The module built from probe_config(**changes), its Linears and LayerNorms filled from the test's seed
-    (load_seeded_layers; the judge redraws them), their layout and its output on a random stream; with dropout, also
-    its runs in eval and training mode; with gradient, the gradient of (output * readout(x)).sum() with respect to
-    the stream x."""
-    def probe(module_class):
-        with one_thread():
-            return _probe(module_class)
-
-    def _probe(module_class):
-        config = probe_config(**changes, dropout=dropout_probability() if dropout else 0.0)
-        torch.manual_seed(0)
-        module = randomise_parameters(module_class(config)).eval()
-        x = probe_stream(config)
-        got = {"layout": load_seeded_layers(module), "named": norms_named_by_role(module),
-               "result": described_run(module, x), "changes_input": _changes_input(module, x),
-               "sublayers": _sublayer_runs(module, config, x, dropout)}
-        if dropout:
-            got["runs"] = train_and_eval_runs(module, x)
-        if gradient:
-            got["gradient"] = _stream_gradient(module, x)
-        return got
-    return probe
-
-
-def _sublayer_runs(module, config, x: torch.Tensor, dropout: bool) -> dict:
-    """Each of the module's own sub-modules (gpt_common.sublayers) run alone on x: its type and result (LayerNorms
-    also their eps); with dropout, how many dropout calls the attention and the MLP make in training mode."""
-    parts = sublayers(module, config)
-    runs = {"norms": [{"type": type(norm).__name__, "result": run_module(norm, x),
-                       "eps": float(norm.eps) if isinstance(getattr(norm, "eps", None), (int, float)) else None}
-                      for norm in parts["norms"]]}
-    for name in ("attention", "mlp"):
-        part = parts[name]
-        runs[name] = None if part is None else {"type": type(part).__name__, "result": run_module(part, x)}
-        if part is not None and dropout:
-            part.train()
-            torch.manual_seed(0)
-            with recorded_dropout() as calls:
-                run_module(part, x)
-            part.eval()
-            runs[name]["dropouts"] = len(active(calls))
-    return runs
-
-
-def _changes_input(module, x: torch.Tensor) -> bool:
-    """Whether module(x) changes x in place (on a copy, without gradients)."""
-    given = x.clone()
-    try:
-        with torch.no_grad():
-            module(given)
-    except Exception:  # the output test reports the error
-        return False
-    return not torch.equal(given, x)
-
-
-def readout(x: torch.Tensor) -> torch.Tensor:
-    """Fixed weights on the block's output, so that its gradient tests every path: a function of the input."""
-    return torch.sin(7.0 * x.detach()) + 0.25
-
-
-def _stream_gradient(module, x: torch.Tensor):
-    leaf = x.clone().requires_grad_(True)
-
-    def loss():
-        out = module(leaf * 1.0)  # a stream computed by earlier layers, as in a GPT (not a leaf)
-        return ((out[0] if isinstance(out, tuple) else out) * readout(x)).sum()
-    error = backward_error(loss)
-    if error:
-        return error
-    return leaf.grad if leaf.grad is not None else "no gradient reached the block's input"
-
-
-def _sizes(config) -> dict:
-    return {"n_embd": config.n_embd, "T": sequence_length(config), "head_size": config.n_embd // config.n_head}
-
-
-# ---------------------------------------------------------------- mlp
-
-
-MLP_MISTAKES = {
-    "": None,
-    "exact GELU": ("the MLP uses the exact GELU, nn.GELU(); use nn.GELU(approximate=\"tanh\"), the version GPT-2 was "
-                   "trained with (notebook 06 loads GPT-2's weights into this layout)"),
-    "ReLU": ("the activation is ReLU; GPT-2 uses GELU (nn.GELU(approximate=\"tanh\")), a smooth version that keeps "
-             "small gradients for negative inputs"),
-    "no activation": ("there is no activation between the two layers, so the MLP is one linear map: put "
-                      "nn.GELU(approximate=\"tanh\") between them"),
-    "GELU after the second layer": ("there is a GELU after the second layer too: the MLP's output is "
-                                    "c_proj(gelu(c_fc(x))), no activation after it"),
-    "residual inside the MLP": "the MLP adds its input to its output: the residual connection belongs to the Block, not the MLP",
-}
-
-
-def _redrawn(got) -> dict:
-    """got with the layers' values redrawn from the seed (seeded_layers), never taken from the sandbox."""
-    return {**got, **seeded_layers(got["layout"])}
-
-
-def _mlp_mistake(got, config) -> str | None:
-    problem = layers_problem(got["layout"])
-    if problem:
-        return problem
-    got = _redrawn(got)
-    C, x = config.n_embd, probe_stream(config).double()
-    problem = output_problem(got["result"], tuple(x.shape), f"MLP on x of shape {tuple(x.shape)}")
-    if problem:
-        return problem
-    found = got["linears"]
-    first = next((layer for layer in found if layer["in"] == C), None)
-    if first is None:
-        return f"no nn.Linear(n_embd, ...) found: the MLP starts with nn.Linear(n_embd, 4 * n_embd) = ({C}, {4 * C})"
-    if first["out"] != 4 * C:
-        return (f"the hidden layer has {first['out']} units; a transformer's MLP expands to 4 * n_embd = {4 * C} "
-                f"(the 4x expansion), then projects back to n_embd")
-    second = find(found, 4 * C, C)
-    if second is None:
-        return f"no nn.Linear(4 * n_embd, n_embd) = ({4 * C}, {C}) found to project the hidden layer back"
-    from coursekit.judging.gpt import mlp_candidates  # the reference's replays: judge side only
-
-    out = got["result"]["output"]
-    candidates = mlp_candidates(x, first, second)
-    for name, expected in candidates.items():
-        if close(out, expected):
-            if name or not got["changes_input"]:
-                return MLP_MISTAKES[name.split(" (")[0]]
-            return ("the MLP changes its input x in place (e.g. x.zero_(), x.mul_() or x += ...): the Block still "
-                    "needs x for the residual connection, x + mlp(ln_2(x)); compute new tensors and leave x as it was")
-    return ("the MLP does not compute c_proj(gelu(c_fc(x))) with its own layers: check the order "
-            "Linear(n_embd, 4 * n_embd) -> GELU -> Linear(4 * n_embd, n_embd) -> Dropout")
-
-
-def _mlp_bias_judge(got):
-    if _mlp_mistake(got, probe_config()):
-        return "fix the MLP's output first (see the first test)"
-    without = [f"nn.Linear({n_in}, {n_out})" for n_in, n_out, has_bias in got["layout"]["linears"] if not has_bias]
-    if without:
-        return (f"{without[0]} has no bias, though config.bias = True: GPT-2's MLP layers have biases "
-                f"(nn.Linear(..., bias=config.bias); notebook 06 loads them)")
-    return None
-
-
-def _norm_bias_judge(got):
-    with one_thread():
-        if _block_mistake(got, probe_config()):
-            return "fix the block's output first (see the first test)"
-    if any(not has_bias for _, has_gain, has_bias in got["layout"]["norms"] if has_gain):
-        return ("a LayerNorm has no bias, though config.bias = True: use nn.LayerNorm(config.n_embd, bias=config.bias), "
-                "as GPT-2 does (notebook 06 loads its gains and biases)")
-    return None
-
-
-def _mlp_judge(changes: dict):
-    return lambda got: _mlp_mistake(got, probe_config(**changes))
-
-
-def _mlp_dropout_judge(got):
-    config = probe_config(dropout=dropout_probability())
-    runs = got["runs"]
-    problem = eval_mode_problem(runs) or (_mlp_mistake(got, config) and "fix the MLP's output first (see the first "
-                                                                      "test)")
-    if problem:
-        return problem
-    calls = dropout_summary(runs["calls"], _sizes(config))
-    wrong = [call["p"] for call in calls if abs(call["p"] - config.dropout) > 1e-9]
-    if wrong:
-        return (f"the MLP's dropout uses p = {round(wrong[0], 4)} though config.dropout = {config.dropout}: "
-                f"nn.Dropout(config.dropout), never a fixed probability")
-    if np.allclose(runs["train"], runs["eval"][0], atol=1e-7):
-        return (f"with config.dropout = {config.dropout} training mode gives the same output as eval mode: end the "
-                f"MLP with nn.Dropout(config.dropout)")
-    if any(call["site"] == "hidden" for call in calls):
-        return ("the dropout sits on the hidden layer (4 * n_embd wide); GPT-2's MLP drops its output: "
-                "dropout(c_proj(gelu(c_fc(x))))")
-    if float((runs["train"] == 0).mean()) < config.dropout / 2:
-        return "the dropout is not the MLP's last step: apply it to the output of the second Linear"
-    return None
-
-
-check_mlp = Check(
-    exercise="mlp",
-    expects=["the class MLP itself, built as MLP(config)"],
-    accepts=[is_module_class],
-    tests=[
-        Test("MLP(config) with n_embd=12: Linear(12, 48) -> GELU -> Linear(48, 12)", _values_probe({}),
-             _mlp_judge({}), weight=4.0),
-        Test("another size (n_embd=20)", _values_probe({"n_embd": 20, "n_head": 4}),
-             _mlp_judge({"n_embd": 20, "n_head": 4}), weight=1.0),
-        Test("dropout(config.dropout) on the output in training, off in eval", _values_probe({}, dropout=True),
-             _mlp_dropout_judge, weight=1.0, needs_right_outputs=True),
-        Test("both Linears have biases (config.bias = True)", _values_probe({}), _mlp_bias_judge, weight=0.5,
-             needs_right_outputs=True),
-    ],
-)
-
-
-# ---------------------------------------------------------------- block
-
+from coursekit.checks.gpt_common import (backward_advice, close, dropout_probability, find, layers_problem,
+                                         output_problem, probe_config, probe_stream, sublayers)
+from coursekit.checks.gpt_layer_probes import readout, redrawn, stream_sizes, values_probe
+from coursekit.checks.gpt_mlp import MLP_MISTAKES
+from coursekit.checks.probing import dropout_summary, eval_mode_problem, one_thread
 
 BLOCK_MISTAKES = {
     "post-LN": ("this is the original transformer's post-LN order, x = ln(x + attn(x)). GPT-2 is pre-LN: normalise "
@@ -263,7 +60,7 @@ def _block_parts(got, config) -> dict | str:
     rebuilt from its two Linears, the MLP's "fc" and "proj", the LayerNorms' "norms"; or what is missing."""
     from coursekit.judging.gpt import attention_from  # the reference's replays: judge side only
 
-    got, C = _redrawn(got), config.n_embd
+    got, C = redrawn(got), config.n_embd
     found, norms = got["linears"], got["norms"]
     c_attn, c_proj = find(found, C, 3 * C), find(found, C, C)
     if c_attn is None or c_proj is None:
@@ -439,7 +236,7 @@ def _block_dropout_judge(got):
         problem = problem or (_block_mistake(got, config) and "fix the block's output first (see the first test)")
     if problem:
         return problem
-    calls = dropout_summary(runs["calls"], _sizes(config))
+    calls = dropout_summary(runs["calls"], stream_sizes(config))
     wrong = [call["p"] for call in calls if abs(call["p"] - p) > 1e-9]
     if wrong:
         return (f"a dropout inside the block uses p = {round(wrong[0], 4)} though config.dropout = {p}: every "
@@ -468,20 +265,30 @@ def _block_dropout_judge(got):
     return None
 
 
+def _norm_bias_judge(got):
+    with one_thread():
+        if _block_mistake(got, probe_config()):
+            return "fix the block's output first (see the first test)"
+    if any(not has_bias for _, has_gain, has_bias in got["layout"]["norms"] if has_gain):
+        return ("a LayerNorm has no bias, though config.bias = True: use nn.LayerNorm(config.n_embd, bias=config.bias), "
+                "as GPT-2 does (notebook 06 loads its gains and biases)")
+    return None
+
+
 check_block = Check(
     exercise="block",
     expects=["the class Block itself, built as Block(config)"],
     accepts=[is_module_class],
     tests=[
         Test("Block(config) with n_embd=12: pre-LayerNorm, residual connections, attention then MLP",
-             _values_probe({}), _block_judge({}), weight=14.0),
-        Test("another size (n_embd=16, n_head=4)", _values_probe({"n_embd": 16, "n_head": 4}),
+             values_probe({}), _block_judge({}), weight=14.0),
+        Test("another size (n_embd=16, n_head=4)", values_probe({"n_embd": 16, "n_head": 4}),
              _block_judge({"n_embd": 16, "n_head": 4}), weight=4.0),
         Test("dropout in training inside the sub-layers, with config.dropout; off in eval",
-             _values_probe({}, dropout=True), _block_dropout_judge, weight=2.0, needs_right_outputs=True),
-        Test("the LayerNorms have gains and biases (config.bias = True)", _values_probe({}), _norm_bias_judge,
+             values_probe({}, dropout=True), _block_dropout_judge, weight=2.0, needs_right_outputs=True),
+        Test("the LayerNorms have gains and biases (config.bias = True)", values_probe({}), _norm_bias_judge,
              weight=0.5, needs_right_outputs=True),
         Test("gradients flow through the block to its input (loss.backward() works)",
-             _values_probe({}, gradient=True), _block_gradient_judge, weight=1.5, needs_right_outputs=True),
+             values_probe({}, gradient=True), _block_gradient_judge, weight=1.5, needs_right_outputs=True),
     ],
 )

@@ -6,8 +6,8 @@ layers by their shapes (n_embd -> 4 * n_embd is the MLP's first layer, n_embd ->
 projection, ...), LayerNorms and Embeddings by type and size. The values checks fill those parts from the test's
 seed (load_seeded_layers, load_seeded_gpt) and hand the judge only their layout and the module's output on a
 random input; the judge redraws the values (seeded_layers, seeded_gpt), recomputes the right answer with reference
-code and, when it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py
-(mlp, block), gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate),
+code and, when it differs, replays the usual mistakes to name the one that matches. The checks: gpt_mlp.py
+(mlp), gpt_blocks.py (block), gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate),
 gpt_training.py (training_loop). The judges replay the right answers and the usual mistakes from
 coursekit.judging.gpt (never in a sandbox).
 
