@@ -7,19 +7,22 @@ magnitude ~100 and ~-120), or its runs in eval and training mode with every drop
 nothing about attention themselves: the judges (attention_judges.py) do, from the reference.
 
 In a grading run the sizes (head size, head count, block_size, T < block_size), the inputs and the dropout
-probabilities are drawn from the test's seed; the judge recomputes them under the same seed.
+probabilities are drawn from the test's seed; the judge recomputes them under the same seed. The second values
+test of each module runs at a block_size and a T above the notebook's 8 (longer()), so a size fixed to 8 is seen.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.nn import functional as F
 
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
-from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
-                                      single_threaded, train_and_eval_runs)
+from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, recorded_dropout,
+                                      run_module, single_threaded, train_and_eval_runs)
 
 B = 2
 HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
@@ -37,6 +40,22 @@ class AttentionConfig:
     resid_pdrop: float = 0.0
 
 
+LONGER = {"block_size": 16, "T": 11}  # public; the notebook's block_size is 8
+
+
+def longer(sizes: dict) -> dict:
+    """sizes with a block_size and a T (< block_size) above the notebook's 8: 16 and 11 in public, block_size 12,
+    16 or 20 and T from 9 to block_size - 1 in a grading run; a mask or a loop fixed to 8 then fails.
+
+    >>> longer({"n_embd": 12, "block_size": 8, "T": 6})
+    {'n_embd': 12, 'block_size': 16, 'T': 11}
+    """
+    if is_public():
+        return {**sizes, **LONGER}
+    block_size = int(probe_rng().choice([12, 16, 20]))
+    return {**sizes, "block_size": block_size, "T": int(probe_rng().integers(9, block_size))}
+
+
 def head_sizes() -> dict:
     """The single head's sizes: the notebook's in public, others (n_embd 10-16, head_size 3-6) in a grading run."""
     sizes = attention_sizes(HEAD_PUBLIC)
@@ -45,11 +64,11 @@ def head_sizes() -> dict:
 
 
 def other_head_sizes() -> dict:
-    """A second single head at other sizes (public: AttentionHead(10, 5, 9) on T = 7), so that a size fixed to the
+    """A second single head at other sizes (public: AttentionHead(10, 5, 16) on T = 11), so that a size fixed to the
     notebook's is seen in the notebook too."""
     sizes = attention_sizes({"n_head": 1, "head_size": 5, "n_embd": 10, "block_size": 9, "T": 7})
     sizes.update(probe_sizes({"n_embd": 10}, n_embd=[9, 13, 15]), n_head=1)
-    return sizes
+    return longer(sizes)
 
 
 def multi_sizes() -> dict:
@@ -57,8 +76,9 @@ def multi_sizes() -> dict:
 
 
 def other_heads_sizes() -> dict:
-    """A head count other than the first test's (public: n_embd 12 with 3 heads)."""
-    return attention_sizes({"n_head": 3, "head_size": 4, "block_size": 8, "T": 6})
+    """A head count other than the first test's, and a longer block (public: n_embd 12 with 3 heads, block_size 16,
+    T = 11)."""
+    return longer(attention_sizes({"n_head": 3, "head_size": 4, "block_size": 8, "T": 6}))
 
 
 def dropout_probability() -> float:
@@ -171,17 +191,44 @@ def large_inputs(x: torch.Tensor) -> list[torch.Tensor]:
     return [*large_magnitudes(x), x * (100.0 / x.abs().max())]
 
 
+def mask_tensors(module: nn.Module) -> list[tuple[str, list[int], str]]:
+    """(name, shape, kind) of every tensor of two or more dimensions, square in the last two, that the module keeps
+    besides its parameters (a causal mask): kind "buffer" (registered) or "attribute" (a plain tensor attribute,
+    which .to(device) and state_dict() do not see).
+
+    >>> head = nn.Module(); head.register_buffer("mask", torch.ones(4, 4)); head.cache = torch.ones(1, 1, 3, 3)
+    >>> mask_tensors(head)
+    [('mask', [4, 4], 'buffer'), ('cache', [1, 1, 3, 3], 'attribute')]
+    """
+    found = []
+    for module_name, submodule in module.named_modules():
+        tensors = [(name, tensor, "buffer") for name, tensor in submodule.named_buffers(recurse=False)]
+        tensors += [(name, value, "attribute") for name, value in vars(submodule).items()
+                    if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)]
+        for name, tensor, kind in tensors:
+            if tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2]:
+                found.append((f"{module_name}.{name}".strip("."), list(tensor.shape), kind))
+    return found
+
+
 def values_probe(build, sizes_of):
-    """The module's layout with seeded weights (load_seeded_weights) and its output on a random x and on
-    large-magnitude xs."""
+    """The module's layout with seeded weights (load_seeded_weights), its mask-like tensors (mask_tensors), its
+    output on a random x and on large-magnitude xs, and whether forward changed the x it was given."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
         module = build(module_class, sizes).eval()
         zero_biases(module)
         x = probe_input(sizes)
-        return {"layout": load_seeded_weights(module), "result": run_module(module, x),
-                "large": [run_module(module, big)["output"] for big in large_inputs(x)]}
+        given = x.clone()
+        try:
+            with torch.no_grad():
+                module(given)
+        except Exception:  # the run below reports the error
+            pass
+        return {"layout": load_seeded_weights(module), "masks": mask_tensors(module), "result": run_module(module, x),
+                "large": [run_module(module, big)["output"] for big in large_inputs(x)],
+                "input_changed": not torch.equal(given, x)}
     return single_threaded(probe)
 
 
@@ -224,9 +271,61 @@ def dropout_probe(build, sizes_of, **probabilities):
     return single_threaded(probe)
 
 
-def bias_probe(build, sizes_of):
-    """The names of the module's 1-D parameters (its biases)."""
+def gradients_probe(build, sizes_of, **probabilities):
+    """One training step's backward pass (dropout on, probabilities as in dropout_probe): the error the forward or
+    loss.backward() raised, whether a dropout ran in place, whether x got a gradient, and the parameters (that
+    require one) left without."""
     def probe(module_class):
-        module = build(module_class, sizes_of())
-        return [name for name, parameter in module.named_parameters() if parameter.dim() == 1]
+        sizes = sizes_of()
+        torch.manual_seed(0)
+        p = dropout_probability()
+        module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()}).train()
+        x = probe_input(sizes).requires_grad_()
+        error = None
+        with recorded_dropout() as calls:
+            try:
+                out = module(x)
+                out = out[0] if isinstance(out, tuple) else out
+                (out * probe_tensor(*out.shape)).sum().backward()
+            except Exception as raised:  # the judge names the in-place operation
+                error = f"{type(raised).__name__}: {raised}"
+        return {"error": error, "inplace_dropout": any(call["inplace"] and call["p"] > 0 for call in calls),
+                "input_gradient": x.grad is not None and bool(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0),
+                "without_gradient": [name for name, parameter in module.named_parameters()
+                                     if parameter.requires_grad and parameter.grad is None]}
+    return single_threaded(probe)
+
+
+@contextlib.contextmanager
+def recorded_fused_attention():
+    """Inside, every call of F.scaled_dot_product_attention is counted (and still computed)."""
+    calls = []
+    original = F.scaled_dot_product_attention
+
+    def fused(*args, **kwargs):
+        calls.append(True)
+        return original(*args, **kwargs)
+
+    F.scaled_dot_product_attention = fused
+    try:
+        yield calls
+    finally:
+        F.scaled_dot_product_attention = original
+
+
+def spec_probe(build, sizes_of):
+    """What the spec fixes beyond the outputs: the 1-D parameters (biases) as [name, size], the nn.Linear layers built with
+    bias=False as [name, in, out], the mask-like tensors kept as plain attributes, not buffers, and whether forward
+    called F.scaled_dot_product_attention."""
+    def probe(module_class):
+        sizes = sizes_of()
+        module = build(module_class, sizes).eval()
+        with recorded_fused_attention() as fused:
+            run_module(module, probe_input(sizes))
+        return {"biases": [[name, parameter.numel()] for name, parameter in module.named_parameters()
+                           if parameter.dim() == 1],
+                "without_bias": [[name, layer.in_features, layer.out_features] for name, layer in module.named_modules()
+                                 if isinstance(layer, nn.Linear) and layer.bias is None],
+                "plain_masks": [[name, shape] for name, shape, kind in mask_tensors(module) if kind == "attribute"],
+                "fused_attention": bool(fused)}
     return single_threaded(probe)
