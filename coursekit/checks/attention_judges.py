@@ -108,6 +108,11 @@ def _error_advice(error: str, sizes: dict, with_output: bool, what: str, gpt2_la
     if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
         return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
                 f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
+    multiplied = re.search(r"\((\d+)x(\d+) and (\d+)x(\d+)\)", error)
+    if with_output and not gpt2_layout and multiplied and int(multiplied[2]) != n_embd and int(multiplied[3]) == n_embd:
+        return (f"{where}: the heads' outputs side by side have {multiplied[2]} channels, not n_embd = {n_embd}: "
+                f"the head count or the head size is hard-coded; build n_head = {n_head} heads of size n_embd // "
+                f"n_head = {n_embd // n_head}")
     viewed = re.search(r"shape '\[(\d+), (\d+), (\d+), (-?\d+)\]' is invalid", error)
     if with_output and viewed and int(viewed[2]) == T and int(viewed[3]) != n_head:
         return (f"{where}: the view splits the channels into {viewed[3]} heads, but this module has n_head = "

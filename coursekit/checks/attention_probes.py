@@ -192,11 +192,13 @@ def large_inputs(x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def mask_tensors(module: nn.Module) -> list[tuple[str, list[int], str]]:
-    """(name, shape, kind) of every tensor of two or more dimensions, square in the last two, that the module keeps
-    besides its parameters (a causal mask): kind "buffer" (registered) or "attribute" (a plain tensor attribute,
-    which .to(device) and state_dict() do not see).
+    """(name, shape, kind) of every mask the module keeps besides its parameters: a tensor of two or more dimensions,
+    square in the last two, holding only 0 and 1, True and False, or 0 and -inf; kind "buffer" (registered) or
+    "attribute" (a plain tensor attribute, which .to(device) and state_dict() do not see). Kept attention weights
+    are not masks.
 
     >>> head = nn.Module(); head.register_buffer("mask", torch.ones(4, 4)); head.cache = torch.ones(1, 1, 3, 3)
+    >>> head.weights = torch.full((2, 3, 3), 1 / 3)
     >>> mask_tensors(head)
     [('mask', [4, 4], 'buffer'), ('cache', [1, 1, 3, 3], 'attribute')]
     """
@@ -206,7 +208,9 @@ def mask_tensors(module: nn.Module) -> list[tuple[str, list[int], str]]:
         tensors += [(name, value, "attribute") for name, value in vars(submodule).items()
                     if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)]
         for name, tensor, kind in tensors:
-            if tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2]:
+            values = tensor.detach().float()
+            if tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2] and \
+                    bool(((values == 0) | (values == 1)).all() or ((values == 0) | (values == float("-inf"))).all()):
                 found.append((f"{module_name}.{name}".strip("."), list(tensor.shape), kind))
     return found
 
