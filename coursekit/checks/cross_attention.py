@@ -76,6 +76,21 @@ def _cross_probe(inputs_of):
     return single_threaded(probe)
 
 
+def _returned_problem(got: dict, shape: tuple) -> str | None:
+    """What is wrong with what cross_attention returned, before its values are compared, or None."""
+    problems = [
+        (got["changed"], f"cross_attention changes its argument(s) {got['changed']} in place (e.g. S1.mul_(...), "
+                         f"+=): the caller's matrices must stay as they were; use out-of-place operations"),
+        (got["type"] == "ndarray", f"cross_attention returns a NumPy array: return the torch tensor itself (no "
+                                   f".numpy()), of shape {shape}"),
+        (got["type"] != "Tensor", f"cross_attention should return one torch tensor of shape {shape}, got a "
+                                  f"{got['type']}"),
+        (got["dtype"] != "torch.float32", f"cross_attention returns {got['dtype']} for float32 inputs: expected "
+                                          f"torch.float32; compute in the inputs' dtype (no .double() or .half())"),
+    ]
+    return next((message for found, message in problems if found), None)
+
+
 def _cross_judge(description, inputs_of):
     def judge(got):
         inputs = inputs_of()
@@ -85,17 +100,9 @@ def _cross_judge(description, inputs_of):
         expected = cross(*doubles)
         n1, n2 = inputs["S1"].size(0), inputs["S2"].size(0)
         d_v = inputs["W_V"].size(1)
-        if got["changed"]:
-            return (f"cross_attention changes its argument(s) {got['changed']} in place (e.g. S1.mul_(...), +=): the "
-                    f"caller's matrices must stay as they were; use out-of-place operations")
-        if got["type"] == "ndarray":
-            return (f"cross_attention returns a NumPy array: return the torch tensor itself (no .numpy()), of shape "
-                    f"({n1}, {d_v})")
-        if got["type"] != "Tensor":
-            return f"cross_attention should return one torch tensor of shape ({n1}, {d_v}), got a {got['type']}"
-        if got["dtype"] != "torch.float32":
-            return (f"cross_attention returns {got['dtype']} for float32 inputs: expected torch.float32; compute in "
-                    f"the inputs' dtype (no .double() or .half())")
+        problem = _returned_problem(got, (n1, d_v))
+        if problem:
+            return problem
         got = got["value"]
         if got.shape == (n2, d_v) and n1 != n2:
             return (f"on {description} the output has shape {got.shape}, one row per key: the queries come from S1 "
