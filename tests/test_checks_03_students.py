@@ -132,6 +132,22 @@ class TupleHead(Head):
         return weights @ self.value(x), weights
 
 
+class BlockSizedDropoutHead(Head):
+    """A hand-made dropout whose keep-mask is (block_size, block_size): fine in eval mode, an error in training when
+    T < block_size."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.p, self.block_size = dropout, block_size
+
+    def forward(self, x):
+        T = x.shape[1]
+        weights = self.weights(self.masked(self.scores(self.query(x), self.key(x)), T))
+        if self.training:
+            weights = weights * (torch.rand(self.block_size, self.block_size) > self.p) / (1 - self.p)
+        return weights @ self.value(x)
+
+
 class ZeroesInputHead(Head):
     def forward(self, x):
         out = Head.forward(self, x)
@@ -186,6 +202,10 @@ HEAD_BUGS = [
      head_bug(masked=lambda self, s, T: s.masked_fill(self.mask[:T, :T] == 0, -10.0))),
     ("taken over the whole row, future positions included", WholeRowMaxHead),
     ("half precision", head_bug(weights=lambda self, s: F.softmax(s.half(), dim=-1).float())),
+    ("in training mode your code raised RuntimeError: The size of tensor a", BlockSizedDropoutHead),
+    ("should return shape \\(2, \\d+, \\d+\\) .*, got a tensor of shape \\(2, \\d+, \\d+\\)|does not compute "
+     "causal self-attention",  # the weights, (B, T, T): the output's shape too when head_size == T
+     head_bug(forward=lambda self, x: self.weights(self.masked(self.scores(self.query(x), self.key(x)), x.shape[1])))),
 ]
 
 
