@@ -604,7 +604,7 @@ def test_a_wrong_everywhere_notebook_scores_at_most_5_percent():
 
 
 FAMILY_03 = ["attention.py", "attention_probes.py", "attention_readings.py", "attention_judges.py",
-             "cross_attention.py", "probing.py"]
+             "attention_spec.py", "cross_attention.py", "probing.py"]
 
 
 def test_the_checks_modules_hold_no_attention_code():

@@ -6,16 +6,18 @@ attention_readings.py), also at another size with a block_size and T above the n
 future; dropout sits on the attention weights (and, with an output projection, on its output) with the given p;
 a training step's backward pass reaches x and every parameter; and what the spec fixes beyond the outputs (which
 projections have biases, the mask a registered buffer, no fused kernel in CausalSelfAttention). Probes:
-attention_probes.py; judges: attention_judges.py. cross_attention has its own module (cross_attention.py).
+attention_probes.py; judges: attention_judges.py; the backward pass and the spec: attention_spec.py.
+cross_attention has its own module (cross_attention.py).
 """
 
 from __future__ import annotations
 
-from coursekit.checks.attention_judges import (diagnose, dropout_judge, future_judge, gradients_judge,
-                                               head_spec_judge, projection_spec_judge)
+from coursekit.checks.attention_judges import diagnose, dropout_judge, future_judge
 from coursekit.checks.attention_probes import (build_causal, build_head, build_multi, distinct_widths, dropout_probe,
-                                               future_probe, gradients_probe, head_sizes, multi_sizes,
-                                               other_head_sizes, other_heads_sizes, spec_probe, values_probe)
+                                               future_probe, head_sizes, multi_sizes, other_head_sizes,
+                                               other_heads_sizes, values_probe)
+from coursekit.checks.attention_spec import (gradients_judge, gradients_probe, head_spec_judge,
+                                             projection_spec_judge, spec_probe)
 from coursekit.checks.core import Check, Test, is_module_class
 
 head_dropout_sizes = distinct_widths(head_sizes)  # the dropout tests tell the sites apart by width
@@ -79,8 +81,9 @@ check_multi_head_attention = Check(
         Test("a training step's backward pass reaches x and every parameter",
              gradients_probe(build_multi, multi_sizes, dropout=True), gradients_judge, weight=1.0,
              needs_right_outputs=True),
-        Test("the output projection has its bias; the masks are registered buffers", spec_probe(build_multi, multi_sizes),
-             projection_spec_judge(multi_sizes, fused=False), weight=0.5, needs_right_outputs=True),
+        Test("the output projection has its bias; the masks are registered buffers",
+             spec_probe(build_multi, multi_sizes), projection_spec_judge(multi_sizes, fused=False), weight=0.5,
+             needs_right_outputs=True),
     ],
 )
 

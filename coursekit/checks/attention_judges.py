@@ -3,9 +3,11 @@
 The judge reads the student's matrices every plausible way (attention_readings.py) and recomputes the output
 from the reference (coursekit.judging.attention, imported inside the judge: it is never in a sandbox). When no
 reading reproduces the student's output, it replays the usual mistakes (no scaling, softmax over the wrong axis,
-queries and keys swapped, a transpose left out, ...) and names the one that matches. Black-box judges catch a mask
-that leaks the future, overflow on large scores, and dropout in the wrong place (from the recorded dropout calls:
-what each was applied to and with which p).
+queries and keys swapped, a transpose left out, a finite mask value, ...) and names the one that matches. Before
+that it reads what forward returned (a tensor, float32 for a float32 x), whether x was changed in place, and the
+mask's size against block_size. Black-box judges catch a mask that leaks the future, overflow on large scores,
+dropout in the wrong place (from the recorded dropout calls: what each was applied to, judged by its content, and
+with which p). The backward pass and what the spec fixes beyond the outputs: attention_spec.py.
 """
 
 from __future__ import annotations
@@ -104,7 +106,6 @@ def _error_advice(error: str, sizes: dict, with_output: bool, what: str, gpt2_la
     if "got tuple" in error or "'tuple' object" in error:
         return (f"{where}: a tuple appears where a tensor is expected; does a head return a tuple (e.g. (out, "
                 f"weights))? AttentionHead.forward must return one tensor, weights @ v, of shape (B, T, head_size)")
-
     if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
         return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
                 f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
@@ -340,68 +341,3 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
                     f"last step")
         return None
     return judge
-
-
-def gradients_judge(got):
-    """A training step's backward pass must run and reach x and every parameter."""
-    if got["error"]:
-        if got["inplace_dropout"]:
-            return (f"in training mode loss.backward() fails ({got['error'][:160]}): nn.Dropout(..., inplace=True) "
-                    f"overwrites the softmax's output, which the backward pass needs. Use nn.Dropout(p), without "
-                    f"inplace=True")
-        if "inplace" in got["error"]:
-            return (f"in training mode loss.backward() fails ({got['error'][:160]}): an in-place operation "
-                    f"(masked_fill_, mul_, +=, x[...] = ...) changed a tensor the backward pass needs; use the "
-                    f"out-of-place version (masked_fill, *, +)")
-        return f"in training mode, with dropout on, the forward pass or loss.backward() raised {got['error'][:300]}"
-    if not got["input_gradient"]:
-        return ("in training mode no gradient reaches the input x: something cuts the computation from x (.detach(), "
-                "torch.no_grad(), .data, a NumPy round trip); the output must be differentiable in x")
-    if got["without_gradient"]:
-        return (f"in training mode the parameters {got['without_gradient']} get no gradient: they take no part in the "
-                f"output (or only through .detach() or .data), so training would never change them")
-    return None
-
-
-def _plain_mask_problem(got) -> str | None:
-    if got["plain_masks"]:
-        name, shape = got["plain_masks"][0]
-        return (f"{name} (shape {tuple(shape)}, the mask) is a plain tensor attribute, not a registered buffer: "
-                f"model.to(device) and state_dict() do not see it. Register it as the notebook says: "
-                f"self.register_buffer('mask', torch.tril(torch.ones(block_size, block_size)))")
-    return None
-
-
-def head_spec_judge(got):
-    """AttentionHead: bias-free projections, the mask a buffer."""
-    if got["biases"]:
-        return (f"the head has bias parameters {[name for name, _ in got['biases']]}: the exercise asks for nn.Linear(n_embd, head_size, "
-                f"bias=False) (attention heads in GPT-style code have no biases in their query, key and value)")
-    return _plain_mask_problem(got)
-
-
-def projection_spec_judge(sizes_of, fused: bool):
-    """MultiHeadAttention (fused=False) and CausalSelfAttention (fused=True): the projections the notebook builds
-    with a bias have one; the mask is a buffer; CausalSelfAttention writes the attention itself."""
-    def judge(got):
-        n_embd = sizes_of()["n_embd"]
-        if fused and got["fused_attention"]:
-            return ("CausalSelfAttention calls F.scaled_dot_product_attention, which this exercise asks you not to "
-                    "use (the notebook compares your module with it afterwards): write the attention yourself, "
-                    "scores = q @ k.transpose(-2, -1) / sqrt(head_size), the mask, softmax, attn_dropout, then @ v")
-        for name, inputs, outputs in got["without_bias"]:
-            if (inputs, outputs) == (n_embd, 3 * n_embd):
-                return (f"{name} = nn.Linear({inputs}, {outputs}, bias=False) has no bias: the notebook builds "
-                        f"c_attn = nn.Linear(n_embd, 3 * n_embd) with its bias (the default, bias=True), as GPT-2's "
-                        f"c_attn has one (notebook 06 loads it)")
-        if not any(size == n_embd for _, size in got["biases"]):  # the heads' projections have none
-            square = [f"{name} = nn.Linear({inputs}, {outputs}, bias=False)" for name, inputs, outputs
-                      in got["without_bias"] if (inputs, outputs) == (n_embd, n_embd)]
-            spec = "c_proj = nn.Linear(n_embd, n_embd)" if fused else "self.proj = nn.Linear(n_embd, n_embd)"
-            return (f"the output projection has no bias ({', '.join(square) or 'no bias of n_embd values found'}): "
-                    f"the notebook builds {spec} with its bias (the default, bias=True); the notebooks' "
-                    f"load_state_dict cells expect it")
-        return _plain_mask_problem(got)
-    return judge
-
-

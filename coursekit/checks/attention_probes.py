@@ -13,16 +13,14 @@ test of each module runs at a block_size and a T above the notebook's 8 (longer(
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from torch.nn import functional as F
 
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
-from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, recorded_dropout,
-                                      run_module, single_threaded, train_and_eval_runs)
+from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
+                                      single_threaded, train_and_eval_runs)
 
 B = 2
 HEAD_PUBLIC = {"n_head": 1, "head_size": 4, "n_embd": 12, "block_size": 8, "T": 6}  # T < block_size: cut the mask
@@ -272,64 +270,4 @@ def dropout_probe(build, sizes_of, **probabilities):
         p = dropout_probability()
         module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()})
         return train_and_eval_runs(module, probe_input(sizes))
-    return single_threaded(probe)
-
-
-def gradients_probe(build, sizes_of, **probabilities):
-    """One training step's backward pass (dropout on, probabilities as in dropout_probe): the error the forward or
-    loss.backward() raised, whether a dropout ran in place, whether x got a gradient, and the parameters (that
-    require one) left without."""
-    def probe(module_class):
-        sizes = sizes_of()
-        torch.manual_seed(0)
-        p = dropout_probability()
-        module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()}).train()
-        x = probe_input(sizes).requires_grad_()
-        error = None
-        with recorded_dropout() as calls:
-            try:
-                out = module(x)
-                out = out[0] if isinstance(out, tuple) else out
-                (out * probe_tensor(*out.shape)).sum().backward()
-            except Exception as raised:  # the judge names the in-place operation
-                error = f"{type(raised).__name__}: {raised}"
-        return {"error": error, "inplace_dropout": any(call["inplace"] and call["p"] > 0 for call in calls),
-                "input_gradient": x.grad is not None and bool(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0),
-                "without_gradient": [name for name, parameter in module.named_parameters()
-                                     if parameter.requires_grad and parameter.grad is None]}
-    return single_threaded(probe)
-
-
-@contextlib.contextmanager
-def recorded_fused_attention():
-    """Inside, every call of F.scaled_dot_product_attention is counted (and still computed)."""
-    calls = []
-    original = F.scaled_dot_product_attention
-
-    def fused(*args, **kwargs):
-        calls.append(True)
-        return original(*args, **kwargs)
-
-    F.scaled_dot_product_attention = fused
-    try:
-        yield calls
-    finally:
-        F.scaled_dot_product_attention = original
-
-
-def spec_probe(build, sizes_of):
-    """What the spec fixes beyond the outputs: the 1-D parameters (biases) as [name, size], the nn.Linear layers built with
-    bias=False as [name, in, out], the mask-like tensors kept as plain attributes, not buffers, and whether forward
-    called F.scaled_dot_product_attention."""
-    def probe(module_class):
-        sizes = sizes_of()
-        module = build(module_class, sizes).eval()
-        with recorded_fused_attention() as fused:
-            run_module(module, probe_input(sizes))
-        return {"biases": [[name, parameter.numel()] for name, parameter in module.named_parameters()
-                           if parameter.dim() == 1],
-                "without_bias": [[name, layer.in_features, layer.out_features] for name, layer in module.named_modules()
-                                 if isinstance(layer, nn.Linear) and layer.bias is None],
-                "plain_masks": [[name, shape] for name, shape, kind in mask_tensors(module) if kind == "attribute"],
-                "fused_attention": bool(fused)}
     return single_threaded(probe)

@@ -281,7 +281,8 @@ def eval_mode_problem(runs: dict) -> str | None:
         errors = [error for error in runs.get("errors", ()) if error]
         if errors and isinstance(first, np.ndarray):
             return f"in training mode your code raised {errors[-1]} (in eval mode it ran)"
-        return "fix the errors reported by the other tests first" + (f" (your code raised {errors[0]})" if errors else "")
+        raised = f" (your code raised {errors[0]})" if errors else ""
+        return "fix the errors reported by the other tests first" + raised
     if not np.array_equal(first, second):
         return ("in eval mode two calls on the same input gave different outputs: dropout is still active. Use "
                 "nn.Dropout modules (they follow model.eval()), or pass training=self.training to F.dropout")
