@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.nn.functional import scaled_dot_product_attention
 
 from check_family import student_tests
 from coursekit import checks
@@ -548,6 +549,12 @@ def attend_fused(self, q, k, v):
                                           dropout_p=self.attn_dropout.p if self.training else 0.0)
 
 
+def attend_fused_imported(self, q, k, v):
+    """The kernel imported by name, out of reach of a patched F.scaled_dot_product_attention."""
+    return scaled_dot_product_attention(q, k, v, is_causal=True,
+                                        dropout_p=self.attn_dropout.p if self.training else 0.0)
+
+
 CAUSAL_BUGS = [
     ("without the transpose", causal_bug(split=split_without_transpose)),
     ("merged with .view\\(B, T, C\\) straight from", causal_bug(merge=lambda self, y: y.reshape(
@@ -582,6 +589,7 @@ CAUSAL_BUGS = [
     ("is a plain tensor attribute, not a registered buffer", causal_bug(__init__=causal_init(
         lambda self, c: (delattr(self, "bias"), setattr(self, "bias", torch.ones(1, 1, c.block_size, c.block_size).tril()))))),
     ("calls F.scaled_dot_product_attention.*write the attention yourself", causal_bug(attend=attend_fused)),
+    ("calls F.scaled_dot_product_attention.*write the attention yourself", causal_bug(attend=attend_fused_imported)),
     ("merged channel by channel", causal_bug(merge=merge_heads_last)),
     ("returns float64 for a float32 x", causal_bug(forward=lambda self, x: Causal.forward(self, x).double())),
 ]

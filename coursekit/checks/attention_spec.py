@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from coursekit.checks.attention_probes import dropout_probability, mask_tensors, probe_input
-from coursekit.checks.probing import probe_tensor, recorded_dropout, run_module, single_threaded
+from coursekit.checks.probing import probe_tensor, recorded_dropout, single_threaded
 
 
 def gradients_probe(build, sizes_of, **probabilities):
@@ -61,15 +61,39 @@ def recorded_fused_attention():
         F.scaled_dot_product_attention = original
 
 
+FUSED_NODES = ("ScaledDotProduct", "SafeSoftmax")  # autograd nodes only F.scaled_dot_product_attention creates
+
+
+def graph_nodes(tensor) -> set[str]:
+    """The class names of the autograd nodes behind `tensor` (its whole backward graph).
+
+    >>> sorted(graph_nodes((torch.ones(2, requires_grad=True) * 2).sum()))
+    ['AccumulateGrad', 'MulBackward0', 'SumBackward0']
+    """
+    seen, stack = set(), [getattr(tensor, "grad_fn", None)]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(child for child, _ in node.next_functions)
+    return {type(node).__name__ for node in seen}
+
+
 def spec_probe(build, sizes_of):
     """What the spec fixes beyond the outputs: the 1-D parameters (biases) as [name, size], the nn.Linear layers
     built with bias=False as [name, in, out], the masks kept as plain attributes, not buffers, and whether forward
-    called F.scaled_dot_product_attention."""
+    used F.scaled_dot_product_attention (called through F, or seen in the output's autograd graph, however it was
+    imported)."""
     def probe(module_class):
         sizes = sizes_of()
         module = build(module_class, sizes).eval()
         with recorded_fused_attention() as fused:
-            run_module(module, probe_input(sizes))
+            try:
+                out = module(probe_input(sizes).requires_grad_())
+            except Exception:  # the values tests report it
+                out = None
+        fused.extend(name for name in graph_nodes(out[0] if isinstance(out, tuple) else out)
+                     if name.startswith(FUSED_NODES))
         return {"biases": [[name, parameter.numel()] for name, parameter in module.named_parameters()
                            if parameter.dim() == 1],
                 "without_bias": [[name, layer.in_features, layer.out_features] for name, layer in module.named_modules()
