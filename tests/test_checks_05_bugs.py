@@ -610,7 +610,50 @@ def sample_greedy_over_the_batch(logits, temperature=1.0, top_k=None, top_p=None
     return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
 
 
+def sample_greedy_as_top_k_1(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        temperature, top_k = 1.0, 1  # "top_k=1 is greedy": but it draws among tied maxima
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_greedy_drawing_a_one_hot(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:  # the argmax, but drawn: the generator moves on
+        one_hot = F.one_hot(logits.argmax(-1), logits.size(-1)).float()
+        return torch.multinomial(one_hot, 1, generator=generator).squeeze(-1)
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_with_a_fresh_generator(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    generator = generator or torch.Generator()  # the same default seed at every call
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_one_row_greedily(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if logits.size(0) == 1:  # "a single sequence: just take the best"
+        return logits.argmax(-1)
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_modulo_256(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator) % 256  # "byte-level ids"
+
+
+def sample_with_a_nan_top_p(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    logits = check_top_k_reference(logits, top_k) if top_k is not None else logits
+    logits = top_p_of_centred_logits(logits, top_p) if top_p is not None else logits
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
 SAMPLE_BUGS = [
+    ("tied for the largest logit, temperature=0 gave .*first of tied maxima", sample_greedy_as_top_k_1),
+    ("temperature=0, generator=generator\\) drew from the generator", sample_greedy_drawing_a_one_hot),
+    ("two calls without a generator.*same .* tokens.*global RNG", sample_with_a_fresh_generator),
+    ("batch of one row.*all returned the most likely token", sample_one_row_greedily),
+    ("vocabulary of 300 tokens.*ids go up to vocab - 1", sample_modulo_256),
+    ("top-p had no effect after top-k.*-inf", sample_with_a_nan_top_p),
     ("filter was applied after sampling", sample_filtering_after_sampling),
     ("modified the logits passed in", sample_dividing_in_place),
     ("argmax over dim=-1, the tokens of each row, not over dim=0", sample_greedy_over_the_batch),
@@ -714,6 +757,15 @@ def top_p_row_by_row(logits, p):
     return out.reshape(logits.shape)
 
 
+def sample_greedy_by_max(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Greedy by Tensor.max (the first of tied maxima too); sampling from the global RNG when no generator is given."""
+    if temperature == 0:
+        return logits.max(dim=-1).indices
+    probs = filters(scaled(logits, temperature), temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0] if generator is not None else \
+        torch.multinomial(probs, 1)[:, 0]
+
+
 def sample_with_a_top_k_1_shortcut(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0 or top_k == 1:  # both greedy
         return logits.argmax(dim=-1).long()
@@ -728,7 +780,7 @@ VALID = {
     "top_p": [top_p_renormalised_log_probabilities, top_p_by_counting, top_p_by_index_put, top_p_in_float32_inside,
               top_p_row_by_row],
     "sample": [sample_by_powered_probabilities, sample_by_exponential_race, sample_row_by_row,
-               sample_with_a_top_k_1_shortcut],
+               sample_with_a_top_k_1_shortcut, sample_greedy_by_max],
 }
 BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 

@@ -671,7 +671,7 @@ STUDENT_SAMPLE_BUGS = [
     ("the generator is ignored when filters are given", sample_generator_only_by_default),
     ("expected shape \\(1,\\), one id per row", sample_squeezing_everything),
     ("argmax\\(\\) and squeeze\\(\\) without a dim", sample_argmax_of_the_batch),
-    ("top-p was applied before top-k|top_k=3 with top_p=0.7", sampler(top_p_first=True)),
+    ("top-p was applied before top-k|top_k=4 with top_p=0.7", sampler(top_p_first=True)),
     ("applied before the temperature|temperature=2 with top_p=0.6", lambda x, temperature=1.0, top_k=None, top_p=None,
     generator=None: sample_next_token(top_p_filter(x, top_p) if top_p is not None else x, temperature, top_k, None,
                                       generator)),
