@@ -638,6 +638,17 @@ def sample_modulo_256(logits, temperature=1.0, top_k=None, top_p=None, generator
     return sample_by_exponential_race(logits, temperature, top_k, top_p, generator) % 256  # "byte-level ids"
 
 
+def sample_with_top_p_only_without_top_k(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    if top_k is not None:
+        logits = check_top_k_reference(logits, top_k)
+    elif top_p is not None:  # one filter or the other
+        logits = check_top_p_reference(logits, top_p)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
 def sample_with_a_nan_top_p(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0:
         return logits.argmax(-1)
@@ -654,6 +665,7 @@ SAMPLE_BUGS = [
     ("batch of one row.*all returned the most likely token", sample_one_row_greedily),
     ("vocabulary of 300 tokens.*ids go up to vocab - 1", sample_modulo_256),
     ("top-p had no effect after top-k.*-inf", sample_with_a_nan_top_p),
+    ("top-p had no effect after top-k.*an elif", sample_with_top_p_only_without_top_k),
     ("filter was applied after sampling", sample_filtering_after_sampling),
     ("modified the logits passed in", sample_dividing_in_place),
     ("argmax over dim=-1, the tokens of each row, not over dim=0", sample_greedy_over_the_batch),

@@ -195,9 +195,10 @@ UNIFORM = ("every token came out about equally often: the weights given to torch
 AFTER_SAMPLING = ("the filter was applied after sampling (a token outside the top k replaced by the most likely "
                   "one): filter the logits first, then sample from their softmax")
 TOP_P_AFTER_TOP_K = ("top-p had no effect after top-k (the draws follow the 4 tokens top-k keeps, not their nucleus), "
-                     "although it works alone: top_k_filter hands on rows that hold -inf; does your top_p_filter "
-                     "handle them? the mean of such a row, or -inf - (-inf), is NaN (e.g. logits - logits.mean()), "
-                     "and NaN drops nothing")
+                     "although it works alone: is top_p applied only when top_k is not (an elif: apply each filter "
+                     "that is given, one after the other)? or does your top_p_filter break on the rows top_k_filter "
+                     "hands on, which hold -inf? the mean of such a row, or -inf - (-inf), is NaN (e.g. logits - "
+                     "logits.mean()), and NaN drops nothing")
 MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
 NO_TEMPERATURE = ("temperature has no effect on what is sampled: divide the logits by it before the softmax "
                   "(dividing the probabilities changes nothing, torch.multinomial renormalises them)")
