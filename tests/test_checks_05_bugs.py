@@ -641,11 +641,8 @@ def sample_modulo_256(logits, temperature=1.0, top_k=None, top_p=None, generator
 def sample_with_top_p_only_without_top_k(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0:
         return logits.argmax(-1)
-    logits = scaled(logits, temperature)
-    if top_k is not None:
-        logits = check_top_k_reference(logits, top_k)
-    elif top_p is not None:  # one filter or the other
-        logits = check_top_p_reference(logits, top_p)
+    top_p = top_p if top_k is None else None  # `if top_k ... elif top_p`: one filter or the other
+    logits = filters(scaled(logits, temperature), temperature, top_k, top_p)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
