@@ -847,7 +847,14 @@ def strict_boundary(logits, temperature, top_k, top_p):
     return nucleus_of(logits, top_p, lambda probs, cum: cum - probs > top_p) if top_p is not None else logits
 
 
-@pytest.mark.parametrize("order", ["reference", "temperature last", "top-p before top-k", "strict boundary"])
+def exactly_k(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    logits = top_k_by_scattered_mask(logits, top_k) if top_k is not None else logits
+    return check_top_p_reference(logits, top_p) if top_p is not None else logits
+
+
+@pytest.mark.parametrize("order", ["reference", "temperature last", "top-p before top-k", "strict boundary",
+                                   "exactly k kept when others tie"])
 def test_generate_of_04_and_the_sampler_of_05_agree_on_the_order(order):
     """CHECKS-HELPERS item 8: the same next-token rule passes or fails both checks (temperature, top-k, top-p,
     then softmax and multinomial; the nucleus keeps the token where the cumulative sum first reaches p)."""
@@ -857,7 +864,7 @@ def test_generate_of_04_and_the_sampler_of_05_agree_on_the_order(order):
 
     rule = {"reference": lambda x, t, k, p: gpt_tests.GPT.next_logits(None, x, t, k, p),
             "temperature last": gpt_tests.temperature_after_filters, "top-p before top-k": top_p_before_top_k,
-            "strict boundary": strict_boundary}[order]
+            "strict boundary": strict_boundary, "exactly k kept when others tie": exactly_k}[order]
 
     def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
         check_sampling_arguments(temperature, top_k, top_p)

@@ -51,7 +51,7 @@ def top_k_filter(logits, k):
 
 def top_k_by_scatter(logits, k):
     """Builds the output from -inf and scatters the top k back: exactly k tokens, so ties with the k-th are dropped
-    (wrong, named by the ties test; right whenever there are no ties, as in sample_with_gumbel's probes)."""
+    (wrong, named by the ties tests of top_k and sample)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     values, indices = torch.topk(logits, min(k, logits.size(-1)), dim=-1)
@@ -147,7 +147,7 @@ def sample_with_gumbel(logits, temperature=1.0, top_k=None, top_p=None, generato
         return logits.argmax(dim=-1)
     logits = log_softmax_temperature(logits, temperature)
     if top_k is not None:
-        logits = top_k_by_scatter(logits, top_k)
+        logits = top_k_by_sorting(logits, top_k)
     if top_p is not None:
         logits = top_p_by_loop(logits, top_p)
     uniform = torch.rand(logits.shape, generator=generator).clamp_min(1e-20)

@@ -25,6 +25,7 @@ V = PUBLIC.vocab_size
 # rank order, so a filter that forgets to map sorted positions back to token ids keeps the wrong tokens.
 PUBLIC_RANKING = [4, 9, 1, 7, 0, 10, 3, 6, 2, 8, 5]
 BASE = [2.0, 1.2, 0.9, 0.3, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]  # logits, best first
+TIED = [2.0, 1.2, 0.9, 0.9, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]  # BASE with the 3rd and 4th tied
 NUCLEUS = [0.36, 0.22, 0.16, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01, 0.006, 0.004]  # probabilities, best first
 POWERS = [2.0 ** -(i + 1) for i in range(V - 1)] + [2.0 ** -(V - 1)]  # exact in float32: exact top-p boundaries
 SAMPLES_B, SAMPLES_N = 500, 8  # 4000 draws per setting
@@ -46,6 +47,10 @@ def in_vocabulary_order(ranked) -> torch.Tensor:
 
 def base_logits() -> torch.Tensor:
     return in_vocabulary_order(BASE)
+
+
+def tied_logits() -> torch.Tensor:
+    return in_vocabulary_order(TIED)
 
 
 def nucleus_logits() -> torch.Tensor:
@@ -296,6 +301,14 @@ def only(keep):
     return lambda logits: torch.softmax(logits.masked_fill(~keep(), float("-inf")), -1)
 
 
+def exactly(k: int):
+    """The distribution of a top-k filter that keeps exactly k tokens (torch.topk's indices), dropping ties."""
+    def distribution(logits):
+        kept = torch.zeros(V, dtype=torch.bool).index_fill_(0, torch.topk(logits, k).indices, True)
+        return torch.softmax(logits.masked_fill(~kept, float("-inf")), -1)
+    return distribution
+
+
 def greedy(logits):
     return F.one_hot(logits.argmax(), V).float()
 
@@ -442,6 +455,11 @@ check_generate = Check(
                        TEMPERATURE_IGNORED: softmax, TEMPERATURE_MULTIPLIED: lambda logits: softmax(logits * 2.0)}),
         _stat_test(f"top_k={TOP_K} samples only the {TOP_K} most likely tokens, in proportion", 1.0, base_logits,
                    {"top_k": TOP_K}, only(lambda: keep_first(TOP_K)), TOP_K_MESSAGES),
+        _stat_test(f"top_k={TOP_K} keeps a token tied with the {TOP_K}rd most likely", 0.5, tied_logits,
+                   {"top_k": TOP_K}, only(lambda: keep_first(TOP_K + 1)), {
+                       ("top_k keeps exactly k tokens and drops a token tied with the k-th largest: keep every logit "
+                        ">= the k-th largest value (compare with torch.topk(logits, k).values[:, [-1]]), as notebook "
+                        "05's top_k_filter does"): exactly(TOP_K)}),
         _stat_test("top_k=1 is greedy decoding", 0.5, base_logits, {"top_k": 1}, greedy, {}),
         _stat_test(f"top_k={V + 4}, more than the vocabulary, filters nothing", 0.5, base_logits, {"top_k": V + 4},
                    softmax, {}),

@@ -19,6 +19,7 @@ from coursekit.checks.sampling_filters import reference, rounded
 DRAWS = 4000
 SAMPLE_LOGITS = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # not sorted: positions are not ids
 SAMPLE_V = SAMPLE_LOGITS.numel()
+TIED_LOGITS = torch.tensor([1.0, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # the 3rd and 4th most likely tie
 GREEDY_ROWS = 200  # rows of the greedy-ties and global-RNG probes
 ONE_ROW_CALLS = 40  # the most likely token (p = 0.41) comes out 40 times in a row with probability 3e-16
 LARGE_V = 300  # a vocabulary over 256
@@ -26,12 +27,22 @@ TOLERANCE = 0.035  # total variation distance; the sampling noise of 4000 draws 
 CLAMPS = (5.0, 10.0, 20.0, 30.0, 50.0)  # the bounds students clamp logits to "for stability"
 
 
-def _sample_logits() -> torch.Tensor:
+def _sample_logits(logits: torch.Tensor = SAMPLE_LOGITS) -> torch.Tensor:
     """The distribution every draw comes from: SAMPLE_LOGITS in a notebook; permuted and shifted in a grading run."""
     if is_public():
-        return SAMPLE_LOGITS.clone()
+        return logits.clone()
     rng = probe_rng()
-    return SAMPLE_LOGITS[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
+    return logits[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
+
+
+def _tied_logits() -> torch.Tensor:
+    return _sample_logits(TIED_LOGITS)
+
+
+def _exactly_three(logits: torch.Tensor) -> torch.Tensor:
+    """What a top-k keeping exactly k = 3 tokens (torch.topk's indices) samples from: one of the tied is dropped."""
+    kept = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(3).indices, True)
+    return logits.masked_fill(~kept, float("-inf")).softmax(-1)
 
 
 # Powers of two, exact in float32: the two most likely tokens hold exactly 0.75, so top_p=0.75 keeps those two only.
@@ -449,6 +460,11 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, top_k=3)", _probs(top_k=3), (
                  ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
                  (POSITIONS, _positions(3)), (AFTER_SAMPLING, _sampled_then_filtered(3)))), weight=2),
+        Test("top_k=3 keeps a token tied with the 3rd most likely", _draws({"top_k": 3}, distribution=_tied_logits),
+             _frequency_judge("sample_next_token(logits whose 3rd and 4th largest tie, top_k=3)", _probs(top_k=3), ((
+                 "exactly 3 tokens were kept, though the 4th ties with the 3rd: top-k keeps every logit >= the k-th "
+                 "largest value (check top_k_filter, and that sample_next_token uses it)", _exactly_three),),
+                 distribution=_tied_logits), weight=0.5),
         Test("top_p=0.6 never samples outside the nucleus", _draws({"top_p": 0.6}),
              _frequency_judge("sample_next_token(logits, top_p=0.6)", _probs(top_p=0.6), (
                  ("top_p is ignored: apply top_p_filter when top_p is not None", _probs()),)), weight=2),
