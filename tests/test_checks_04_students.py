@@ -508,6 +508,14 @@ def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.soft
     return type("StudentGPT", (GPT,), {"generate": generate})
 
 
+def with_a_fixed_generator(gpt_class):
+    """`generator = generator or torch.Generator()`: without a generator every call draws the same tokens."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return gpt_class.generate(self, idx, max_new_tokens, temperature, top_k, top_p,
+                                  generator or torch.Generator())
+    return type("FixedGeneratorGPT", (gpt_class,), {"generate": generate})
+
+
 def top_k(logits, k):
     kth = torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]]
     return logits.masked_fill(logits < kth, NEG_INF)
@@ -570,6 +578,7 @@ GENERATE_BUGS = [
     # samples with dropout on, and leaves an eval()ed model training
     ("switches a model the caller put in eval mode to training mode", generating(sets_mode="train")),
     ("cropped to 8 tokens whatever block_size is", generating(crop=lambda self, idx: idx[:, -8:])),
+    ("two calls without a generator.*gave the same tokens.*global RNG", with_a_fixed_generator(GPT)),
     ("top_k=0\\) sampled from every token, as if top_k were None",  # `if top_k:`
      generating(filters=lambda logits, t, k, p: filters()(logits, t, k or None, p))),
     ("top_p=0\\) sampled from every token, as if top_p were None",  # `if top_p:`

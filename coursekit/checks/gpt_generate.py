@@ -316,11 +316,21 @@ def greedy(logits):
 @single_threaded
 def _generator_probe(gpt_class):
     """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
+    return _two_runs(gpt_class, lambda: torch.Generator().manual_seed(seed()))
+
+
+@single_threaded
+def _global_rng_probe(gpt_class):
+    """Two runs without a generator, under different global seeds: both draw from the global RNG, so they differ."""
+    return _two_runs(gpt_class, lambda: None)
+
+
+def _two_runs(gpt_class, generator):
     model = _fake_forward(gpt_class(GPTConfig()).eval(), base_logits(), [])
 
     def run():
         try:
-            out = model.generate(torch.zeros(4, 1, dtype=torch.long), 8, generator=torch.Generator().manual_seed(seed()))
+            out = model.generate(torch.zeros(SAMPLES_B, 1, dtype=torch.long), 8, generator=generator())
         except Exception as error:
             return f"{type(error).__name__}: {error}"
         return out if isinstance(out, torch.Tensor) else describe(out)
@@ -336,6 +346,17 @@ def _generator_judge(got):
     if not np.array_equal(first, second):
         return ("two calls with generators seeded alike gave different tokens: the generator is ignored. Pass it on, "
                 "torch.multinomial(probs, num_samples=1, generator=generator), so runs are reproducible")
+    return None
+
+
+def _global_rng_judge(got):
+    first, second = got
+    if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
+        return "fix the errors reported by the other tests first"
+    if np.array_equal(first, second):
+        return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
+                "tokens: with generator=None draw from the global RNG (torch.multinomial(probs, 1, generator=None) "
+                "does), not from a new torch.Generator(), which starts from the same seed every time")
     return None
 
 
@@ -484,6 +505,8 @@ check_generate = Check(
                    softmax, {}),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0,
              needs_right_outputs=True),
+        Test("without a generator, sampling draws from the global RNG", _global_rng_probe, _global_rng_judge,
+             weight=0.3, needs_right_outputs=True),
         Test("generate leaves the model in the mode the caller set (eval or training)", _mode_probe, _mode_judge,
              weight=0.5, needs_right_outputs=True),
         Test("top_k=0 and top_p=0 are errors, not 'no filter'; temperature=0 is an error or greedy", _edge_probe,
