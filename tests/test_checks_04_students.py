@@ -521,11 +521,13 @@ def top_k(logits, k):
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_p(logits, p, strict=False, crossing=True, gather=False, descending=True):
+def top_p(logits, p, strict=False, crossing=True, gather=False, descending=True, row0_mask=False):
     sorted_logits, order = torch.sort(logits, descending=descending)
     probs = F.softmax(sorted_logits, dim=-1)
     before = probs.cumsum(-1) - probs if crossing else probs.cumsum(-1)
     drop = before > p if strict else before >= p
+    if row0_mask:  # row 0's nucleus, in sorted order, for every row
+        drop = drop[:1].expand_as(drop).clone()
     if gather:
         return logits.masked_fill(drop.gather(-1, order), NEG_INF)
     return logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
@@ -592,7 +594,51 @@ GENERATE_BUGS = [
     ("all \\d+ rows of the batch got the same new token",
      generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=g)[:1].expand(probs.size(0), 1))),
     ("top_p keeps the least likely tokens.*ascending", generating(filters=filters(descending=False))),
+    ("top_k=3, on a batch whose rows have different logits, the filter of row 0 is used for every row",
+     generating(filters=lambda logits, t, k, p: filters()(row0_top_k(logits / t, k), 1.0, None, p))),
+    ("top_p=0.6, on a batch whose rows have different logits, the filter of row 0 is used for every row",
+     generating(filters=filters(row0_mask=True))),
+    ("same tokens for generators seeded differently.*generator of its own",  # generator = Generator().manual_seed(0)
+     type("StudentGPT", (GPT,), {"generate": lambda self, idx, n, temperature=1.0, top_k=None, top_p=None,
+                                 generator=None: GPT.generate(self, idx, n, temperature, top_k, top_p,
+                                                              torch.Generator().manual_seed(0))})),
+    ("generators seeded alike gave different tokens: the generator is ignored when top_k is given",
+     type("StudentGPT", (GPT,), {"generate": lambda self, idx, n, temperature=1.0, top_k=None, top_p=None,
+                                 generator=None: GPT.generate(self, idx, n, temperature, top_k, top_p,
+                                                              None if top_k is not None else generator)})),
+    ("returned tokens of dtype torch.int32: token ids are torch.long",
+     type("StudentGPT", (GPT,), {"generate": lambda self, *args, **kwargs: GPT.generate(self, *args, **kwargs).int()})),
+    ("top_p=1.0\\) raised ValueError.*1.0 keeps every token", type("StudentGPT", (GPT,), {
+        "generate": lambda self, idx, n, temperature=1.0, top_k=None, top_p=None, generator=None: (
+            _raise(ValueError("top_p must be below 1")) if top_p is not None and top_p >= 1 else
+            GPT.generate(self, idx, n, temperature, top_k, top_p, generator))})),
+    # the sort-based top-k of a student who never clamps k: values[:, k - 1:k] is empty past the vocabulary
+    ("top_k=15\\) with a vocabulary of 11 tokens raised RuntimeError: The size of tensor a .*top_k may exceed the "
+     "vocabulary \\(then nothing is filtered\\); use torch.topk\\(logits, min\\(top_k", generating(
+        filters=lambda logits, t, k, p: filters()(sorted_top_k(logits / t, k), 1.0, None, p))),
+    # the student's own type in the message, not the ndarray the judge receives
+    ("should return the prompt and the 7 new tokens, shape \\(2, 12\\), got Tensor of shape \\(2, 11\\)",
+     type("StudentGPT", (GPT,), {"generate": lambda self, idx, n, *args, **kwargs: GPT.generate(
+         self, idx, n - 1, *args, **kwargs)})),
 ]
+
+
+def _raise(error):
+    raise error
+
+
+def row0_top_k(logits, k):
+    """Row 0's k-th largest logit as the threshold of every row."""
+    if k is None:
+        return logits
+    return logits.masked_fill(logits < torch.topk(logits[0], min(k, logits.size(-1))).values[-1], NEG_INF)
+
+
+def sorted_top_k(logits, k):
+    """torch.sort's k-th value as the threshold, without min(k, vocab_size)."""
+    if k is None:
+        return logits
+    return logits.masked_fill(logits < torch.sort(logits, descending=True).values[:, k - 1:k], NEG_INF)
 
 
 def generate_where(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):

@@ -61,9 +61,9 @@ def powers_logits() -> torch.Tensor:
     return in_vocabulary_order(POWERS).log()
 
 
-def keep_first(n: int) -> torch.Tensor:
-    """The mask of the n most likely tokens."""
-    return torch.zeros(V, dtype=torch.bool).index_fill_(0, ranking()[:n], True)
+def keep_first(n: int, order: torch.Tensor | None = None) -> torch.Tensor:
+    """The mask of the n most likely tokens (of ranking(), or of the token ids `order` names best first)."""
+    return torch.zeros(V, dtype=torch.bool).index_fill_(0, (ranking() if order is None else order)[:n], True)
 
 
 def sorted_positions_as_ids(n: int) -> torch.Tensor:
@@ -90,7 +90,8 @@ def boundary() -> tuple[float, int]:
 
 
 def _fake_forward(model, last_logits: torch.Tensor, calls: list, modes: list | None = None):
-    """Replace model.forward: every position predicts token 9 except the last, which predicts from last_logits.
+    """Replace model.forward: every position predicts token 9 except the last, which predicts from last_logits
+    (one row of logits for every row of the batch, or one for each).
     calls receives each input, modes (if given) whether the model was in training mode."""
     def forward(idx, targets=None):
         calls.append(idx.detach().clone())
@@ -116,8 +117,9 @@ def _generate(gpt_class, last_logits, **settings):
         return {"error": f"{type(error).__name__}: {error}", "counts": None}
     if not isinstance(out, torch.Tensor) or out.shape != (SAMPLES_B, SAMPLES_N + 1):
         return {"error": f"returned {describe(out)}, expected shape {(SAMPLES_B, SAMPLES_N + 1)}", "counts": None}
-    new = out[:, 1:]
-    return {"error": None, "counts": torch.bincount(new.flatten().clamp(0, V - 1), minlength=V),
+    new = out[:, 1:].clamp(0, V - 1)
+    return {"error": None, "counts": torch.bincount(new.flatten(), minlength=V),
+            "row_counts": [torch.bincount(new[parity::2].flatten(), minlength=V) for parity in (0, 1)],
             "rows_alike": bool((new == new[:1]).all()), "steps_alike": bool((new == new[:, :1]).all())}
 
 
@@ -140,7 +142,7 @@ def _crop_case(gpt_class, block_size: int, length: int, new: int, mode: str = "e
     except Exception as error:
         return {"error": f"{type(error).__name__}: {error}"}
     return {"error": None, "prompt": prompt, "out": out if isinstance(out, torch.Tensor) else describe(out),
-            "calls": calls, "modes": modes, "training_after": model.training}
+            "returned": describe(out), "calls": calls, "modes": modes, "training_after": model.training}
 
 
 def _crop_probe(gpt_class):
@@ -198,7 +200,11 @@ def _crop_case_problem(got, block_size: int, length: int, new: int) -> str | Non
     total = length + new
     if not isinstance(out, np.ndarray) or out.shape != (B, total):
         return (f"{what} should return the prompt and the {new} new tokens, shape ({B}, {total}), got "
-                f"{describe(out)}")
+                f"{got['returned']}")
+    if out.dtype != np.int64:
+        return (f"{what} returned tokens of dtype {got['returned'].rsplit(' ', 1)[-1]}: token ids are torch.long "
+                f"(int64), the dtype nn.Embedding and F.cross_entropy take and torch.multinomial returns; don't "
+                f"convert them (.int(), .to(torch.int32))")
     if not np.array_equal(out[:, :length], prompt):
         return "the returned sequence should start with the prompt idx, followed by the new tokens (torch.cat)"
     if len(calls) != new:
@@ -251,7 +257,7 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
 
     def judge(got):
         if got["error"]:
-            if settings.get("top_k", 0) > V and ("out of range" in got["error"] or "k (" in got["error"]):
+            if settings.get("top_k", 0) > V:  # topk's "out of range", a sort-based slice's "size of tensor b (0)"
                 return (f"generate(..., top_k={settings['top_k']}) with a vocabulary of {V} tokens raised "
                         f"{got['error']}: top_k may exceed the vocabulary (then nothing is filtered); use "
                         f"torch.topk(logits, min(top_k, logits.size(-1)))")
@@ -313,10 +319,20 @@ def greedy(logits):
     return F.one_hot(logits.argmax(), V).float()
 
 
+# the generator tests' settings: sampling without a filter, and on each filter's branch
+GENERATOR_SETTINGS = {"": {}, "top_k=3": {"top_k": TOP_K}, "top_p=0.9": {"top_p": 0.9}}
+
+
 @single_threaded
 def _generator_probe(gpt_class):
-    """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
-    return _two_runs(gpt_class, lambda: torch.Generator().manual_seed(seed()))
+    """For each setting, two runs whose global seeds differ but whose generators are seeded alike (they must give
+    the same tokens), then a run with the generator seeded otherwise (it must not)."""
+    runs = {}
+    for name, settings in GENERATOR_SETTINGS.items():
+        runs[name] = _two_runs(gpt_class, lambda: torch.Generator().manual_seed(seed()), **settings)
+        runs[name].append(_two_runs(gpt_class, lambda: torch.Generator().manual_seed(seed() + 1), seeds=(1,),
+                                    **settings)[0])
+    return runs
 
 
 @single_threaded
@@ -325,27 +341,34 @@ def _global_rng_probe(gpt_class):
     return _two_runs(gpt_class, lambda: None)
 
 
-def _two_runs(gpt_class, generator):
+def _two_runs(gpt_class, generator, seeds=(1, 2), **settings):
     model = _fake_forward(gpt_class(GPTConfig()).eval(), base_logits(), [])
 
     def run():
         try:
-            out = model.generate(torch.zeros(SAMPLES_B, 1, dtype=torch.long), 8, generator=generator())
+            out = model.generate(torch.zeros(SAMPLES_B, 1, dtype=torch.long), 8, generator=generator(), **settings)
         except Exception as error:
             return f"{type(error).__name__}: {error}"
         return out if isinstance(out, torch.Tensor) else describe(out)
-    return with_global_rng_perturbed(run)
+    return with_global_rng_perturbed(run, seeds)
 
 
 def _generator_judge(got):
-    first, second = got
-    if isinstance(first, str):
-        return f"generate(..., generator=torch.Generator().manual_seed(0)) raised or returned {first}"
-    if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
-        return "fix the errors reported by the other tests first"
-    if not np.array_equal(first, second):
-        return ("two calls with generators seeded alike gave different tokens: the generator is ignored. Pass it on, "
-                "torch.multinomial(probs, num_samples=1, generator=generator), so runs are reproducible")
+    for name, (first, second, other_seed) in got.items():
+        call = f"generate(..., {name + ', ' if name else ''}generator=torch.Generator().manual_seed(...))"
+        if isinstance(first, str):
+            return f"{call} raised or returned {first}"
+        if not all(isinstance(run, np.ndarray) for run in (first, second, other_seed)):
+            return "fix the errors reported by the other tests first"
+        if not np.array_equal(first, second):
+            where = f" when {name.split('=')[0]} is given" if name else ""
+            return (f"two calls of {call} with generators seeded alike gave different tokens: the generator is "
+                    f"ignored{where}. Pass it on, torch.multinomial(probs, num_samples=1, generator=generator), on "
+                    f"every branch, so runs are reproducible")
+        if np.array_equal(first, other_seed):
+            return (f"{call} gave the same tokens for generators seeded differently: generate draws from a generator "
+                    f"of its own (torch.Generator().manual_seed(0) inside?), not from the one it is given. Use the "
+                    f"generator argument as it is: torch.multinomial(probs, 1, generator=generator)")
     return None
 
 
@@ -422,7 +445,55 @@ def _boundary_test():
     return Test("top_p at an exact boundary keeps the tokens up to the one reaching it", probe, judge, weight=0.5)
 
 
-EDGE_SETTINGS = {"top_k=0": {"top_k": 0}, "top_p=0": {"top_p": 0.0}, "temperature=0": {"temperature": 0.0}}
+def other_ranking() -> torch.Tensor:
+    """The odd rows' token ids from most to least likely: ranking() reversed."""
+    return ranking().flip(0)
+
+
+def rows_logits() -> torch.Tensor:
+    """(SAMPLES_B, V) last-position logits whose rows alternate: NUCLEUS in ranking() order, then BASE in
+    other_ranking() order. The two differ in their best tokens, their k-th largest logit and their nucleus: top_k=3
+    keeps 3 tokens of each, but row 0's threshold keeps 9 of an odd row; top_p=0.6 keeps 3 tokens of an even row and
+    2 of an odd one (BASE's best two hold 0.61)."""
+    odd = torch.empty(V).scatter_(0, other_ranking(), torch.tensor(BASE))
+    return torch.stack([nucleus_logits(), odd]).repeat(SAMPLES_B // 2, 1)
+
+
+# setting -> (tokens kept in an even row, in an odd row, in an odd row filtered with row 0's threshold or mask)
+ROWS_SETTINGS = {"top_k=3": ({"top_k": TOP_K}, 3, 3, 9), "top_p=0.6": ({"top_p": TOP_P}, 3, 2, 3)}
+
+
+def _rows_probe(gpt_class):
+    return {name: _generate(gpt_class, rows_logits(), **settings)
+            for name, (settings, *_) in ROWS_SETTINGS.items()}
+
+
+def _rows_judge(got):
+    rows = rows_logits()
+    for name, (settings, even, odd, row0) in ROWS_SETTINGS.items():
+        if got[name]["error"]:
+            return f"generate(..., {name}) on a batch whose rows have different logits raised {got[name]['error']}"
+        even_counts, odd_counts = got[name]["row_counts"]
+        if not _matches(even_counts, only(lambda: keep_first(even))(rows[0])):
+            return (f"with {name}, on a batch whose rows have different logits, row 0 and the other even rows (which "
+                    f"share its logits) are not sampled from their own {even} best tokens: filter each row by its "
+                    f"own logits")
+        if _matches(odd_counts, only(lambda: keep_first(odd, other_ranking()))(rows[1])):
+            continue
+        if _matches(odd_counts, only(lambda: keep_first(row0, other_ranking()))(rows[1])):
+            what = "k-th largest logit" if "top_k" in settings else "nucleus mask"
+            fix = ("torch.topk(logits, k).values[:, [-1]], one threshold per row" if "top_k" in settings else
+                   "the mask of each row from its own sorted probabilities, drop.scatter(-1, order, drop)")
+            return (f"with {name}, on a batch whose rows have different logits, the filter of row 0 is used for every "
+                    f"row (row 0's {what}, logits[0] or [:1], for the whole batch): each row keeps its own best "
+                    f"tokens, so compute the filter over the last dimension for all rows at once, {fix}")
+        return (f"with {name}, on a batch whose rows have different logits, row 1 should sample only its own {odd} "
+                f"most likely tokens, in proportion: filter each row by its own logits, over dim=-1")
+    return None
+
+
+EDGE_SETTINGS = {"top_k=0": {"top_k": 0}, "top_p=0": {"top_p": 0.0}, "temperature=0": {"temperature": 0.0},
+                 "top_p=1.0": {"top_p": 1.0}}
 
 
 def _edge_probe(gpt_class):
@@ -433,6 +504,13 @@ def _edge_judge(got):
     """top_k=0 and top_p=0 are errors, not "no filter" (as in notebook 05's sampler); temperature=0 is an error or
     greedy decoding (notebook 05's meaning), not temperature 1."""
     logits = base_logits()
+    if got["top_p=1.0"]["error"]:
+        return (f"generate(..., top_p=1.0) raised {got['top_p=1.0']['error']}: top_p may be anything in (0, 1], and "
+                f"1.0 keeps every token (no token is ranked after the whole probability mass). Reject only "
+                f"top_p <= 0 or top_p > 1")
+    if not _matches(got["top_p=1.0"]["counts"], softmax(logits)):
+        return ("generate(..., top_p=1.0) should keep every token (the nucleus of probability 1 is the whole "
+                "vocabulary), but it dropped some: drop a token only when the tokens before it hold >= top_p")
     for name, setting in (("top_k=0", "top_k"), ("top_p=0", "top_p")):
         if got[name]["error"]:
             continue
@@ -501,6 +579,7 @@ check_generate = Check(
                         "be chosen among the tokens top-k kept. Filter in the order temperature, top-k, then top-p, "
                         "as notebook 05's sample does"): only(lambda: keep_first(TOP_K))}),
         _boundary_test(),
+        Test("top_k and top_p filter each row of the batch by its own logits", _rows_probe, _rows_judge, weight=1.0),
         _stat_test("logits around 100: the softmax does not overflow", 0.5, lambda: base_logits() + 100.0, {},
                    softmax, {}),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0,
@@ -509,7 +588,8 @@ check_generate = Check(
              weight=0.3, needs_right_outputs=True),
         Test("generate leaves the model in the mode the caller set (eval or training)", _mode_probe, _mode_judge,
              weight=0.5, needs_right_outputs=True),
-        Test("top_k=0 and top_p=0 are errors, not 'no filter'; temperature=0 is an error or greedy", _edge_probe,
+        Test("top_p=1.0 keeps every token; top_k=0 and top_p=0 are errors, not 'no filter'; temperature=0 is an error "
+             "or greedy", _edge_probe,
              _edge_judge, weight=0.5, needs_right_outputs=True),
     ],
 )
