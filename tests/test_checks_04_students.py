@@ -322,6 +322,14 @@ CONSTRUCTOR_BUGS = [
      gpt_bug(blocks=lambda c: nn.ModuleList(Block(GPTConfig(**{**vars(c), "dropout": 0.0})) for _ in range(c.n_layer)))),
     ("the Blocks are held in an nn.ModuleDict", gpt_bug(blocks=lambda c: nn.ModuleDict(
         {str(i): Block(c) for i in range(c.n_layer)}))),
+    # the init overwrites the zero row, so outputs look right; row 0 ('\\n') only learns through the tied head
+    ("transformer.wte is nn.Embedding\\(..., padding_idx=0\\): the padding row never learns", gpt_bug(
+        lambda self, c: (self.transformer.__setitem__("wte", nn.Embedding(c.vocab_size, c.n_embd, padding_idx=0)),
+                         setattr(self.lm_head, "weight", self.transformer.wte.weight),
+                         self.apply(init_weights)))),
+    ("transformer.wpe is nn.Embedding\\(..., padding_idx=0\\): .*real position", gpt_bug(
+        lambda self, c: (self.transformer.__setitem__("wpe", nn.Embedding(c.block_size, c.n_embd, padding_idx=0)),
+                         self.apply(init_weights)))),
 ]
 
 

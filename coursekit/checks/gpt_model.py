@@ -38,6 +38,9 @@ def _structure(gpt_class, **changes) -> dict:
         "config": {"vocab_size": config.vocab_size, "block_size": config.block_size, "n_layer": config.n_layer},
         "has_config": getattr(model, "config", None) is config,
         "embeddings": [[m.num_embeddings, m.embedding_dim] for m in embeddings],
+        # options that keep rows from learning: padding_idx's row gets no gradient, max_norm rescales rows in place
+        "embedding_options": [{"name": name, "padding_idx": m.padding_idx, "max_norm": m.max_norm}
+                              for name, m in model.named_modules() if isinstance(m, nn.Embedding)],
         "layer_norms": len(layer_norms(model)),
         "attention_layers": sum(1 for m in linears if (m.in_features, m.out_features) == (config.n_embd, 3 * config.n_embd)),
         "mlp_layers": sum(1 for m in linears if (m.in_features, m.out_features) == (config.n_embd, 4 * config.n_embd)),
@@ -75,6 +78,15 @@ def _structure_mistake(got, config) -> str | None:
                     f"nn.Embedding(block_size, n_embd) = ({block_size}, {C})")
         return (f"{where}: no position embeddings: attention alone does not know the order of the tokens; add "
                 f"nn.Embedding(block_size, n_embd) = ({block_size}, {C})")
+    for options in got["embedding_options"]:
+        if options["padding_idx"] is not None:
+            return (f"{where}: {options['name']} is nn.Embedding(..., padding_idx={options['padding_idx']}): the "
+                    f"padding row never learns (its lookup gets no gradient), though row {options['padding_idx']} "
+                    f"is a real {'position' if 'wpe' in options['name'] else 'token'} here (there is no padding). "
+                    f"Build it without padding_idx: nn.Embedding(num_embeddings, n_embd)")
+        if options["max_norm"] is not None:
+            return (f"{where}: {options['name']} is nn.Embedding(..., max_norm={options['max_norm']}): it rescales "
+                    f"the rows it looks up, in place, at every forward; GPT-2's embeddings have no max_norm")
     if got["attention_layers"] != n_layer or got["mlp_layers"] != n_layer:
         return (f"{where}: found {got['attention_layers']} attention layer(s) and {got['mlp_layers']} MLP(s), expected "
                 f"n_layer={n_layer} Blocks: build them in a loop, nn.ModuleList([Block(config) for _ in "
