@@ -716,9 +716,12 @@ def window(shift):
 def student_train(zero_grad="before", clip="after backward", final=True, eval_every=lambda s, n: s % n == 0,
                   eval_after_step=False, back_to_train=True, eval_mode=True, item=True, optimizer_class=None,
                   train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False,
-                  loop_to_max_steps=False, fixed_eval_batches=None, val_generator=True, optimizer_settings=None):
+                  loop_to_max_steps=False, fixed_eval_batches=None, val_generator=True, optimizer_settings=None,
+                  reseed=False):
     """final: True, False or "unless a multiple" (skipped when max_steps % eval_interval == 0); loop_to_max_steps:
-    the loop runs over range(max_steps + 1), evaluating by eval_every, and stops before training at max_steps."""
+    the loop runs over range(max_steps + 1), evaluating by eval_every, and stops before training at max_steps;
+    val_generator: True (train's), False (the global RNG) or "fresh" (a new one seeded `seed` per evaluation);
+    reseed: generator.manual_seed(seed + step) at every step."""
     def train(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3, eval_interval=100,
               eval_batches=10, grad_clip=1.0, seed=0):
         generator = torch.Generator().manual_seed(seed)
@@ -733,8 +736,10 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
                 model.eval()
             data = val_data if val_source == "val" else train_data
             with torch.no_grad():
-                losses = [model(*get_batch(data, batch_size, block_size, generator if val_generator else None))[1]
-                          .item() for _ in range(fixed_eval_batches or eval_batches)]
+                source = torch.Generator().manual_seed(seed) if val_generator == "fresh" else \
+                    generator if val_generator else None
+                losses = [model(*get_batch(data, batch_size, block_size, source))[1].item()
+                          for _ in range(fixed_eval_batches or eval_batches)]
             if back_to_train:
                 model.train()
             history["eval_step"].append(step)
@@ -745,6 +750,8 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
                 evaluate(step)
             if step == max_steps:
                 break
+            if reseed:
+                generator.manual_seed(seed + step)
             if optimizer_each_step:
                 optimizer = make(model.parameters(), lr=learning_rate)
             if zero_grad == "start":
@@ -780,6 +787,19 @@ def batch_by_index_past_the_end(data, batch_size, block_size, generator=None):
     index = starts[:, None] + torch.arange(block_size)
     return data[index], data[index + 1]
 
+
+def batch_without_replacement(data, batch_size, block_size, generator=None):
+    """torch.randperm's first batch_size starts: never a start twice, and too few rows past len(data) - block_size."""
+    starts = torch.randperm(len(data) - block_size, generator=generator)[:batch_size]
+    return (torch.stack([data[i:i + block_size] for i in starts]),
+            torch.stack([data[i + 1:i + block_size + 1] for i in starts]))
+
+
+def batch_of_at_most_every_window(data, batch_size, block_size, generator=None):
+    """Draws with replacement, but never more rows than there are windows."""
+    starts = torch.randint(len(data) - block_size, (min(batch_size, len(data) - block_size),), generator=generator)
+    return (torch.stack([data[i:i + block_size] for i in starts]),
+            torch.stack([data[i + 1:i + block_size + 1] for i in starts]))
 
 def float_targets(data, batch_size, block_size, generator=None):
     x, y = get_batch(data, batch_size, block_size, generator)
@@ -827,7 +847,17 @@ TRAINING_BUGS = [
     ("high bound is excluded",  # torch.randint(len(data) - block_size + 1, ...): a window runs past the end
      (batch_bug(window(0), window(1), high=lambda d, b: len(d) - b + 1), train)),
     ("high bound is excluded", (batch_by_index_past_the_end, train)),
+    ("returned x one token after y: x and y are swapped", (lambda *args: get_batch(*args)[::-1], train)),
+    ("drew 64 different starts out of the 92 possible, never one twice.*with replacement.*torch.randint",
+     (batch_without_replacement, train)),
+    ("batch_size=32, block_size=8, generator\\) should return x and y of shape \\(32, 8\\) though only 12 windows "
+     "fit, got \\(12, 8\\): the starts are drawn with replacement", (batch_of_at_most_every_window, train)),
+    ("all 4 evaluations drew the same validation batches.*train's generator",
+     (get_batch, student_train(val_generator="fresh"))),
+    ("drew \\d+ of its 12 training batches exactly as seed=0 did: the generator is re-seeded during training",
+     (get_batch, student_train(reseed=True))),
 ]
+
 
 
 def batch_by_index(data, batch_size, block_size, generator=None):

@@ -259,16 +259,16 @@ def unfold_batches(data, batch_size, block_size, generator=None):
 
 def train_with_set_to_none(model, train_data, val_data, max_steps=100, batch_size=16, learning_rate=1e-3,
                            eval_interval=50, eval_batches=10, grad_clip=1.0, seed=0):
-    """zero_grad(set_to_none=True) first, an evaluation helper with its own generator, train loss evaluated too."""
+    """zero_grad(set_to_none=True) first, an evaluation helper with its own generator (created once: re-seeded at
+    every evaluation it would draw the same batches each time), train loss evaluated too."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
+    generator, eval_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     history = {"loss": [], "eval_step": [], "val_loss": [], "train_loss": []}
 
     @torch.no_grad()
     def estimate(data):
         model.eval()
-        g = torch.Generator().manual_seed(1)
-        out = sum(model(*unfold_batches(data, batch_size, model.config.block_size, g))[1].item()
+        out = sum(model(*unfold_batches(data, batch_size, model.config.block_size, eval_generator))[1].item()
                   for _ in range(eval_batches)) / eval_batches
         model.train()
         return out

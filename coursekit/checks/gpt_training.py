@@ -59,9 +59,13 @@ def _batch_probe(get_batch):
     batch_size, block_size = _other_sizes()
     small = [_drawn(get_batch, torch.arange(10), 1, 8, small_seed) for small_seed in range(40)]
     return {"first": first, "again": again, "other": _drawn(get_batch, data, batch_size, block_size, seed),
+            "crowded": _drawn(get_batch, torch.arange(CROWDED[0]), CROWDED[1], 8, seed),
             "other_sizes": [batch_size, block_size],
             "small_errors": [d["error"] for d in small if d["error"]],
             "starts": sorted({start for start in map(_start_of, small) if start is not None})}
+
+
+CROWDED = (20, 32)  # (len(data), batch_size): more rows than the 12 windows of block_size 8
 
 
 def _start_of(drawn: dict) -> int | None:
@@ -82,9 +86,16 @@ def _batch_judge(got):
                 "block_size, ...), whose high bound is excluded (not len(data) - block_size + 1)")
     if got["small_errors"] and got["starts"]:
         return f"{small} raised {got['small_errors'][0]} for some seeds and not for others: {too_late}"
+    first = got["first"]
+    if not first["error"] and "returned" not in first and _is_array(first["x"]["value"]) and \
+            _is_array(first["y"]["value"]) and first["x"]["value"].shape == first["y"]["value"].shape and \
+            first["x"]["value"].size and (first["x"]["value"] == first["y"]["value"] + 1).all() and \
+            got["starts"] == [1, 2]:  # x starts one later than the windows that fit: the targets' starts
+        return (f"{what} returned x one token after y: x and y are swapped (return (y, x)?). x holds the inputs, "
+                f"data[i : i + block_size], and y the targets one token later, data[i + 1 : i + block_size + 1]: "
+                f"return x, y in that order")
     if got["starts"] and max(got["starts"]) > 1:
         return f"{small} started windows at {got['starts']}, but only 0 and 1 fit in 10 tokens: {too_late}"
-    first = got["first"]
     if first["error"]:
         return f"{what} raised {first['error']}"
     if "returned" in first:
@@ -114,6 +125,23 @@ def _batch_judge(got):
         return "two calls with identically seeded generators gave different batches: pass generator to torch.randint"
     if len(set(x[:, 0].tolist())) < 20:
         return "the windows barely vary: draw batch_size random start positions with torch.randint"
+    with_replacement = ("the starts are drawn with replacement, each independently of the others: torch.randint("
+                        "len(data) - block_size, (batch_size,), generator=generator), not torch.randperm(...)"
+                        "[:batch_size] or another draw without replacement")
+    if len(set(x[:, 0].tolist())) == len(x):  # 64 draws among 92 starts repeat one with probability 1 - 1e-9
+        return (f"{what} drew 64 different starts out of the 92 possible, never one twice (with replacement some "
+                f"start repeats almost surely): {with_replacement}")
+    crowded = got["crowded"]
+    length, rows = CROWDED
+    crowded_call = f"get_batch(torch.arange({length}), batch_size={rows}, block_size=8, generator)"
+    if crowded["error"]:
+        return (f"{crowded_call} raised {crowded['error']}: there are only {length - 8} windows, so some must "
+                f"repeat; {with_replacement}")
+    crowded_x = crowded.get("x", {}).get("value")
+    if not _is_array(crowded_x) or crowded_x.shape != (rows, 8):
+        found = crowded_x.shape if _is_array(crowded_x) else crowded.get("returned") or crowded["x"]["type"]
+        return (f"{crowded_call} should return x and y of shape ({rows}, 8) though only {length - 8} windows fit, "
+                f"got {found}: {with_replacement}")
     batch_size, block_size = got["other_sizes"]
     other_call = f"get_batch(data, batch_size={batch_size}, block_size={block_size}, generator)"
     other = got["other"]
@@ -188,10 +216,11 @@ MULTIPLE = Run(10, INTERVAL, eval_batches=3)  # max_steps a multiple of eval_int
 _runs: dict = {}  # {(run, global seed, data seed): (train, record)}: the runs the train tests share; see _shared_run
 
 
-def _shared_run(train, global_seed: int = 0, run: Run = RUN) -> dict:
+def _shared_run(train, global_seed: int = 0, run: Run = RUN, seed: int | None = None) -> dict:
     """_spied_training(train, ...), run once for all the train tests of one check call: the get_batch test
-    (always the first) forgets the last runs, and a run is reused only for the very same train function."""
-    key = (run, global_seed, _training_seed())
+    (always the first) forgets the last runs, and a run is reused only for the very same train function. seed is
+    train's seed argument (None: its default)."""
+    key = (run, global_seed, _training_seed(), seed)
     if key in _runs and _runs[key][0] is train:
         return _runs[key][1]
     with quiet_progress_bars(), one_thread():
@@ -211,7 +240,7 @@ def _spied_data(data_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return train_data, TRAIN_TOKENS + torch.randint(VOCAB_SPY - TRAIN_TOKENS, (200,), generator=generator)
 
 
-def _spied_training(train, run: Run, global_seed: int, data_seed: int):
+def _spied_training(train, run: Run, global_seed: int, data_seed: int, seed: int | None = None):
     torch.manual_seed(0)
     train_data, val_data = _spied_data(data_seed)
     model = SpyModel()
@@ -248,7 +277,7 @@ def _spied_training(train, run: Run, global_seed: int, data_seed: int):
     try:
         returned = train(model, train_data, val_data, max_steps=run.max_steps, batch_size=BATCH,
                          learning_rate=LEARNING_RATE, eval_interval=run.eval_interval, eval_batches=run.eval_batches,
-                         grad_clip=CLIP)
+                         grad_clip=CLIP, **({} if seed is None else {"seed": seed}))
     finally:
         handle.remove()
     calls = model.calls
@@ -439,15 +468,17 @@ def _evaluation_positions(calls) -> list[int]:
 
 
 def _generator_probe(get_batch, train):
-    """train twice with the global RNG seeded differently: its batches, training and validation, come from
-    seeded generators."""
-    runs = [_shared_run(train, global_seed) for global_seed in (0, 1)]
+    """train twice with the global RNG seeded differently (its batches, training and validation, come from
+    seeded generators), then with seed=1 (another stream of batches)."""
+    runs = [_shared_run(train, global_seed) for global_seed in (0, 1)] + [_shared_run(train, seed=1)]
     return [{"train": [call["x"] for call in run["calls"] if call["backward"]],
-             "val": [call["x"] for call in run["calls"] if not call["backward"] and _is_val(call)]} for run in runs]
+             "val": [call["x"] for call in run["calls"] if not call["backward"] and _is_val(call)],
+             "val_groups": [[call["x"] for call in group if _is_val(call)]
+                            for group in _evaluation_groups(run["calls"])]} for run in runs]
 
 
 def _generator_judge(got):
-    first, second = got
+    first, second, other_seed = got
     if not first["train"] or len(first["train"]) != len(second["train"]):
         return "fix the other tests first (no training batches were recorded)"
     if not all(np.array_equal(a, b) for a, b in zip(first["train"], second["train"])):
@@ -459,6 +490,21 @@ def _generator_judge(got):
         return ("two runs of train with the same seed evaluated on different validation batches: they are drawn "
                 "from the global RNG, so the validation loss is not reproducible. Draw them with the generator "
                 "too: get_batch(val_data, batch_size, block_size, generator)")
+    groups = [group for group in first["val_groups"] if group]
+    if len(groups) > 1 and all(len(group) == len(groups[0]) and all(np.array_equal(a, b) for a, b in
+                                                                     zip(group, groups[0])) for group in groups):
+        return (f"all {len(groups)} evaluations drew the same validation batches: each starts from a generator seeded "
+                f"alike (torch.Generator().manual_seed(seed) inside the evaluation?). Draw them from train's "
+                f"generator, created once before the loop: get_batch(val_data, batch_size, block_size, generator)")
+    shared = sum(any(np.array_equal(batch, seen) for seen in first["train"]) for batch in other_seed["train"])
+    if shared == len(other_seed["train"]):
+        return ("train(..., seed=1) drew the same training batches as seed=0: the seed argument is ignored. Seed "
+                "the generator with it once, generator = torch.Generator().manual_seed(seed), as the given line does")
+    if shared:
+        return (f"train(..., seed=1) drew {shared} of its {len(other_seed['train'])} training batches exactly as "
+                f"seed=0 did: the generator is re-seeded during training (generator.manual_seed(seed "
+                f"+ step)?), so runs with different seeds share their batches. Seed it once, before the loop, and "
+                f"let it run on")
     return None
 
 
