@@ -454,6 +454,15 @@ FORWARD_BUGS = [
         head=lambda self, x: head_without_autograd(self, x))),
     ("with n_layer=2, \\d+ parameter\\(s\\) got no gradient \\(transformer.wpe.weight, transformer.h.0", forward_with(
         run=blocks_without_autograd)),
+    ("applies dropout 2 times \\(the token embeddings, then the position embeddings\\)", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx))
+        + self.transformer.drop(self.transformer.wpe(pos)))),
+    ("applies dropout 2 times \\(their sum, then its output again\\)", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.drop(
+            self.transformer.wte(idx) + self.transformer.wpe(pos))))),
+    ("forward\\(idx, targets\\) raised RuntimeError: Boolean value of Tensor.*test `if targets is None:`",
+     type("StudentGPT", (GPT,), {"forward": lambda self, idx, targets=None: GPT.forward(self, idx) if not targets
+                                 else GPT.forward(self, idx, targets)})),
     ("applies dropout 2 times \\(the token embeddings, then the sum again\\)", forward_with(
         embed=lambda self, idx, pos: self.transformer.drop(self.transformer.drop(self.transformer.wte(idx))
                                                            + self.transformer.wpe(pos)))),

@@ -41,6 +41,9 @@ def _forward_problem(result, what: str) -> str | None:
         if "index out of range" in result["error"]:
             return (f"{what} raised {result['error']}: the positions must be torch.arange(T) for the T tokens of idx "
                     f"(T <= block_size), not the token ids")
+        if "Boolean value of Tensor" in result["error"]:
+            return (f"{what} raised {result['error']}: a tensor of several values has no single truth value, so "
+                    f"`if targets:` or `if not targets:` fails once targets is given; test `if targets is None:`")
         if "must match the size of tensor" in result["error"]:
             return (f"{what} raised {result['error']}: idx has T = {T} tokens, fewer than block_size; the positions "
                     f"are torch.arange(T), not torch.arange(block_size)")
@@ -184,14 +187,27 @@ def _dropout_site_problem(got, train_logits) -> str | None:
     wte, wpe = values["wte"], values["wpe"]
     embeddings = embedded(idx, wte, wpe)
     fix = "drop the sum once, before the Blocks: x = self.transformer.drop(wte(idx) + wpe(pos))"
+    parts = {"the token embeddings": wte[idx], "the position embeddings": wpe[:T], "their sum": embeddings}
+
+    def part(given) -> str | None:
+        """Which of the embeddings' parts a dropout call was given (positions may come as (1, T, n_embd))."""
+        return next((name for name, value in parts.items() if isinstance(given, np.ndarray) and
+                     given.size == value.numel() and close(given.reshape(tuple(value.shape)), value)), None)
+
     if len(dropped) > 1:
-        twice = " (the token embeddings, then the sum again)" if close(dropped[0]["input"], wte[idx]) else ""
-        return f"with n_layer=0 forward applies dropout {len(dropped)} times{twice}: {fix}"
+        def again(index) -> str:
+            """A call given none of the parts: the previous call's output, or a sum holding it."""
+            previous = dropped[index - 1]["output"]
+            same = isinstance(previous, np.ndarray) and np.array_equal(previous, dropped[index]["input"])
+            return "its output again" if same else "the sum again"
+
+        names = [part(call["input"]) or (again(index) if index else "something else")
+                 for index, call in enumerate(dropped)]
+        return (f"with n_layer=0 forward applies dropout {len(dropped)} times ({', then '.join(names)}): {fix}")
     given = dropped[0]["input"]
-    if not close(given, embeddings):
-        part = "the token embeddings" if close(given, wte[idx]) else "the position embeddings" if close(
-            given, wpe[:T]) else "something other than the embeddings' sum"
-        return f"the embedding dropout is applied to {part} alone, so the rest is never dropped: {fix}"
+    if part(given) != "their sum":
+        what = part(given) or "something other than the embeddings' sum"
+        return f"the embedding dropout is applied to {what} alone, so the rest is never dropped: {fix}"
     if not close(train_logits, head_logits(torch.as_tensor(dropped[0]["output"]), values["ln_f"], values["head"])):
         return ("in training mode the logits are not lm_head(ln_f(x)) of the dropped embeddings x: the embedding "
                 f"dropout's output must be what runs on; {fix}")
