@@ -79,7 +79,7 @@ class OneHotSequential(nn.Module):
         for _ in range(num_new):
             probs = self(F.one_hot(ids[-1:], self.vocab_size).float()).softmax(-1)
             ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)[0]])
-        return ids  # a tensor is fine too
+        return ids.tolist()  # kept as a tensor along the way, returned as the list[int] the spec asks for
 
 
 class OneHotReversed(nn.Module):
@@ -535,8 +535,9 @@ def test_the_model_judges_never_trust_weights_the_sandbox_reports(check):
         honest = dict(check.probe_all((model_class,), seed))
         forward, sampling = (next(name for name in honest if word in name) for word in ("forward", "samples"))
         zeros = {"logits": honest[forward]["logits"] * 0, "first_weight": 0, "output_weight": 0}
-        runs = [{"type": "list", "ids": [0] * len(run["ids"])} for run in honest[sampling]["runs"]]
-        forged = {**honest, forward: zeros, sampling: {"runs": runs, "table": 0 * honest[forward]["logits"]}}
+        runs = [{"type": "list", "elements": ["int"], "ids": [0] * len(run["ids"])} for run in honest[sampling]["runs"]]
+        forged = {**honest, forward: zeros, sampling: {**honest[sampling], "runs": runs,
+                                                       "table": 0 * honest[forward]["logits"]}}
         verdicts = {o.test: o.passed for o in check.judge(list(forged.items()), seed)}
         assert not verdicts[forward] and not verdicts[sampling], verdicts
         assert all(o.passed for o in check.judge(list(honest.items()), seed))
@@ -576,7 +577,7 @@ def test_train_judge_rebuilds_the_initial_weights_and_ignores_a_claim_about_them
     losses = bigram.train_on_batches(zero_start, inputs, targets, batches, problem["learning_rate"])
     final = [p.detach().clone().numpy() for p in zero_start.parameters()]
     zeros = [numpy.zeros_like(p) for p in final]
-    forged = {**honest, name: {**honest[name], "returned": {"type": "list", "value": losses}, "final": final,
+    forged = {**honest, name: {**honest[name], "returned": {"type": "list", "value": losses, "elements": ["float"]}, "final": final,
                                "initial": zeros}}
     verdicts = {o.test: o for o in check.judge(list(forged.items()), run_seed)}
     assert not verdicts[name].passed and "losses differ from Adam" in verdicts[name].message
