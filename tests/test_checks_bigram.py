@@ -1,6 +1,7 @@
 """The notebook 02 checks: they pass the reference and valid alternatives, and name each plausible mistake."""
 
 import copy
+import re
 
 import numpy
 import pytest
@@ -432,6 +433,22 @@ def test_input_ids_names_the_mistake(corpus):
             checks.check_input_ids(*arguments)
     with pytest.raises(TypeError, match="a 1-D tensor of ids"):
         checks.check_input_ids(corpus[:-1].tolist(), corpus[1:])
+
+
+@pytest.mark.parametrize("convert", [list, numpy.asarray], ids=["list", "numpy"])
+def test_input_ids_of_the_wrong_kind_are_graded_as_a_failed_check_that_says_so(corpus, convert):
+    """In the notebook the check raises TypeError; the grader's sandbox reports the same text as why the exercise
+    could not be probed (worker: argument_problem), and every test then fails with it: no crash, no points."""
+    from coursekit.grading import grader, judging, rubric, sandbox
+
+    arguments = (convert(corpus[:-1].tolist()), convert(corpus[1:].tolist()))
+    problem = checks.check_input_ids.argument_problem(arguments)
+    assert re.search(r"argument 1 of the 'input_ids' check should be input_ids: a 1-D tensor of ids", problem)
+    item = rubric.Resolved("02.input_ids", "02_bigram_mlp", "input_ids", 5, "check_input_ids",
+                           ("input_ids", "target_ids"))
+    graded = grader.judge(item, sandbox.Run(missing={"input_ids": problem}), 1, judging.Judges([], 2**30, 10.0))
+    assert graded.earned == 0 and graded.reason == problem
+    assert graded.outcomes and all(not o.passed and o.message == problem for o in graded.outcomes)
 
 
 # ---------------------------------------------------------------- the grader's path, and speed
