@@ -43,6 +43,11 @@ def own_generator(self, start_id, num_new, generator=None):
     return bigram.generate_bigram(self, start_id, num_new, generator)
 
 
+def generator_or_a_new_one(self, start_id, num_new, generator=None):
+    generator = generator or torch.Generator()  # without a generator, every call gives the same ids
+    return bigram.generate_bigram(self, start_id, num_new, generator)
+
+
 def seeds_the_global_rng(self, start_id, num_new, generator=None):
     torch.manual_seed(42)
     return bigram.generate_bigram(self, start_id, num_new, None)
@@ -214,6 +219,7 @@ class LongIds(Embedding):
 GENERATE_BUGS = [
     ("generators seeded differently gave the same ids", own_generator),
     ("generators seeded differently gave the same ids", seeds_the_global_rng),
+    ("two calls without a generator.*gave the same ids.*global RNG", generator_or_a_new_one),
     ("should return 10 ids", one_short),
     ("should give", two_back),
     ("feed the model the last id", all_from_the_start),

@@ -140,10 +140,11 @@ def sampling_probe(kind: str):
             lambda: generated(lambda: model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
         other = generated(lambda: model.generate(start, OTHER_SEED_STEPS,
                                                  generator=torch.Generator().manual_seed(seed + 1)))
+        without = with_global_rng_perturbed(lambda: generated(lambda: model.generate(start, OTHER_SEED_STEPS)))
         weights = _sampling_weights(kind, vocab)
         load_weights(model, kind, vocab, HIDDEN, weights[:3] + [weights[3] + LARGE_SHIFT])  # same softmax
         large = generated(lambda: model.generate(start, OTHER_SEED_STEPS, generator=torch.Generator().manual_seed(seed)))
-        return {"runs": runs, "other_seed": other, "large": large}
+        return {"runs": runs, "other_seed": other, "without_generator": without, "large": large}
     return probe
 
 
@@ -220,6 +221,11 @@ def _sampling_mistake(got, kind: str) -> str | None:
     if got["other_seed"]["ids"] == first["ids"][:OTHER_SEED_STEPS + 1]:
         return ("generators seeded differently gave the same ids: sample with the generator generate is given "
                 "(torch.multinomial(probs, num_samples=1, generator=generator)), not one made or seeded inside it")
+    without = [run.get("ids") for run in got["without_generator"]]
+    if without[0] is not None and without[0] == without[1]:
+        return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
+                "ids: with generator=None sample from the global RNG (torch.multinomial(..., generator=None) does), "
+                "not from a new torch.Generator(), which starts from the same seed every time")
     if disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
     if disagreements(np.maximum(table, 0.0), first["ids"], seed) <= 3:
