@@ -444,6 +444,20 @@ CROSS_BUGS = [
     ("half precision", cross_bug(softmax=lambda s: torch.softmax(s.half(), dim=-1).float())),
     ("changes its argument\\(s\\) \\['S1'\\] in place", lambda S1, *rest: (cross(S1, *rest), S1.mul_(2))[0]),
     ("one torch tensor of shape .*, got a tuple", lambda *matrices: (cross(*matrices), None)),
+    ("divided by sqrt\\(n1\\), the number of queries",
+     cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: Q @ K.T / math.sqrt(S1.shape[0]))),
+    ("divided by sqrt\\(n2\\), the number of keys",
+     cross_bug(scores=lambda Q, K, *_: Q @ K.T / math.sqrt(K.shape[0]))),
+    ("one query .* has shape \\(\\d+,\\), expected \\(n1, d_v\\) = \\(1, \\d+\\): a dimension of size 1 was dropped",
+     lambda *matrices: cross(*matrices).squeeze()),
+    ("returns torch.float32 for float64 inputs: expected torch.float64",
+     lambda *matrices: cross(*(m.float() for m in matrices))),
+    ("copied from the notebook's printed output \\(a hard-coded tensor\\)",  # 03's printed worked example
+     lambda *matrices: torch.tensor([[0.3543, 0.9121, 0.7337, 2.0], [1.5093, 0.3272, 0.1636, 2.0]])),
+    ("raised RuntimeError: mat1 and mat2 shapes cannot be multiplied.*does K or V come from S1",
+     lambda S1, S2, W_Q, W_K, W_V: torch.softmax((S1 @ W_Q) @ (S1 @ W_K).T / math.sqrt(W_K.shape[1]), -1) @ (S2 @ W_V)),
+    ("raised RuntimeError: mat1 and mat2 shapes cannot be multiplied.*does K or V come from S1",
+     lambda S1, S2, W_Q, W_K, W_V: torch.softmax((S1 @ W_Q) @ (S2 @ W_K).T / math.sqrt(W_K.shape[1]), -1) @ (S1 @ W_V)),
 ]
 
 
@@ -456,6 +470,11 @@ def cross_batched(S1, S2, W_Q, W_K, W_V):
     """A batch dimension added and removed; matmul and mT."""
     Q, K, V = (S.unsqueeze(0) @ W for S, W in ((S1, W_Q), (S2, W_K), (S2, W_V)))
     return torch.matmul(torch.softmax(Q @ K.mT * W_K.shape[-1] ** -0.5, dim=-1), V).squeeze(0)
+
+
+def cross_float64_inside(S1, S2, W_Q, W_K, W_V):
+    """Computed in float64, returned in the inputs' dtype."""
+    return cross(*(m.double() for m in (S1, S2, W_Q, W_K, W_V))).to(S1.dtype)
 
 
 def cross_logsumexp(S1, S2, W_Q, W_K, W_V):
@@ -663,7 +682,7 @@ MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead, QueryLoopH
               "multi_head_attention": [Multi, EinsumMulti, SequentialOutMulti,
                                        type("SDPAHeadsMulti", (Multi,), {"__init__": lambda self, e, h, b, d=0.0:
                                                                          Multi.__init__(self, e, h, b, d, SDPAHead)})],
-              "cross_attention": [cross, cross_transposed, cross_batched, cross_logsumexp],
+              "cross_attention": [cross, cross_transposed, cross_batched, cross_logsumexp, cross_float64_inside],
               "causal_self_attention": [Causal, ChunkCausal, EinsumCausal, QKVLayersCausal, Float64InsideCausal,
                                         SquareMaskCausal]}
 
