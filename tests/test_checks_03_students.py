@@ -223,7 +223,7 @@ HEAD_BUGS = [
     ("head's output \\(weights @ v\\) instead of the attention weights", DropOutputHead),
     ("dropout is applied to the values v", DropValuesHead),
     ("batch of one, expected \\(1, \\d+, \\d+\\): the batch axis was dropped", SqueezedInputHead),
-    ("should be 1.\\d+ times the eval output .* renormalised after the dropout", RenormalisedDropoutHead),
+    ("should be \\d+\\.\\d+ times the eval output .* renormalised after the dropout", RenormalisedDropoutHead),
     ("scores of about \\+-1e6.*masked with a finite number",
      head_bug(masked=lambda self, s, T: s.masked_fill(self.mask[:T, :T] == 0, -1e4))),
     ("head_size and block_size are swapped", SwappedSizesHead),
