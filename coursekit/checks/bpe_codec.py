@@ -8,6 +8,7 @@ runs many of them at once, in a grading run drawn from the test's rng.
 from __future__ import annotations
 
 from coursekit.checks.bpe_training import reference_bpe
+from coursekit.checks.characters import raised_or_returned, unknown_id_mistake
 from coursekit.checks.core import Check, Test, integral, is_public, probe_rng, shown, type_and_value
 
 # Learned by coursekit.bpe.train_bpe_naive on "the theme of the thesis: 'these are the themes' " * 4 + "héllo"
@@ -344,6 +345,22 @@ def _decode_cases_mistake(got: list, cases) -> str | None:
                 None)
 
 
+def _unknown_bpe_id_case() -> tuple[list[int], int]:
+    """(ids with one id that is neither a byte nor a merge's new id, that id)."""
+    unknown = 256 + len(FIXED_MERGES)
+    if is_public():
+        return [257, unknown, 260], unknown
+    rng = probe_rng()
+    unknown = int(rng.choice([unknown, unknown + 1, 300, 1000]))
+    return [int(i) for i in rng.integers(0, 256 + len(FIXED_MERGES), size=3)] + [unknown], unknown
+
+
+def _unknown_bpe_id_mistake(result) -> str | None:
+    ids, unknown = _unknown_bpe_id_case()
+    return unknown_id_mistake(result, f"bpe_decode({ids}, merges)", unknown,
+                              f"bytes 0-255 and the merges' new ids 256-{255 + len(FIXED_MERGES)}")
+
+
 check_bpe_decode = Check(
     exercise="bpe_decode",
     expects=["a function bpe_decode(ids, merges) -> str"],
@@ -353,5 +370,8 @@ check_bpe_decode = Check(
           for ids, text, weight in DECODE_SAMPLES),
         Test("bpe_decode of many ids, and of ids with other merges", _decode_probe(_decode_cases),
              lambda got: _decode_cases_mistake(got, _decode_cases), 4.0),
+        Test("an unknown id raises an error naming it", lambda decode: raised_or_returned(
+            decode, _unknown_bpe_id_case()[0], dict(FIXED_MERGES)), _unknown_bpe_id_mistake, 0.1,
+             needs_right_outputs=True),
     ],
 )

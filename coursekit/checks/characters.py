@@ -207,16 +207,17 @@ def _encode_test(name: str, texts, weight: float) -> Test:
                                                for result, text in zip(got, texts()))), None), weight)
 
 
+def raised_or_returned(function, *args) -> dict:
+    """A probe's view of a call that should raise: the error's type and message, or a description of what came back."""
+    try:
+        returned = function(*args)
+    except Exception as error:  # any error type is fine, as long as its message names the culprit
+        return {"raised": type(error).__name__, "message": str(error)}
+    return {"raised": None, "returned": describe(returned)}
+
+
 def _encode_unknown(encode) -> list[dict]:
-    results = []
-    for text, _ in unknown_cases():
-        try:
-            returned = encode(text)
-        except Exception as error:  # any error type is fine, as long as it names the character
-            results.append({"raised": type(error).__name__, "message": str(error)})
-            continue
-        results.append({"raised": None, "returned": describe(returned)})
-    return results
+    return [raised_or_returned(encode, text) for text, _ in unknown_cases()]
 
 
 def _raises_naming(results) -> str | None:
@@ -323,24 +324,21 @@ def unknown_id_case() -> tuple[list[int], int]:
     return ids, unknown
 
 
-def _decode_unknown(decode) -> dict:
-    try:
-        returned = decode(unknown_id_case()[0])
-    except Exception as error:  # any error type is fine, as long as it names the id
-        return {"raised": type(error).__name__, "message": str(error)}
-    return {"raised": None, "returned": describe(returned)}
-
-
-def _raises_naming_the_id(result) -> str | None:
-    ids, unknown = unknown_id_case()
+def unknown_id_mistake(result, call: str, unknown: int, known: str) -> str | None:
+    """For judges of raised_or_returned data: None when the call raised an error whose message names the unknown id
+    (as a number of its own), else what is wrong. `known` says which ids there are."""
     if result["raised"] is None:
-        return (f"decode({ids}) should raise an error because {unknown} is no id of the vocabulary (ids run from 0 "
-                f"to {VOCAB_SIZE - 1}); it returned {result['returned']}: an unknown id is a bug to report, not a "
-                f"character to guess")
+        return (f"{call} should raise an error because {unknown} is no id of the vocabulary ({known}); it returned "
+                f"{result['returned']}: an unknown id is a bug to report, not a character to guess or drop")
     if not re.search(rf"(?<!\d){unknown}(?!\d)", result["message"]):
         return (f"the error for the unknown id {unknown} should name it, so the user knows what to fix; your message "
                 f"was: {result['raised']}: {result['message']}")
     return None
+
+
+def _raises_naming_the_id(result) -> str | None:
+    ids, unknown = unknown_id_case()
+    return unknown_id_mistake(result, f"decode({ids})", unknown, f"ids run from 0 to {VOCAB_SIZE - 1}")
 
 
 check_decode = Check(
@@ -351,7 +349,8 @@ check_decode = Check(
         _decode_test("decode of a passage's ids", lambda: [passage_ids(), passage_ids()[::-1]], 3.0),
         _decode_test("decode([])", lambda: [[]], 0.1),
         _decode_test("decode of a 1-D tensor of ids", lambda: [tensor_ids()], 0.5, as_tensor=True),
-        Test("an unknown id raises an error naming it", _decode_unknown, _raises_naming_the_id, 0.2,
+        Test("an unknown id raises an error naming it", lambda decode: raised_or_returned(decode, unknown_id_case()[0]),
+             _raises_naming_the_id, 0.2,
              needs_right_outputs=True),
     ],
 )
