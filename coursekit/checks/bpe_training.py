@@ -7,6 +7,8 @@ bug fails it. The probes hold no answer: the judges ask the reference, coursekit
 
 from __future__ import annotations
 
+import itertools
+
 from coursekit.checks.core import Check, Test, describe, integral, is_public, probe_rng, shown, type_and_value
 
 
@@ -330,6 +332,10 @@ def _train_shape_mistake(got, case=_train_case) -> str | None:
         return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got "
                 f"{len(ids)}: new ids run from 256 to vocab_size - 1, and after each merge apply it to the ids "
                 f"(ids = merge_pair(...)), else the same pair wins again and overwrites its entry")
+    if len(ids) > wanted + 1:
+        return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got {len(ids)}, more than "
+                f"vocab_size allows: were merges kept from an earlier call (a default argument such as merges={{}}, "
+                f"or a dict outside the function)? Start each call with an empty dict")
     if len(ids) != wanted:
         return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got {len(ids)}:"
                 f" the vocabulary is the 256 bytes plus one id per merge, so new ids run from 256 to vocab_size - 1")
@@ -349,7 +355,7 @@ def _replay_mistake(ids: list[int], rows: list[list[int]]) -> str | None:
         history.append((ids, (first, second)))
         counts = bpe.pair_counts(ids)
         if counts.get((first, second), 0) < max(counts.values(), default=0):
-            return _wrong_pick(history)
+            return _wrong_pick(history, rows[step:])
         ids = bpe.merge_pair(ids, (first, second), new_id)
         known.add(new_id)
     return None
@@ -367,6 +373,10 @@ def _once_each(ids: list[int]) -> dict:
     return {pair: len(ids) - len(merge_pair(ids, pair, -1)) for pair in set(zip(ids, ids[1:]))}
 
 
+def _is_top(counts: dict, pair: tuple) -> bool:
+    return pair in counts and counts[pair] == max(counts.values())
+
+
 def _second(counts: dict) -> int:
     """The count of the second pair when the pairs are sorted by count (the most frequent's when two tie)."""
     return sorted(counts.values())[-2] if len(counts) > 1 else -1
@@ -376,17 +386,17 @@ def _second(counts: dict) -> int:
 # (does the pair chosen from these ids follow it, the mistake). A way is named only when it explains every merge
 # up to the wrong one, so a chance agreement at one step names nothing.
 WRONG_PICKS = [
-    (lambda ids, pair, counts: counts.get(pair[::-1], 0) == max(counts.values()),
+    (lambda ids, pair, counts: _is_top(counts, pair[::-1]),
      "the pair is stored reversed; keep (a, b) in the order the two ids appear, the order zip(ids, ids[1:]) gives"),
-    (lambda ids, pair, counts: counts.get(pair) == min(counts.values()),
-     "that is one of the least frequent pairs; merge the most frequent one (max, not min)"),
     (lambda ids, pair, counts: pair == max(counts),
      "the pair chosen is the largest pair, not the most frequent one: max(counts) compares the keys (the pairs); "
      "read about max's key argument to compare their counts"),
-    (lambda ids, pair, counts: _every_other(ids).get(pair) == max(_every_other(ids).values()),
+    (lambda ids, pair, counts: counts.get(pair) == min(counts.values()),
+     "that is one of the least frequent pairs; merge the most frequent one (max, not min)"),
+    (lambda ids, pair, counts: _is_top(_every_other(ids), pair),
      "the pairs were counted with a step of 2 (every other pair); pairs overlap: count every pair of "
      "zip(ids, ids[1:])"),
-    (lambda ids, pair, counts: _once_each(ids).get(pair) == max(_once_each(ids).values()),
+    (lambda ids, pair, counts: _is_top(_once_each(ids), pair),
      "overlapping occurrences were counted once (as merge_pair would replace them); count every pair of "
      "zip(ids, ids[1:]), overlapping ones too"),
     (lambda ids, pair, counts: counts.get(pair) == _second(counts),
@@ -394,18 +404,29 @@ WRONG_PICKS = [
 ]
 
 
-def _wrong_pick(history: list[tuple[list[int], tuple]]) -> str:
+def _wrong_pick(history: list[tuple[list[int], tuple]], rest: list[list[int]]) -> str:
     """Why the last merge of `history` ([(ids at the step, pair merged)], one per step up to the wrong one) is not a
-    most frequent pair of its ids: the mistake whose choice it is."""
+    most frequent pair of its ids: the mistake whose choice it is. A way of choosing is named when it explains every
+    merge up to the wrong one; of several, the one that also explains the most merges after it (`rest`)."""
     bpe = reference_bpe()
     step, (ids, pair) = len(history) - 1, history[-1]
+    later, current = [], ids
+    for first, second, new_id in rest[1:6]:  # a few more merges tell the ways apart; all of them would be slow
+        current = bpe.merge_pair(current, (first, second), new_id)
+        later.append((current, (first, second)))
     counts = bpe.pair_counts(ids)
     count, most = counts.get(pair, 0), max(counts.values())
     top = max(counts, key=counts.get)
     said = f"merge {step} was {pair}, which occurs {count} times at that point, but {top} occurs {most} times"
-    for follows, mistake in WRONG_PICKS:
-        if all(follows(ids, pair, bpe.pair_counts(ids)) for ids, pair in history if len(ids) > 1):
-            return f"{said}: {mistake}"
+
+    def follows_at(follows, ids, pair) -> bool:
+        return len(ids) < 2 or follows(ids, pair, bpe.pair_counts(ids))
+
+    ways = [(sum(1 for _ in itertools.takewhile(lambda at: follows_at(follows, *at), later)), -rank, mistake)
+            for rank, (follows, mistake) in enumerate(WRONG_PICKS)
+            if all(follows_at(follows, *at) for at in history)]  # each explains every merge up to the wrong one
+    if ways:
+        return f"{said}: {max(ways)[2]}"  # the one that explains the most merges after it (the first listed of ties)
     if not count:
         if not step:
             return (f"{said}: {pair} does not occur in the text at all. Were merges kept from an earlier call (a "

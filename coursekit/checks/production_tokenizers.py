@@ -32,13 +32,9 @@ from coursekit.checks.core import Check, Test, integral, is_public, probe_rng, s
 # Pieces of text for the secret inputs of a grading run: whitespace runs, accents, emoji, CJK, digits, contractions.
 PIECES = ["ROMEO:", "But, soft!", "  two  spaces", "\ttab\t\t", "\n\n", "naïve", "café", "señor", "Ångström",
           "🙂", "👍🏽", "🇫🇷", "東京は晴れ", "서울", "1234567", "3.14", "I'm", "they'll", "DON'T", "it's", "   ", "\r\n"]
-# and for GPT-2's tokenizer, which must not normalise: capital contractions, a decomposed accent, a ligature,
-# full-width letters, a no-break space, a lone \r, a chunk of 40+ characters (a Hugging Face tokenizer may normalise)
-GPT2_PIECES = [*PIECES, "O'DONNELL", "WE'READ", "JOHN'STONE", "cafe\u0301", "ﬁne…", "ＡＢＣ", "no\u00a0break", "a\rb",
-               "Pneumonoultramicroscopicsilicovolcanoconiosis"]
 
 
-def mixed_texts(count: int, public: list[str], pieces: list[str] = PIECES) -> list[str]:
+def mixed_texts(count: int, public: list[str]) -> list[str]:
     """`public` in a notebook; when grading, `count` texts of random pieces and a piece of Shakespeare, joined by
     random whitespace, so that the answers to the public texts are of no use.
 
@@ -51,7 +47,7 @@ def mixed_texts(count: int, public: list[str], pieces: list[str] = PIECES) -> li
     texts = []
     for _ in range(count):
         start = int(rng.integers(0, len(text) - 80))
-        parts = [*rng.choice(pieces, size=int(rng.integers(2, 5))), text[start:start + int(rng.integers(10, 80))]]
+        parts = [*rng.choice(PIECES, size=int(rng.integers(2, 5))), text[start:start + int(rng.integers(10, 80))]]
         rng.shuffle(parts)
         texts.append("".join(str(part) + str(rng.choice(["", " ", "  ", "\n", "\t"])) for part in parts))
     return texts
@@ -367,14 +363,19 @@ GPT2_MIXED = ["ROMEO:\n  But, soft! I'm café-naïve 🙂 東京 1234567\t\tthey
 
 
 CONTRACTIONS = ["I'm", "they'll", "it's", "we've", "you're", "he'd", "don't"]
+CAPITAL_CONTRACTIONS = ["O'DONNELL", "WE'READ", "JOHN'STONE", "I'MAGINE"]  # 'D, 'RE, 'S, 'M are no contractions here
+# What GPT-2 must not normalise (a decomposed accent, a ligature, full-width letters, \r\n, a no-break space; a
+# Hugging Face tokenizer may, so these are GPT-2's only) and a chunk of 45 characters.
+UNNORMALISED = " cafe\u0301 ﬁ… ＡＢＣ\r\nno\u00a0break Pneumonoultramicroscopicsilicovolcanoconiosis"
 
 
 def _mixed_gpt2_texts() -> list[str]:
-    """mixed_texts, each with a contraction at the end when grading (a split without contractions fails)."""
-    texts = mixed_texts(4, GPT2_MIXED, GPT2_PIECES)
+    """mixed_texts; when grading, each ends in a contraction, a capital word with an apostrophe and UNNORMALISED."""
+    texts = mixed_texts(4, GPT2_MIXED)
     if is_public():
         return texts
-    return [text + " " + str(word) for text, word in zip(texts, probe_rng().choice(CONTRACTIONS, size=len(texts)))]
+    rng = probe_rng()
+    return [f"{text} {rng.choice(CONTRACTIONS)} {rng.choice(CAPITAL_CONTRACTIONS)}{UNNORMALISED}" for text in texts]
 
 
 check_gpt2_encode = Check(
