@@ -348,7 +348,7 @@ check_decode = Check(
         _decode_test("decode of a word's ids", lambda: [short_ids()], 1.0),
         _decode_test("decode of a passage's ids", lambda: [passage_ids(), passage_ids()[::-1]], 3.0),
         _decode_test("decode([])", lambda: [[]], 0.1),
-        _decode_test("decode of a 1-D tensor of ids", lambda: [tensor_ids()], 0.5, as_tensor=True),
+        _decode_test("decode of a 1-D tensor of ids", lambda: [tensor_ids(), tensor_ids()[::-1]], 0.5, as_tensor=True),
         Test("an unknown id raises an error naming it", lambda decode: raised_or_returned(decode, unknown_id_case()[0]),
              _raises_naming_the_id, 0.2,
              needs_right_outputs=True),

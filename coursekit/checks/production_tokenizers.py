@@ -370,12 +370,14 @@ UNNORMALISED = " cafe\u0301 ﬁ… ＡＢＣ\r\nno\u00a0break Pneumonoultramicro
 
 
 def _mixed_gpt2_texts() -> list[str]:
-    """mixed_texts; when grading, each ends in a contraction, a capital word with an apostrophe and UNNORMALISED."""
+    """mixed_texts; when grading, each with a contraction, a capital word with an apostrophe and UNNORMALISED in
+    its middle (its ends stay as mixed_texts made them: whitespace at the ends is part of the test)."""
     texts = mixed_texts(4, GPT2_MIXED)
     if is_public():
         return texts
     rng = probe_rng()
-    return [f"{text} {rng.choice(CONTRACTIONS)} {rng.choice(CAPITAL_CONTRACTIONS)}{UNNORMALISED}" for text in texts]
+    return [f"{text[:len(text) // 2]} {rng.choice(CONTRACTIONS)} {rng.choice(CAPITAL_CONTRACTIONS)}{UNNORMALISED} "
+            f"{text[len(text) // 2:]}" for text in texts]
 
 
 check_gpt2_encode = Check(
