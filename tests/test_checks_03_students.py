@@ -2,12 +2,14 @@
 mistake's first failing test names it under the public and five secret run seeds; each valid variant passes."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.nn.functional import scaled_dot_product_attention
 
 from check_family import student_tests
 from coursekit import checks
@@ -103,6 +105,71 @@ class FullMaskHead(Head):
         return scores.masked_fill(self.mask == 0, NEG_INF)
 
 
+class InPlaceDropoutHead(Head):
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.dropout = nn.Dropout(dropout, inplace=True)
+
+
+class EightMaskHead(Head):
+    """torch.ones(8, 8): the notebook's block_size, whatever block_size is given."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.register_buffer("mask", torch.tril(torch.ones(8, 8)))
+
+
+class PlainMaskHead(Head):
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        del self.mask
+        self.mask = torch.tril(torch.ones(block_size, block_size))
+
+
+class TupleHead(Head):
+    def forward(self, x):
+        T = x.shape[1]
+        weights = self.dropout(self.weights(self.masked(self.scores(self.query(x), self.key(x)), T)))
+        return weights @ self.value(x), weights
+
+
+class BlockSizedDropoutHead(Head):
+    """A hand-made dropout whose keep-mask is (block_size, block_size): fine in eval mode, an error in training when
+    T < block_size."""
+
+    def __init__(self, n_embd, head_size, block_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+        self.p, self.block_size = dropout, block_size
+
+    def forward(self, x):
+        T = x.shape[1]
+        weights = self.weights(self.masked(self.scores(self.query(x), self.key(x)), T))
+        if self.training:
+            weights = weights * (torch.rand(self.block_size, self.block_size) > self.p) / (1 - self.p)
+        return weights @ self.value(x)
+
+
+class ZeroesInputHead(Head):
+    def forward(self, x):
+        out = Head.forward(self, x)
+        x.mul_(0)
+        return out
+
+
+def renormalised_over_the_whole_row(self, s):
+    """exp(s - max) with the max taken over the unmasked row (future included), then the future zeroed."""
+    T = s.shape[-1]
+    e = (s - s.amax(-1, keepdim=True)).exp() * self.mask[:T, :T]
+    return e / e.sum(-1, keepdim=True)
+
+
+class WholeRowMaxHead(Head):
+    def forward(self, x):
+        weights = renormalised_over_the_whole_row(self, self.scores(self.query(x), self.key(x)))
+        self.last_weights = weights.detach()  # kept for a heatmap: attention weights, not a mask
+        return self.dropout(weights) @ self.value(x)
+
+
 HEAD_BUGS = [
     ("queries and keys are swapped", head_bug(scores=lambda self, q, k: k @ q.transpose(-2, -1) / math.sqrt(self.head_size))),
     ("not scaled", head_bug(scores=lambda self, q, k: q @ k.transpose(-2, -1))),
@@ -125,6 +192,21 @@ HEAD_BUGS = [
     ("never a fixed probability", FixedPHead),
     ("the head has bias parameters", BiasHead),
     ("value|does not compute causal self-attention", KeyAsValueHead),
+    ("nn.Dropout\\(\\.\\.\\., inplace=True\\) overwrites the softmax's output", InPlaceDropoutHead),
+    ("mask has shape \\(8, 8\\), expected .* block_size = \\d+ \\(got 8\\): the mask's size is hard-coded",
+     EightMaskHead),
+    ("is a plain tensor attribute, not a registered buffer", PlainMaskHead),
+    ("should return one tensor of shape .*, got a tuple", TupleHead),
+    ("changes the x it is given in place", ZeroesInputHead),
+    ("returns float64 for a float32 x: expected float32", head_bug(forward=lambda self, x: Head.forward(self, x).double())),
+    ("score -10 instead of -inf: their weight is small .* but not zero",
+     head_bug(masked=lambda self, s, T: s.masked_fill(self.mask[:T, :T] == 0, -10.0))),
+    ("taken over the whole row, future positions included", WholeRowMaxHead),
+    ("half precision", head_bug(weights=lambda self, s: F.softmax(s.half(), dim=-1).float())),
+    ("in training mode your code raised RuntimeError: The size of tensor a", BlockSizedDropoutHead),
+    ("should return shape \\(2, \\d+, \\d+\\) .*, got a tensor of shape \\(2, \\d+, \\d+\\)|does not compute "
+     "causal self-attention",  # the weights, (B, T, T): the output's shape too when head_size == T
+     head_bug(forward=lambda self, x: self.weights(self.masked(self.scores(self.query(x), self.key(x)), x.shape[1])))),
 ]
 
 
@@ -143,6 +225,28 @@ class SDPAHead(nn.Module):
         T = x.size(1)
         return F.scaled_dot_product_attention(self.query(x), self.key(x), self.value(x),
                                               attn_mask=self.causal[:T, :T], dropout_p=self.p if self.training else 0.0)
+
+
+class QueryLoopHead(Head):
+    """One query at a time: query t's scores over keys 0..t (no mask needed), dropout on that row of weights."""
+
+    def forward(self, x):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        rows = []
+        for t in range(x.shape[1]):
+            scores = q[:, t:t + 1] @ k[:, :t + 1].transpose(1, 2) / math.sqrt(self.head_size)  # (B, 1, t + 1)
+            rows.append(self.dropout(scores.softmax(-1)) @ v[:, :t + 1])
+        return torch.cat(rows, dim=1)
+
+
+class SquareMaskHead(Head):
+    """A (T, T) mask built in forward from T alone (no buffer)."""
+
+    def forward(self, x):
+        T = x.shape[1]
+        scores = self.scores(self.query(x), self.key(x))
+        visible = torch.ones(T, T, dtype=torch.bool).tril()
+        return self.dropout(scores.masked_fill(~visible, NEG_INF).softmax(-1)) @ self.value(x)
 
 
 class WhereHead(Head):
@@ -220,6 +324,29 @@ def interleaved(self, x):
     return self.dropout(self.proj(out.reshape(*out.shape[:2], -1)))
 
 
+class NoBiasProjectionMulti(Multi):
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, block_size, dropout)
+        self.proj = nn.Linear(n_embd, n_embd, bias=False)
+
+
+class EightBlockMulti(Multi):
+    """Heads built with the notebook's block_size 8."""
+
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, n_head, 8, dropout)
+
+
+class FourHeadsMulti(Multi):
+    def __init__(self, n_embd, n_head, block_size, dropout=0.0):
+        super().__init__(n_embd, 4, block_size, dropout)
+
+
+def joined_over_time(self, x):
+    B, T, C = x.shape
+    return self.dropout(self.proj(torch.cat([h(x) for h in self.heads], dim=1).reshape(B, T, C)))
+
+
 MULTI_BUGS = [
     ("apply the output projection", multi_bug(forward=lambda self, x: self.dropout(torch.cat([h(x) for h in self.heads], -1)))),
     ("the output gets no dropout", multi_bug(forward=lambda self, x: self.proj(torch.cat([h(x) for h in self.heads], -1)))),
@@ -230,7 +357,7 @@ MULTI_BUGS = [
     ("interleaved channel by channel", multi_bug(forward=interleaved)),
     ("found the weights of only 1 head", multi_bug(init=lambda self, n_embd, n_head, block_size, dropout: setattr(
         self, "heads", nn.ModuleList([self.heads[0]] * n_head)))),
-    ("fixed to the notebook's sizes", multi_bug(init=heads_of(lambda n_embd, n_head: n_embd // 4))),
+    ("fixed to the notebook's sizes|the head size is hard-coded", multi_bug(init=heads_of(lambda n_embd, n_head: n_embd // 4))),
     ("the attention weights get no dropout|heads", multi_bug(init=heads_of(lambda e, h: e // h, lambda d: 0.0))),
     ("never a fixed probability", multi_bug(init=lambda self, n_embd, n_head, block_size, dropout: setattr(
         self, "dropout", nn.Dropout(0.1)))),
@@ -240,6 +367,13 @@ MULTI_BUGS = [
         scores=lambda self, q, k: k @ q.transpose(-2, -1) / math.sqrt(self.head_size)))),
     ("not scaled", multi_bug(head=head_bug(scores=lambda self, q, k: q @ k.transpose(-2, -1)))),
     ("a plain Python list", PlainListMulti),
+    ("the output projection has no bias", NoBiasProjectionMulti),
+    ("heads.0.mask has shape \\(8, 8\\), expected .*: the mask's size is hard-coded", EightBlockMulti),
+    ("the module has 4 heads of size \\d+ .*but n_head = \\d+: the head count is hard-coded|the head count or the "
+     "head size is hard-coded", FourHeadsMulti),
+    ("inplace=True\\) overwrites the softmax's output", multi_bug(head=InPlaceDropoutHead)),
+    ("does a head return a tuple", multi_bug(head=TupleHead)),
+    ("joined along the time axis", multi_bug(forward=joined_over_time)),
 ]
 
 
@@ -296,7 +430,7 @@ CROSS_BUGS = [
     ("divided by sqrt\\(d\\)", cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: Q @ K.T / math.sqrt(S1.shape[1]))),
     ("sqrt\\(d_v\\)", cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: Q @ K.T / math.sqrt(W_V.shape[1]))),
     ("divided by d_k", cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: Q @ K.T / W_K.shape[1])),
-    ("fixed|sqrt\\(d_k\\)|divided by", cross_bug(scores=lambda Q, K, *_: Q @ K.T / math.sqrt(2))),
+    ("divided by a fixed sqrt\\(2\\), the worked example's", cross_bug(scores=lambda Q, K, *_: Q @ K.T / math.sqrt(2))),
     ("wrong axis", cross_bug(softmax=lambda s: torch.softmax(s, dim=0))),
     ("not finite", cross_bug(softmax=lambda s: s.exp() / s.exp().sum(-1, keepdim=True))),
     ("causal mask", cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: (Q @ K.T / math.sqrt(W_K.shape[1])).masked_fill(
@@ -305,6 +439,11 @@ CROSS_BUGS = [
     ("values|S2 @ W_V", cross_bug(values=lambda S1, S2, W_K, W_V: S2 @ W_K if W_K.shape == W_V.shape else S2 @ W_V * 2)),
     ("one row per key|queries", lambda S1, S2, Q, K, V: torch.softmax((S2 @ Q) @ (S1 @ K).T / math.sqrt(K.shape[1]), -1) @ (S1 @ V)),
     ("should have shape \\(n1, d_v\\)", lambda S1, S2, Q, K, V: torch.softmax((S1 @ Q) @ (S2 @ K).T / math.sqrt(K.shape[1]), -1)[:, :V.shape[1]]),
+    ("returns a NumPy array", lambda *matrices: cross(*matrices).numpy()),
+    ("returns torch.float64 for float32 inputs", lambda *matrices: cross(*(m.double() for m in matrices))),
+    ("half precision", cross_bug(softmax=lambda s: torch.softmax(s.half(), dim=-1).float())),
+    ("changes its argument\\(s\\) \\['S1'\\] in place", lambda S1, *rest: (cross(S1, *rest), S1.mul_(2))[0]),
+    ("one torch tensor of shape .*, got a tuple", lambda *matrices: (cross(*matrices), None)),
 ]
 
 
@@ -400,6 +539,22 @@ def causal_init(change):
     return __init__
 
 
+def merge_heads_last(self, y):
+    B, nh, T, hs = y.shape
+    return y.permute(0, 2, 3, 1).reshape(B, T, nh * hs)
+
+
+def attend_fused(self, q, k, v):
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                          dropout_p=self.attn_dropout.p if self.training else 0.0)
+
+
+def attend_fused_imported(self, q, k, v):
+    """The kernel imported by name, out of reach of a patched F.scaled_dot_product_attention."""
+    return scaled_dot_product_attention(q, k, v, is_causal=True,
+                                        dropout_p=self.attn_dropout.p if self.training else 0.0)
+
+
 CAUSAL_BUGS = [
     ("without the transpose", causal_bug(split=split_without_transpose)),
     ("merged with .view\\(B, T, C\\) straight from", causal_bug(merge=lambda self, y: y.reshape(
@@ -427,6 +582,16 @@ CAUSAL_BUGS = [
     ("another layout than \\[all queries", causal_bug(split=split_interleaved)),
     ("they use attn_pdrop|belongs to", causal_bug(__init__=causal_init(lambda self, c: (
         setattr(self, "attn_dropout", nn.Dropout(c.resid_pdrop)), setattr(self, "resid_dropout", nn.Dropout(c.attn_pdrop)))))),
+    ("c_attn = nn.Linear\\(\\d+, \\d+, bias=False\\) has no bias", causal_bug(__init__=causal_init(
+        lambda self, c: setattr(self, "c_attn", nn.Linear(c.n_embd, 3 * c.n_embd, bias=False))))),
+    ("bias has shape \\(1, 1, 32, 32\\), expected .*: the mask's size is hard-coded", causal_bug(
+        __init__=causal_init(lambda self, c: self.register_buffer("bias", torch.ones(32, 32).tril().view(1, 1, 32, 32))))),
+    ("is a plain tensor attribute, not a registered buffer", causal_bug(__init__=causal_init(
+        lambda self, c: (delattr(self, "bias"), setattr(self, "bias", torch.ones(1, 1, c.block_size, c.block_size).tril()))))),
+    ("calls F.scaled_dot_product_attention.*write the attention yourself", causal_bug(attend=attend_fused)),
+    ("calls F.scaled_dot_product_attention.*write the attention yourself", causal_bug(attend=attend_fused_imported)),
+    ("merged channel by channel", causal_bug(merge=merge_heads_last)),
+    ("returns float64 for a float32 x", causal_bug(forward=lambda self, x: Causal.forward(self, x).double())),
 ]
 
 
@@ -449,6 +614,26 @@ class EinsumCausal(Causal):
         additive = torch.zeros(T, T).masked_fill(self.bias[0, 0, :T, :T] == 0, NEG_INF)
         att = torch.einsum("bhid,bhjd->bhij", q, k) / math.sqrt(q.shape[-1]) + additive
         return torch.einsum("bhij,bhjd->bhid", self.attn_dropout(att.softmax(dim=-1)), v)
+
+
+class Float64InsideCausal(Causal):
+    """The attention computed in float64, the merged heads cast back to float32."""
+
+    def attend(self, q, k, v):
+        return Causal.attend(self, q.double(), k.double(), v.double()).float()
+
+
+class SquareMaskCausal(Causal):
+    """A 2-D (block_size, block_size) boolean buffer, cut to (T, T): it broadcasts over batch and heads."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.register_buffer("bias", torch.ones(config.block_size, config.block_size, dtype=torch.bool).tril())
+
+    def attend(self, q, k, v):
+        T = q.size(-2)
+        att = (q @ k.transpose(-2, -1) / math.sqrt(k.size(-1))).masked_fill(~self.bias[:T, :T], NEG_INF)
+        return self.attn_dropout(F.softmax(att, dim=-1)) @ v
 
 
 class QKVLayersCausal(nn.Module):
@@ -474,12 +659,13 @@ CHECKS = {check.exercise: check for check in (checks.check_attention_head, check
                                               checks.check_cross_attention, checks.check_causal_self_attention)}
 STUDENT_BUGS = {"attention_head": HEAD_BUGS, "multi_head_attention": MULTI_BUGS, "cross_attention": CROSS_BUGS,
                 "causal_self_attention": CAUSAL_BUGS}
-MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead],
+MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead, QueryLoopHead, SquareMaskHead],
               "multi_head_attention": [Multi, EinsumMulti, SequentialOutMulti,
                                        type("SDPAHeadsMulti", (Multi,), {"__init__": lambda self, e, h, b, d=0.0:
                                                                          Multi.__init__(self, e, h, b, d, SDPAHead)})],
               "cross_attention": [cross, cross_transposed, cross_batched, cross_logsumexp],
-              "causal_self_attention": [Causal, ChunkCausal, EinsumCausal, QKVLayersCausal]}
+              "causal_self_attention": [Causal, ChunkCausal, EinsumCausal, QKVLayersCausal, Float64InsideCausal,
+                                        SquareMaskCausal]}
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
@@ -512,3 +698,25 @@ def test_weights_claimed_by_the_sandbox_do_not_change_the_verdict(check, answer)
         values = [o for o in check.judge(forged(results, np.zeros_like), seed) if "layout" in dict(results)[o.test]]
         assert values and not any(o.passed for o in values), seed
         assert all(o.passed for o in check.judge(forged(results, lambda output: output), seed)), seed
+
+
+# ---------------------------------------------------------------- each module's messages speak its own vocabulary
+
+
+@pytest.mark.parametrize("check, answer, foreign", [
+    (checks.check_multi_head_attention, multi_bug(forward=joined_over_time), ("transpose(1, 2)", ".view(")),
+    (checks.check_multi_head_attention, multi_bug(head=TupleHead), ("transpose(1, 2)", ".view(")),
+    (checks.check_causal_self_attention, causal_bug(merge=merge_heads_last), ("self.heads", "torch.stack")),
+])
+def test_messages_name_only_what_the_module_has(check, answer, foreign):
+    with pytest.raises(AssertionError) as raised:
+        check(answer)
+    assert not [word for word in foreign if word in str(raised.value)], str(raised.value)
+
+
+def test_a_wrong_output_message_shows_numbers_that_differ():
+    """A small difference (a finite mask value no replay names) is shown where it is largest, with enough digits."""
+    with pytest.raises(AssertionError, match=r"should be (-?[\d.e-]+) .*got (-?[\d.e-]+)") as raised:
+        checks.check_attention_head(head_bug(masked=lambda self, s, T: s.masked_fill(self.mask[:T, :T] == 0, -7.0)))
+    expected, got = re.search(r"should be (-?[\d.e-]+) .*got (-?[\d.e-]+)", str(raised.value)).groups()
+    assert expected != got

@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from check_family import student_tests
+from check_family import failures, student_tests
 from coursekit import checks
 from coursekit.gpt_config import GPTConfig
 from test_checks_gpt import (GPT, MLP, Block, FunctionalMLP, InlineBlock, ListGPT, SequentialMLP, attention,
-                             get_batch, train, train_with_set_to_none, unfold_batches)
+                             get_batch, init_weights, train, train_with_set_to_none, unfold_batches)
 
 NEG_INF = float("-inf")
 
@@ -41,7 +41,19 @@ class ManualGeluMLP(MLP):
         return self.dropout(self.c_proj(h))
 
 
+def zeroes_its_input(self, x):
+    out = self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    x.zero_()  # "free" the input: the Block's residual x + mlp(ln_2(x)) then adds to zeros
+    return out
+
+
 MLP_BUGS = [
+    ("the MLP changes its input x in place", mlp_bug(forward=zeroes_its_input)),
+    # the type is the student's (a tensor, a list), not what the judge receives (a numpy array, a list for a tuple)
+    ("should return a tensor of shape \\(2, \\d+, \\d+\\), got Tensor of shape \\(2, \\d+, \\d+\\) and dtype torch.float32",
+     mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.gelu(self.c_fc(x))))[..., 1:])),
+    ("should return one tensor of shape \\(2, \\d+, \\d+\\), got a list of length 1",
+     mlp_bug(forward=lambda self, x: [self.dropout(self.c_proj(self.gelu(self.c_fc(x))))])),
     ("exact GELU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.GELU()))),
     ("ReLU", mlp_bug(init=lambda self, c: setattr(self, "gelu", nn.ReLU()))),
     ("no activation", mlp_bug(forward=lambda self, x: self.dropout(self.c_proj(self.c_fc(x))))),
@@ -141,6 +153,31 @@ def stream_dropout(self, x):
     return F.dropout(x, self.drop_p, self.training)
 
 
+class BatchNorm(nn.Module):
+    """BatchNorm1d over the features of every position (what a student coming from CNNs might write)."""
+
+    def __init__(self, n_embd):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(n_embd)
+
+    def forward(self, x):
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def norms_swapping_gain_and_bias(self, x):
+    n = (x.size(-1),)
+    x = x + self.attn(F.layer_norm(x, n, self.ln_1.bias, self.ln_1.weight))
+    return x + self.mlp(F.layer_norm(x, n, self.ln_2.bias, self.ln_2.weight))
+
+
+class AttentionWithoutDropoutBlock(Block):
+    """The given attention edited to drop nothing; the MLP still drops."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.attn = attention(GPTConfig(n_embd=config.n_embd, n_head=config.n_head, block_size=config.block_size))
+
+
 class MLPWithoutDropoutBlock(Block):
     """The MLP built from a fresh config: the block's dropout never reaches it."""
 
@@ -166,7 +203,18 @@ BLOCK_BUGS = [
     ("residual", block_bug(forward=no_attention_residual)),
     ("stream|outside the sub-layers|inside the sub-layers", block_bug(
         forward=stream_dropout, init=lambda self, c: setattr(self, "drop_p", c.dropout))),
-    ("MLP|dropout", MLPWithoutDropoutBlock),
+    ("the MLP drops nothing; build it as MLP\\(config\\)", MLPWithoutDropoutBlock),
+    ("the attention drops nothing", AttentionWithoutDropoutBlock),
+    ("normalises with RMSNorm, not a LayerNorm", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", nn.RMSNorm(c.n_embd)), setattr(self, "ln_2", nn.RMSNorm(c.n_embd))))),
+    ("normalises with BatchNorm1d, not a LayerNorm", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", BatchNorm(c.n_embd)), setattr(self, "ln_2", BatchNorm(c.n_embd))))),
+    ("LayerNorm has eps = 0.1; keep the default", block_bug(init=lambda self, c: (
+        setattr(self, "ln_1", nn.LayerNorm(c.n_embd, eps=0.1)), setattr(self, "ln_2", nn.LayerNorm(c.n_embd, eps=0.1))))),
+    ("the block's MLP \\(MLP\\): the activation is ReLU", block_bug(init=lambda self, c: setattr(self.mlp, "gelu", nn.ReLU()))),
+    ("swaps each LayerNorm's gain and bias", block_bug(forward=norms_swapping_gain_and_bias)),
+    ("compute what they should, so the mistake is in how Block.forward uses them", block_bug(
+        forward=lambda self, x: (h := x + self.attn(self.ln_1(x))) + self.mlp(self.ln_2(h)) + self.ln_2.bias)),
     ("changed in place \\(x \\+= \\.\\.\\.\\)", block_bug(forward=in_place_residual)),
     ("cut off from autograd", block_bug(forward=detached_stream)),
     ("cut off from autograd", block_bug(forward=detached_attention)),
@@ -193,6 +241,21 @@ class DictBlock(nn.Module):
         for norm, layer in (("ln_1", "attn"), ("ln_2", "mlp")):
             x = x + self.parts[layer](self.parts[norm](x))
         return x
+
+
+class InlineMLPBlock(Block):
+    """The MLP's layers straight in the Block (no MLP module), F.dropout on its output."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        del self.mlp
+        self.fc, self.proj, self.p = nn.Linear(config.n_embd, 4 * config.n_embd), nn.Linear(4 * config.n_embd,
+                                                                                              config.n_embd), config.dropout
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        h = F.gelu(self.fc(self.ln_2(x)), approximate="tanh")
+        return x + F.dropout(self.proj(h), self.p, self.training)
 
 
 class FunctionalNormBlock(Block):
@@ -249,6 +312,16 @@ CONSTRUCTOR_BUGS = [
         lambda self, c: self.transformer.__setitem__("wpe", nn.Embedding(c.block_size + 1, c.n_embd)))),
     ("vocab_size|embedding|wte", gpt_bug(lambda self, c: (self.transformer.__setitem__("wte", nn.Embedding(
         c.vocab_size + 1, c.n_embd)), setattr(self.lm_head, "weight", self.transformer.wte.weight)))),
+    ("transformer.wte \\(nn.Embedding\\(\\d+, \\d+\\), tied to lm_head\\) starts with weights of std (0\\.[5-9]|1\\.)\\d*; GPT-2's "
+     "initialisation", gpt_bug(lambda self, c: nn.init.normal_(self.transformer.wte.weight, std=1.0))),
+    ("starts with weights of std 0.\\d+; GPT-2's initialisation .* std 0.02: keep the given self.apply\\(init_weights\\)",
+     gpt_bug(lambda self, c: [m.reset_parameters() for m in self.modules() if hasattr(m, "reset_parameters")])),
+    ("transformer.h.0.mlp.c_fc \\(nn.Linear\\(\\d+, \\d+\\)\\) starts with a bias up to", gpt_bug(
+        lambda self, c: nn.init.normal_(self.transformer.h[0].mlp.c_fc.bias))),
+    ("the Blocks' dropouts have p = 0.0 though config.dropout = 0.\\d+: build every Block from the model's own config",
+     gpt_bug(blocks=lambda c: nn.ModuleList(Block(GPTConfig(**{**vars(c), "dropout": 0.0})) for _ in range(c.n_layer)))),
+    ("the Blocks are held in an nn.ModuleDict", gpt_bug(blocks=lambda c: nn.ModuleDict(
+        {str(i): Block(c) for i in range(c.n_layer)}))),
 ]
 
 
@@ -264,6 +337,17 @@ class TiedOtherWayGPT(GPT):
             drop=nn.Dropout(config.dropout), h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
             ln_f=nn.LayerNorm(config.n_embd)))
         self.transformer.wte.weight = self.lm_head.weight
+        self.apply(init_weights)
+
+
+class ScaledInitGPT(GPT):
+    """nanoGPT's initialisation: the projections into the residual stream scaled by 1 / sqrt(2 * n_layer)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        for name, parameter in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layer))
 
 
 class DictBlockGPT(GPT):
@@ -312,6 +396,22 @@ def blocks_on_embeddings(self, x):
     return out
 
 
+def head_without_autograd(self, x):
+    with torch.no_grad():  # "the head only reads out": the loss then has no gradient at all
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def blocks_without_autograd(self, x):
+    with torch.no_grad():
+        return _blocks(self, x)
+
+
+def norm_after_every_block(self, x):
+    for block in self.transformer.h:
+        x = self.transformer.ln_f(block(x))
+    return x
+
+
 class PeekingBlock(Block):
     """A Block that adds the mean over every position: forward is right, but the model sees the future."""
 
@@ -333,11 +433,25 @@ FORWARD_BUGS = [
     ("mean|sum|average", forward_with(loss=lambda logits, targets, idx: F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum"))),
     ("order", forward_with(run=reversed_blocks)),
-    ("index -1 is out of range", forward_with(run=last_block_only)),
+    ("index -1 is out of range: forward picks one Block", forward_with(run=last_block_only)),
     ("Blocks|in order|each Block", forward_with(run=blocks_on_embeddings)),
     ("ln_f|final LayerNorm", forward_with(head=lambda self, x: self.lm_head(x))),
     ("softmax|logits", forward_with(head=lambda self, x: F.softmax(self.lm_head(self.transformer.ln_f(x)), -1))),
     ("sees the future", gpt_bug(blocks=lambda c: nn.ModuleList(PeekingBlock(c) for _ in range(c.n_layer)))),
+    ("the position embedding \\(wpe\\) got no gradient", forward_with(embed=lambda self, idx, pos: self.transformer.drop(
+        (self.transformer.wte(idx) + self.transformer.wpe(pos)).detach()))),
+    ("the gradient of the token embedding \\(wte\\) is not the loss's", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx).detach() + self.transformer.wpe(pos)))),
+    ("loss.backward\\(\\) fails: the loss of forward with n_layer=0 has no gradient history", forward_with(
+        head=lambda self, x: head_without_autograd(self, x))),
+    ("with n_layer=2, \\d+ parameter\\(s\\) got no gradient \\(transformer.wpe.weight, transformer.h.0", forward_with(
+        run=blocks_without_autograd)),
+    ("applies dropout 2 times \\(the token embeddings, then the sum again\\)", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.drop(self.transformer.wte(idx))
+                                                           + self.transformer.wpe(pos)))),
+    ("the embedding dropout is applied to the token embeddings alone", forward_with(
+        embed=lambda self, idx, pos: self.transformer.drop(self.transformer.wte(idx)) + self.transformer.wpe(pos))),
+    ("ln_f runs after every Block", forward_with(run=norm_after_every_block)),
 ]
 
 
@@ -349,6 +463,16 @@ def forward_transposed_loss(self, idx, targets=None):
         x = block(x)
     logits = self.lm_head(self.transformer.ln_f(x))
     return logits, None if targets is None else F.cross_entropy(logits.transpose(1, 2), targets)
+
+
+def forward_functional_dropout(self, idx, targets=None):
+    """F.embedding, F.dropout with training=self.training, F.linear with the tied matrix."""
+    x = F.embedding(idx, self.transformer.wte.weight) + self.transformer.wpe.weight[:idx.size(1)]
+    x = F.dropout(x, self.config.dropout, self.training)
+    for block in self.transformer.h:
+        x = block(x)
+    logits = F.linear(self.transformer.ln_f(x), self.transformer.wte.weight)
+    return logits, None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 def forward_nll(self, idx, targets=None):
@@ -366,11 +490,11 @@ def forward_nll(self, idx, targets=None):
 # ---------------------------------------------------------------- generate
 
 
-def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_eval=False):
+def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.softmax, sets_mode=None):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
-        if sets_eval:
-            self.eval()
+        if sets_mode:
+            self.train(sets_mode == "train")
         for _ in range(max_new_tokens):
             context = crop(self, idx) if crop else idx[:, -self.config.block_size:]
             logits, _ = self(context)
@@ -384,13 +508,21 @@ def generating(filters=None, crop=None, position=-1, sample=None, softmax=F.soft
     return type("StudentGPT", (GPT,), {"generate": generate})
 
 
+def with_a_fixed_generator(gpt_class):
+    """`generator = generator or torch.Generator()`: without a generator every call draws the same tokens."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return gpt_class.generate(self, idx, max_new_tokens, temperature, top_k, top_p,
+                                  generator or torch.Generator())
+    return type("FixedGeneratorGPT", (gpt_class,), {"generate": generate})
+
+
 def top_k(logits, k):
     kth = torch.topk(logits, min(k, logits.size(-1))).values[:, [-1]]
     return logits.masked_fill(logits < kth, NEG_INF)
 
 
-def top_p(logits, p, strict=False, crossing=True, gather=False):
-    sorted_logits, order = torch.sort(logits, descending=True)
+def top_p(logits, p, strict=False, crossing=True, gather=False, descending=True):
+    sorted_logits, order = torch.sort(logits, descending=descending)
     probs = F.softmax(sorted_logits, dim=-1)
     before = probs.cumsum(-1) - probs if crossing else probs.cumsum(-1)
     drop = before > p if strict else before >= p
@@ -442,7 +574,24 @@ GENERATE_BUGS = [
     ("greedy|argmax|sample", generating(sample=lambda probs, g: probs.argmax(-1, keepdim=True))),
     ("top_k|k-th|top-k", generating(filters=one_too_many)),
     ("logits around \\d+ raised.*F.softmax", generating(softmax=lambda x, dim: x.exp() / x.exp().sum(dim, keepdim=True))),
-    ("leaves the model in eval mode", generating(sets_eval=True)),
+    ("leaves the model in eval mode", generating(sets_mode="eval")),
+    # samples with dropout on, and leaves an eval()ed model training
+    ("switches a model the caller put in eval mode to training mode", generating(sets_mode="train")),
+    ("cropped to 8 tokens whatever block_size is", generating(crop=lambda self, idx: idx[:, -8:])),
+    ("two calls without a generator.*gave the same tokens.*global RNG", with_a_fixed_generator(GPT)),
+    ("top_k=0\\) sampled from every token, as if top_k were None",  # `if top_k:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k or None, p))),
+    ("top_p=0\\) sampled from every token, as if top_p were None",  # `if top_p:`
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, k, p or None))),
+    ("top_k=0\\) picked the most likely token.*raise an error",  # top_k = max(1, top_k)
+     generating(filters=lambda logits, t, k, p: filters()(logits, t, None if k is None else max(1, k), p))),
+    ("temperature=0\\) sampled as if the temperature were 1",  # temperature = temperature or 1.0
+     generating(filters=lambda logits, t, k, p: filters()(logits, t or 1.0, k, p))),
+    ("random numbers start over at every step",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0)))),
+    ("all \\d+ rows of the batch got the same new token",
+     generating(sample=lambda probs, g: torch.multinomial(probs, 1, generator=g)[:1].expand(probs.size(0), 1))),
+    ("top_p keeps the least likely tokens.*ascending", generating(filters=filters(descending=False))),
 ]
 
 
@@ -468,6 +617,33 @@ class WhereGenerateGPT(GPT):
     generate = generate_where
 
 
+class ValidatingGPT(GPT):
+    """Rejects out-of-range settings with a ValueError and makes temperature=0 greedy, as notebook 05's sampler."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        if not temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if temperature == 0:
+            return GPT.generate(self, idx, max_new_tokens, top_k=1, generator=generator)
+        return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+
+
+class EvalThenRestoreGPT(GPT):
+    """Samples in eval mode whatever the caller set, then restores the caller's mode."""
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, generator=None):
+        was_training = self.training
+        self.eval()
+        try:
+            return GPT.generate(self, idx, max_new_tokens, temperature, top_k, top_p, generator)
+        finally:
+            self.train(was_training)
+
+
 # ---------------------------------------------------------------- get_batch and train
 
 
@@ -485,13 +661,16 @@ def window(shift):
 
 def student_train(zero_grad="before", clip="after backward", final=True, eval_every=lambda s, n: s % n == 0,
                   eval_after_step=False, back_to_train=True, eval_mode=True, item=True, optimizer_class=None,
-                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False):
+                  train_generator=True, val_source="val", lr=None, optimizer_each_step=False, step_lr=False,
+                  loop_to_max_steps=False, fixed_eval_batches=None, val_generator=True, optimizer_settings=None):
+    """final: True, False or "unless a multiple" (skipped when max_steps % eval_interval == 0); loop_to_max_steps:
+    the loop runs over range(max_steps + 1), evaluating by eval_every, and stops before training at max_steps."""
     def train(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3, eval_interval=100,
               eval_batches=10, grad_clip=1.0, seed=0):
         generator = torch.Generator().manual_seed(seed)
         block_size = model.config.block_size
         make = optimizer_class or torch.optim.AdamW
-        optimizer = make(model.parameters(), lr=lr or learning_rate)
+        optimizer = make(model.parameters(), lr=lr or learning_rate, **(optimizer_settings or {}))
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5) if step_lr else None
         history = {"loss": [], "eval_step": [], "val_loss": []}
 
@@ -500,16 +679,18 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
                 model.eval()
             data = val_data if val_source == "val" else train_data
             with torch.no_grad():
-                losses = [model(*get_batch(data, batch_size, block_size, generator))[1].item()
-                          for _ in range(eval_batches)]
+                losses = [model(*get_batch(data, batch_size, block_size, generator if val_generator else None))[1]
+                          .item() for _ in range(fixed_eval_batches or eval_batches)]
             if back_to_train:
                 model.train()
             history["eval_step"].append(step)
             history["val_loss"].append(sum(losses) / len(losses))
 
-        for step in range(max_steps):
+        for step in range(max_steps + 1 if loop_to_max_steps else max_steps):
             if not eval_after_step and eval_every(step, eval_interval):
                 evaluate(step)
+            if step == max_steps:
+                break
             if optimizer_each_step:
                 optimizer = make(model.parameters(), lr=learning_rate)
             if zero_grad == "start":
@@ -533,10 +714,22 @@ def student_train(zero_grad="before", clip="after backward", final=True, eval_ev
             history["loss"].append(loss.item() if item else loss)
             if eval_after_step and eval_every(step + 1, eval_interval):
                 evaluate(step + 1)
-        if final:
+        if final is True or (final == "unless a multiple" and max_steps % eval_interval):
             evaluate(max_steps)
         return history
     return train
+
+
+def batch_by_index_past_the_end(data, batch_size, block_size, generator=None):
+    """Starts drawn up to len(data) - block_size: the last window's targets index past the end (IndexError)."""
+    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(block_size)
+    return data[index], data[index + 1]
+
+
+def float_targets(data, batch_size, block_size, generator=None):
+    x, y = get_batch(data, batch_size, block_size, generator)
+    return x, y.float()
 
 
 TRAINING_BUGS = [
@@ -562,6 +755,24 @@ TRAINING_BUGS = [
     ("created anew", (get_batch, student_train(optimizer_each_step=True))),
     ("clip_grad_value_\\).*clip the global norm", (get_batch, student_train(clip="by value"))),
     ("learning rate changes during training: step 3 ran with lr=0.0015", (get_batch, student_train(step_lr=True))),
+    ("with max_steps=10 and eval_interval=5 there is no evaluation at max_steps=10",
+     (get_batch, student_train(final="unless a multiple"))),
+    ("evaluation at max_steps=10 runs twice", (get_batch, student_train(loop_to_max_steps=True))),
+    ("average eval_batches=2 batches of val_data, got 10: use the eval_batches argument",
+     (get_batch, student_train(fixed_eval_batches=10))),
+    ("different validation batches.*get_batch\\(val_data, batch_size, block_size, generator\\)",
+     (get_batch, student_train(val_generator=False))),
+    ("weight_decay=0.1 \\(default 0.01\\)", (get_batch, student_train(optimizer_settings={"weight_decay": 0.1}))),
+    ("betas=\\[0.9, 0.95\\]", (get_batch, student_train(optimizer_settings={"betas": (0.9, 0.95)}))),
+    ("dtype torch.long.*got int32 and int32", (lambda *args: tuple(t.int() for t in get_batch(*args)), train)),
+    ("dtype torch.long.*got int64 and float32", (float_targets, train)),
+    ("should return two tensors x, y, got list and list: torch.stack",
+     (lambda *args: tuple(list(t) for t in get_batch(*args)), train)),
+    ("use the batch_size and block_size arguments, not fixed numbers",
+     (lambda data, batch_size, block_size, generator=None: get_batch(data, batch_size, 8, generator), train)),
+    ("high bound is excluded",  # torch.randint(len(data) - block_size + 1, ...): a window runs past the end
+     (batch_bug(window(0), window(1), high=lambda d, b: len(d) - b + 1), train)),
+    ("high bound is excluded", (batch_by_index_past_the_end, train)),
 ]
 
 
@@ -572,25 +783,62 @@ def batch_by_index(data, batch_size, block_size, generator=None):
     return data[index], data[index + 1]
 
 
+def train_at_planned_steps(model, train_data, val_data, max_steps=500, batch_size=16, learning_rate=1e-3,
+                           eval_interval=100, eval_batches=10, grad_clip=1.0, seed=0):
+    """The evaluation steps planned as a set (max_steps added once), validation batches from a second generator,
+    torch.inference_mode, and the losses averaged as one tensor."""
+    generator, val_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    block_size = model.config.block_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    history = {"loss": [], "eval_step": [], "val_loss": []}
+    planned = sorted(set(range(0, max_steps, eval_interval)) | {max_steps})
+    for step in range(max_steps + 1):
+        if step in planned:
+            model.eval()
+            with torch.inference_mode():
+                losses = torch.stack([model(*get_batch(val_data, batch_size, block_size, val_generator))[1]
+                                      for _ in range(eval_batches)])
+            model.train()
+            history["eval_step"].append(step)
+            history["val_loss"].append(losses.mean().item())
+        if step == max_steps:
+            break
+        _, loss = model(*get_batch(train_data, batch_size, block_size, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=grad_clip)
+        optimizer.step()
+        history["loss"].append(loss.item())
+    return history
+
+
 CHECKS = {check.exercise: check for check in (checks.check_mlp, checks.check_block, checks.check_gpt_constructor,
                                               checks.check_forward, checks.check_generate, checks.check_training_loop)}
 STUDENT_BUGS = {"mlp": MLP_BUGS, "block": BLOCK_BUGS, "gpt_constructor": CONSTRUCTOR_BUGS, "forward": FORWARD_BUGS,
                 "generate": GENERATE_BUGS, "training_loop": TRAINING_BUGS}
 MORE_VALID = {
     "mlp": [MLP, SequentialMLP, FunctionalMLP, ManualGeluMLP],
-    "block": [Block, InlineBlock, DictBlock, FunctionalNormBlock],
-    "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT],
+    "block": [Block, InlineBlock, DictBlock, FunctionalNormBlock, InlineMLPBlock],
+    "gpt_constructor": [GPT, ListGPT, TiedOtherWayGPT, DictBlockGPT, ScaledInitGPT],
     "forward": [GPT, ListGPT, type("TransposedLossGPT", (GPT,), {"forward": forward_transposed_loss}),
-                type("NllGPT", (GPT,), {"forward": forward_nll})],
-    "generate": [GPT, ListGPT, WhereGenerateGPT],
+                type("NllGPT", (GPT,), {"forward": forward_nll}),
+                type("FunctionalDropoutGPT", (GPT,), {"forward": forward_functional_dropout})],
+    "generate": [GPT, ListGPT, WhereGenerateGPT, ValidatingGPT, EvalThenRestoreGPT],
     "training_loop": [(get_batch, train), (unfold_batches, train_with_set_to_none), (batch_by_index, student_train()),
-                      (get_batch, student_train(zero_grad="start"))],
+                      (get_batch, student_train(zero_grad="start")), (get_batch, train_at_planned_steps)],
 }
 
 (test_more_valid_alternatives_pass_under_public_and_secret_seeds,
  test_each_student_mistake_is_named_under_the_public_and_every_secret_seed,
  test_a_stub_scores_nothing, test_every_exercise_has_a_broad_set) = student_tests(
     CHECKS, STUDENT_BUGS, MORE_VALID, secret_seeds=(1, 2))  # two secret seeds keep the run short
+
+
+@pytest.mark.parametrize("exercise", ["mlp", "block", "gpt_constructor", "forward"])
+def test_messages_speak_of_the_students_code_not_of_the_check(exercise):
+    """No message of these checks says "judge" (internal plumbing) or that a layer is "not the cause"."""
+    messages = [o.message for _, function in STUDENT_BUGS[exercise] for o in failures(CHECKS[exercise], function, 0)]
+    assert messages and not [m for m in messages if "judge" in m or "not the cause" in m]
 
 
 # ---------------------------------------------------------------- the judge trusts only outputs for its own inputs

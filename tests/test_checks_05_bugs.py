@@ -97,7 +97,13 @@ def temperature_log_softmax_over_rows(logits, temperature):
     return torch.log_softmax(logits / temperature, dim=0)  # dim 0: the batch
 
 
+def temperature_cast_to_float32(logits, temperature):
+    needs_positive(temperature, "temperature")
+    return logits.float() / temperature
+
+
 TEMPERATURE_BUGS = [
+    ("turned float64 logits into float32", temperature_cast_to_float32),
     ("has no effect.*int\\(\\)|cast to int", temperature_cast_to_int),
     # at a temperature of 0.25, max(0.25, 0.5) is also its square root: that name is right for that output too
     ("divided by 0.5, not by the temperature.*clamped|square root", temperature_clamped_from_below),
@@ -214,7 +220,32 @@ def top_k_argsort_as_rank(logits, k):
     return logits.masked_fill(logits.argsort(-1, descending=True) >= k, -INF)  # ids in order, not ranks
 
 
+def top_k_by_scattered_mask(logits, k):
+    """Exactly k per row: a mask scattered from torch.topk's indices, so tokens tied with the k-th are dropped."""
+    needs_positive(k, "k")
+    indices = logits.topk(min(k, logits.size(-1)), dim=-1).indices
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, indices, True)
+    return torch.where(keep, logits, torch.full_like(logits, -INF))
+
+
+def top_k_thresholded_on_probabilities(logits, k):
+    needs_positive(k, "k")
+    probs = logits.softmax(-1)  # underflow to 0 for logits far below the maximum
+    kth = torch.topk(probs, min(k, logits.size(-1)), dim=-1).values[..., -1:]
+    return logits.masked_fill(probs < kth, -INF)
+
+
+def top_k_in_float32(logits, k):
+    needs_positive(k, "k")
+    logits = logits.float()  # "to be safe"
+    kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, -INF)
+
+
 TOP_K_BUGS = [
+    ("exactly k tokens were kept, but .* tie with the k-th largest", top_k_by_scattered_mask),
+    ("k-th largest was found among the probabilities.*underflow", top_k_thresholded_on_probabilities),
+    ("turned float64 logits into float32", top_k_in_float32),
     ("came back in sorted order", top_k_sorted_not_mapped_back),
     ("argsort gives the token ids in sorted order|k - 1 tokens|k \\+ 1 tokens", top_k_argsort_as_rank),
     ("top_k_filter\\(logits, 0\\) should raise", top_k_zero_means_all),
@@ -341,10 +372,38 @@ def top_p_cumsum_of_the_logits(logits, p):
     return nucleus_of(logits, p, lambda probs, cum: cum - probs >= p, softmax=lambda x: x)
 
 
+def top_p_of_centred_logits(logits, p):
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    centred = logits - logits.mean(dim=-1, keepdim=True)  # "for stability": NaN once a row holds -inf
+    sorted_logits, order = centred.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs >= p
+    return logits.masked_fill(drop.scatter(-1, order, drop), -INF)
+
+
+def top_p_of_half_probabilities(logits, p):
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.half().softmax(-1)  # "saves memory"
+    drop = probs.cumsum(-1) - probs >= p
+    return logits.masked_fill(drop.scatter(-1, order, drop), -INF)
+
+
+def top_p_in_float32(logits, p):
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    return check_top_p_reference(logits.float(), p)
+
+
 TOP_P_BUGS = [
+    ("rows that already hold -inf.*nothing was dropped.*NaN", top_p_of_centred_logits),
+    ("half precision", top_p_of_half_probabilities),
+    ("turned float64 logits into float32", top_p_in_float32),
     ("top_p_filter\\(logits, 1e-06\\): every logit was kept: a tiny p", top_p_skipped_for_a_tiny_p),
     ("cumulative sum ran over the sorted logits|every logit was kept", top_p_cumsum_of_the_logits),
-    ("float16 logits, 0.6\\) returned float32", top_p_in_float32_out),
+    ("float16 logits, 0.6\\) returned float32|float64 logits into float32", top_p_in_float32_out),
     ("crosses top_p was dropped", top_p_crossing_dropped),
     ("preceding tokens hold exactly p was kept", top_p_boundary_greater),
     ("for row|one token too many|crosses|every logit", top_p_min_p),
@@ -551,7 +610,59 @@ def sample_greedy_over_the_batch(logits, temperature=1.0, top_k=None, top_p=None
     return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
 
 
+def sample_greedy_as_top_k_1(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        temperature, top_k = 1.0, 1  # "top_k=1 is greedy": but it draws among tied maxima
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_greedy_drawing_a_one_hot(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:  # the argmax, but drawn: the generator moves on
+        one_hot = F.one_hot(logits.argmax(-1), logits.size(-1)).float()
+        return torch.multinomial(one_hot, 1, generator=generator).squeeze(-1)
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_with_a_fresh_generator(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    generator = generator or torch.Generator()  # the same default seed at every call
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_one_row_greedily(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if logits.size(0) == 1:  # "a single sequence: just take the best"
+        return logits.argmax(-1)
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator)
+
+
+def sample_modulo_256(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    return sample_by_exponential_race(logits, temperature, top_k, top_p, generator) % 256  # "byte-level ids"
+
+
+def sample_with_top_p_only_without_top_k(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    top_p = top_p if top_k is None else None  # `if top_k ... elif top_p`: one filter or the other
+    logits = filters(scaled(logits, temperature), temperature, top_k, top_p)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def sample_with_a_nan_top_p(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = scaled(logits, temperature)
+    logits = check_top_k_reference(logits, top_k) if top_k is not None else logits
+    logits = top_p_of_centred_logits(logits, top_p) if top_p is not None else logits
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
 SAMPLE_BUGS = [
+    ("tied for the largest logit, temperature=0 gave .*first of tied maxima", sample_greedy_as_top_k_1),
+    ("temperature=0, generator=generator\\) drew from the generator", sample_greedy_drawing_a_one_hot),
+    ("two calls without a generator.*same .* tokens.*global RNG", sample_with_a_fresh_generator),
+    ("batch of one row.*all returned the most likely token", sample_one_row_greedily),
+    ("vocabulary of 300 tokens.*ids go up to vocab - 1", sample_modulo_256),
+    ("top-p had no effect after top-k.*-inf", sample_with_a_nan_top_p),
+    ("top-p had no effect after top-k.*an elif", sample_with_top_p_only_without_top_k),
     ("filter was applied after sampling", sample_filtering_after_sampling),
     ("modified the logits passed in", sample_dividing_in_place),
     ("argmax over dim=-1, the tokens of each row, not over dim=0", sample_greedy_over_the_batch),
@@ -613,14 +724,6 @@ def temperature_row_by_row(logits, temperature):
     return torch.stack([row / temperature for row in logits]) if logits.ndim > 1 else logits / temperature
 
 
-def top_k_by_scattered_mask(logits, k):
-    """Exactly k per row: a mask scattered from torch.topk's indices (one reading of ties)."""
-    needs_positive(k, "k")
-    indices = logits.topk(min(k, logits.size(-1)), dim=-1).indices
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, indices, True)
-    return torch.where(keep, logits, torch.full_like(logits, -INF))
-
-
 def top_k_by_a_loop(logits, k):
     needs_positive(k, "k")
     rows = logits.reshape(-1, logits.size(-1))
@@ -629,6 +732,14 @@ def top_k_by_a_loop(logits, k):
         kth = sorted(row.tolist(), reverse=True)[min(k, row.numel()) - 1]
         out.append(row.masked_fill(row < kth, -INF))
     return torch.stack(out).reshape(logits.shape)
+
+
+def top_k_by_log_probabilities(logits, k):
+    """The k-th largest log-probability (log_softmax does not underflow), ties kept, log-probabilities returned."""
+    needs_positive(k, "k")
+    log_probs = logits.log_softmax(-1)
+    kth = log_probs.topk(min(k, logits.size(-1)), dim=-1).values[..., -1:]
+    return log_probs.masked_fill(log_probs < kth, -INF)
 
 
 def top_p_in_float32_inside(logits, p):
@@ -655,6 +766,15 @@ def top_p_row_by_row(logits, p):
     return out.reshape(logits.shape)
 
 
+def sample_greedy_by_max(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Greedy by Tensor.max (the first of tied maxima too); sampling from the global RNG when no generator is given."""
+    if temperature == 0:
+        return logits.max(dim=-1).indices
+    probs = filters(scaled(logits, temperature), temperature, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0] if generator is not None else \
+        torch.multinomial(probs, 1)[:, 0]
+
+
 def sample_with_a_top_k_1_shortcut(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     if temperature == 0 or top_k == 1:  # both greedy
         return logits.argmax(dim=-1).long()
@@ -665,11 +785,11 @@ VALID = {
     "temperature": [temperature_with_epsilon, temperature_shifted_by_the_maximum, temperature_by_log_softmax,
                     temperature_row_by_row],
     "top_k": [top_k_by_where_and_scalar_tensor, top_k_shifted_by_the_kth, top_k_by_numpy_partition,
-              top_k_by_scattered_mask, top_k_by_a_loop],
+              top_k_by_a_loop, top_k_by_log_probabilities],
     "top_p": [top_p_renormalised_log_probabilities, top_p_by_counting, top_p_by_index_put, top_p_in_float32_inside,
               top_p_row_by_row],
     "sample": [sample_by_powered_probabilities, sample_by_exponential_race, sample_row_by_row,
-               sample_with_a_top_k_1_shortcut],
+               sample_with_a_top_k_1_shortcut, sample_greedy_by_max],
 }
 BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUGS, "sample": SAMPLE_BUGS}
 
@@ -727,7 +847,14 @@ def strict_boundary(logits, temperature, top_k, top_p):
     return nucleus_of(logits, top_p, lambda probs, cum: cum - probs > top_p) if top_p is not None else logits
 
 
-@pytest.mark.parametrize("order", ["reference", "temperature last", "top-p before top-k", "strict boundary"])
+def exactly_k(logits, temperature, top_k, top_p):
+    logits = logits / temperature
+    logits = top_k_by_scattered_mask(logits, top_k) if top_k is not None else logits
+    return check_top_p_reference(logits, top_p) if top_p is not None else logits
+
+
+@pytest.mark.parametrize("order", ["reference", "temperature last", "top-p before top-k", "strict boundary",
+                                   "exactly k kept when others tie"])
 def test_generate_of_04_and_the_sampler_of_05_agree_on_the_order(order):
     """CHECKS-HELPERS item 8: the same next-token rule passes or fails both checks (temperature, top-k, top-p,
     then softmax and multinomial; the nucleus keeps the token where the cumulative sum first reaches p)."""
@@ -737,7 +864,7 @@ def test_generate_of_04_and_the_sampler_of_05_agree_on_the_order(order):
 
     rule = {"reference": lambda x, t, k, p: gpt_tests.GPT.next_logits(None, x, t, k, p),
             "temperature last": gpt_tests.temperature_after_filters, "top-p before top-k": top_p_before_top_k,
-            "strict boundary": strict_boundary}[order]
+            "strict boundary": strict_boundary, "exactly k kept when others tie": exactly_k}[order]
 
     def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
         check_sampling_arguments(temperature, top_k, top_p)

@@ -70,7 +70,22 @@ def table(logits, k, probabilities=lambda x: x.softmax(-1), row=lambda i, p: (in
     return [row(i, p) for i, p in list(zip(top.indices, top.values))[skip:]]
 
 
+def table_zeroing_the_logits(logits, k):
+    rows = table(logits, k)
+    logits.zero_()  # "free the memory"
+    return rows
+
+
+def table_with_softmax_in_place(logits, k):
+    logits.copy_(logits.softmax(-1))  # the caller's logits become probabilities
+    return table(logits, k, probabilities=lambda x: x)
+
+
 TABLE_BUGS = [
+    ("changed the logits it was given", table_zeroing_the_logits),
+    ("changed the logits it was given", table_with_softmax_in_place),
+    ("returned a zip, not a list", lambda x, k: zip(x.softmax(-1).topk(k).indices.tolist(),
+                                                    x.softmax(-1).topk(k).values.tolist())),
     ("\\(probability, token id\\)", lambda x, k: table(x, k, row=lambda i, p: (float(p), int(i)))),
     ("softmax of the k kept logits", lambda x, k: [(int(i), float(p)) for i, p in zip(
         x.topk(k).indices, x.topk(k).values.softmax(-1))]),
@@ -103,6 +118,14 @@ def table_of_lists(logits, k):
     return [[i, probs[i].item()] for i in order]
 
 
+def table_as_a_tuple_after_a_copy(logits, k):
+    """Softmax in place on a copy, and a tuple of pairs: the caller's logits are untouched."""
+    probs = logits.clone()
+    probs.sub_(probs.max()).exp_().div_(probs.sum())
+    top = probs.topk(k)
+    return tuple((int(i), float(p)) for i, p in zip(top.indices, top.values))
+
+
 def table_by_logsumexp(logits, k):
     values, indices = torch.sort(logits, descending=True)
     log_z = torch.logsumexp(logits, dim=-1)
@@ -119,7 +142,16 @@ def top_n(logits, n, weights=lambda values: values.softmax(-1), kept=lambda n: n
     return int(top.indices[choice]) if map_back else int(choice)
 
 
+def sample_with_a_fresh_generator(logits, n, generator=None):
+    return top_n(logits, n, generator=generator or torch.Generator())  # the same default seed at every call
+
+
 SAMPLER_BUGS = [
+    ("without a generator all gave the same token.*global RNG", sample_with_a_fresh_generator),
+    ("weights .* not the probabilities.*smoothing", lambda x, n, generator=None: top_n(
+        x, n, weights=lambda v: v.softmax(-1) + 0.01, generator=generator)),
+    ("weights .* not the probabilities.*half", lambda x, n, generator=None: top_n(
+        x, n, weights=lambda v: v.half().softmax(-1).float(), generator=generator)),
     ("changed the logits it was given", sample_masking_the_callers_logits),
     ("n \\+ 1|off by one", lambda x, n, generator=None: top_n(x, n, kept=lambda n: n + 1, generator=generator)),
     ("only tokens|off by one", lambda x, n, generator=None: top_n(x, n, kept=lambda n: max(n - 1, 1),
@@ -160,10 +192,23 @@ def sample_by_sorting(logits, n, generator=None):
     return ids[position].item()
 
 
+def sample_by_gumbel_max(logits, n, generator=None):
+    """argmax of the kept logits plus Gumbel noise is a draw from their softmax (no torch.multinomial)."""
+    top = logits.topk(n)
+    uniform = torch.rand(n, generator=generator).clamp_min(1e-12)
+    return int(top.indices[(top.values - (-uniform.log()).log()).argmax()])
+
+
+def sample_in_float64(logits, n, generator=None):
+    top = logits.double().topk(n)
+    return int(top.indices[torch.multinomial(top.values.softmax(-1), 1, generator=generator)])
+
+
 VALID = {
     "cosine_similarity_matrix": [similarity_by_cdist, similarity_by_mm_and_rsqrt, similarity_by_einsum],
-    "top_k_table": [table_by_topk_of_logits, table_of_lists, table_by_logsumexp],
-    "sample_top_n": [sample_over_the_whole_vocabulary_masked, sample_of_top_probabilities, sample_by_sorting],
+    "top_k_table": [table_by_topk_of_logits, table_of_lists, table_by_logsumexp, table_as_a_tuple_after_a_copy],
+    "sample_top_n": [sample_over_the_whole_vocabulary_masked, sample_of_top_probabilities, sample_by_sorting,
+                     sample_by_gumbel_max, sample_in_float64],
 }
 BUGS = {"cosine_similarity_matrix": SIMILARITY_BUGS, "top_k_table": TABLE_BUGS, "sample_top_n": SAMPLER_BUGS}
 

@@ -17,7 +17,7 @@ from coursekit.checks.gpt_common import PUBLIC, blocks_of, load_seeded_gpt, seed
 from test_checks_gpt import ListGPT
 
 SECRETS = (977, 31337, 2**40 + 7)  # grading runs' seeds (not the public 0)
-EMBEDDINGS, LOSS_NONE, LOSS, CAUSAL, BLOCKS, DROPOUT = (test.name for test in check_forward.tests)
+EMBEDDINGS, LOSS_NONE, LOSS, CAUSAL, BLOCKS, DROPOUT, GRADIENT = (test.name for test in check_forward.tests)
 
 
 def probed(seed, answer=gpt.GPT) -> dict:
@@ -36,6 +36,13 @@ def zero_weights_claimed(data: dict) -> dict:
     return {**data, "token": np.zeros((V, C), np.float32), "position": np.zeros((PUBLIC.block_size, C), np.float32),
             "norms": [zero_norm], "final_norms": [zero_norm],
             "head": {"in": C, "out": V, "weight": np.zeros((V, C), np.float32), "bias": None}}
+
+
+def zero_gradients(run: dict) -> dict:
+    """The gradients zero weights and zero logits would get: none reaches the embeddings through a zero LM head or
+    a zero gain, and ln_f's gain and bias get zeros too."""
+    return {**run, "embedding_gradients": [np.zeros_like(grad) for grad in run["embedding_gradients"]],
+            "norm_gradients": [[np.zeros_like(grad) for grad in pair] for pair in run["norm_gradients"]]}
 
 
 def with_logits(result: dict, logits: np.ndarray, loss=None) -> dict:
@@ -70,6 +77,7 @@ def test_zero_weights_with_zero_logits_fail_every_test(seed):
         forged[name]["runs"] = [zero_chain(run) for run in data[name]["runs"]]
     runs = data[DROPOUT]["runs"]  # dropout's own evidence kept, the logits forged
     forged[DROPOUT]["runs"] = {**runs, "eval": [zeros, zeros], "train": np.ones_like(zeros)}
+    forged[GRADIENT] = zero_gradients(forged[GRADIENT])
     assert not any(verdicts(forged, seed).values()), verdicts(forged, seed)
 
 

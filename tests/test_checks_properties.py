@@ -63,7 +63,7 @@ def silent_encode(text):
 
 
 GREEDY_CASES = {"temperature=0 is greedy: always the most likely token", "temperature=0.01 is practically argmax",
-                "top_k=1 is greedy"}
+                "top_k=1 is greedy", "temperature=0 with a tied maximum: the first argmax, no generator draws"}
 IMPOSTORS = [  # (check, impostor, the tests it is right about)
     (checks.check_attention_head, RunningMeanHead, set()),
     (checks.check_multi_head_attention, RunningMeanMulti, set()),

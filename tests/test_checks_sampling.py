@@ -50,7 +50,8 @@ def top_k_filter(logits, k):
 
 
 def top_k_by_scatter(logits, k):
-    """Builds the output from -inf and scatters the top k back (exactly k tokens, even with ties)."""
+    """Builds the output from -inf and scatters the top k back: exactly k tokens, so ties with the k-th are dropped
+    (wrong, named by the ties tests of top_k and sample)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     values, indices = torch.topk(logits, min(k, logits.size(-1)), dim=-1)
@@ -67,13 +68,14 @@ def top_k_by_sorting(logits, k):
 
 
 def top_k_by_rows(logits, k):
-    """Row by row in Python, keeping exactly k (the first of tied ones by index)."""
+    """Row by row in Python: the k-th largest value of each row, and every token at least as large (ties kept)."""
     if k <= 0:
         raise ValueError(f"top-k needs k >= 1, got k={k}")
     rows = logits.reshape(-1, logits.size(-1))
     out = torch.full_like(rows, -math.inf)
     for row, target in zip(rows, out):
-        keep = sorted(range(len(row)), key=lambda i: -float(row[i]))[:k]
+        kth = sorted(row.tolist(), reverse=True)[min(k, len(row)) - 1]
+        keep = [i for i in range(len(row)) if float(row[i]) >= kth]
         target[keep] = row[keep]
     return out.reshape(logits.shape)
 
@@ -145,7 +147,7 @@ def sample_with_gumbel(logits, temperature=1.0, top_k=None, top_p=None, generato
         return logits.argmax(dim=-1)
     logits = log_softmax_temperature(logits, temperature)
     if top_k is not None:
-        logits = top_k_by_scatter(logits, top_k)
+        logits = top_k_by_sorting(logits, top_k)
     if top_p is not None:
         logits = top_p_by_loop(logits, top_p)
     uniform = torch.rand(logits.shape, generator=generator).clamp_min(1e-20)
@@ -168,7 +170,7 @@ def sample_by_inverse_cdf(logits, temperature=1.0, top_k=None, top_p=None, gener
 
 VALID = {
     "temperature": [apply_temperature, log_softmax_temperature, temperature_by_torch_div],
-    "top_k": [top_k_filter, top_k_by_scatter, top_k_by_sorting, top_k_by_rows],
+    "top_k": [top_k_filter, top_k_by_sorting, top_k_by_rows],
     "top_p": [top_p_filter, top_p_by_loop, top_p_by_sorted_indices, top_p_by_log_softmax],
     "sample": [sample_next_token, sample_with_gumbel, sample_by_inverse_cdf],
 }
@@ -397,12 +399,15 @@ BUGS = {"temperature": TEMPERATURE_BUGS, "top_k": TOP_K_BUGS, "top_p": TOP_P_BUG
  test_buggy_sets_are_broad) = mistake_tests(CHECKS, BUGS)
 
 
-def test_top_k_ties_accept_both_readings_of_the_notebook():
-    """Ties at the k-th value: keeping every tied token (the notebook's `logits < kth`) and keeping exactly k both
-    pass; dropping every tied token does not."""
-    for function in (top_k_filter, top_k_by_scatter, top_k_by_rows):
-        for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+def test_top_k_ties_with_the_kth_stay():
+    """Ties at the k-th value: keeping every tied token (the notebook's `logits < kth`, Hint 1's "ties stay") passes;
+    keeping exactly k (torch.topk's indices scattered back) fails the ties test and is named."""
+    for seed in (PUBLIC_SEED, *SECRET_SEEDS):
+        for function in (top_k_filter, top_k_by_rows):
             assert not [o for o in outcomes(check_top_k, function, seed) if "ties" in o.test and not o.passed]
+        failed = [o for o in outcomes(check_top_k, top_k_by_scatter, seed) if not o.passed]
+        assert [o.test for o in failed] == ["ties at the k-th largest value"], (seed, failed)
+        assert "exactly k tokens were kept" in failed[0].message, failed
 
 
 def test_exact_boundary_inputs_are_exact():
@@ -448,7 +453,7 @@ def replaying(function, exercise):
     table = {}
 
     def recorder(*args, **kwargs):
-        key = repr(args[0].tolist()), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
+        key = repr(args[0].tolist()), str(args[0].dtype), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
         try:
             table[key] = function(*args, **kwargs)
         except ValueError as error:
@@ -458,7 +463,7 @@ def replaying(function, exercise):
     CHECKS[exercise].probe_all((recorder,), PUBLIC_SEED)
 
     def fake(*args, **kwargs):
-        key = repr(args[0].tolist()), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
+        key = repr(args[0].tolist()), str(args[0].dtype), repr(args[1:]), repr(sorted(kwargs.items(), key=str)[:-1])
         if isinstance(table.get(key), ValueError):
             raise table[key]
         if key in table:
@@ -666,7 +671,7 @@ STUDENT_SAMPLE_BUGS = [
     ("the generator is ignored when filters are given", sample_generator_only_by_default),
     ("expected shape \\(1,\\), one id per row", sample_squeezing_everything),
     ("argmax\\(\\) and squeeze\\(\\) without a dim", sample_argmax_of_the_batch),
-    ("top-p was applied before top-k|top_k=3 with top_p=0.7", sampler(top_p_first=True)),
+    ("top-p was applied before top-k|top_k=4 with top_p=0.7", sampler(top_p_first=True)),
     ("applied before the temperature|temperature=2 with top_p=0.6", lambda x, temperature=1.0, top_k=None, top_p=None,
     generator=None: sample_next_token(top_p_filter(x, top_p) if top_p is not None else x, temperature, top_k, None,
                                       generator)),
@@ -716,10 +721,10 @@ def top_k_by_kthvalue(logits, k):
 
 
 def top_k_by_ranks(logits, k):
-    """Exactly k tokens by rank (argsort of argsort), the first of tied ones by position."""
+    """A token's rank is how many tokens are strictly larger; keep ranks below k (tokens tied share a rank)."""
     if not k >= 1:
         raise ValueError("k should be at least 1")
-    ranks = logits.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+    ranks = (logits[..., None, :] > logits[..., :, None]).sum(-1)
     return logits.masked_fill(ranks >= k, float("-inf"))
 
 

@@ -230,6 +230,7 @@ DECODE_BUGS = {
     "off by one position": lambda ids: "".join(chars[i - 1] for i in ids),  # itos built with enumerate(chars, 1)
     "should give back 'hello', got 'HELLO'": lambda ids: "".join(itos[int(i)] for i in ids).upper(),
     "a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]": lambda ids: "".join(itos[i] for i in ids),
+    "raised AttributeError.*ids may be a list of ints or a 1-D tensor": lambda ids: "".join(itos[i] for i in ids.tolist()),
     "should give back 'hello', got 'olleh'": lambda ids: "".join(itos[int(i)] for i in ids)[::-1],
     "should give back ' First.*got 'First": lambda ids: "".join(itos[int(i)] for i in ids).strip(),
     "should give back 'hello', got 'hell'": lambda ids: "".join(itos[int(i)] for i in list(ids)[:-1]),

@@ -1,18 +1,23 @@
 """Checks for notebook 03's attention modules: AttentionHead, MultiHeadAttention and CausalSelfAttention.
 
 Each check builds the student's class itself (at the notebook's sizes in public, at secret ones in a grading run)
-and tests four things: the output equals causal scaled attention computed with the module's own weights (any
-names and layout: attention_readings.py), the past never sees the future, dropout sits on the attention weights
-(and, with an output projection, on its output) with the given p, and the spec's bias-free projections. Probes:
-attention_probes.py; judges: attention_judges.py. cross_attention has its own module (cross_attention.py).
+and tests: the output equals causal scaled attention computed with the module's own weights (any names and layout:
+attention_readings.py), also at another size with a block_size and T above the notebook's 8; the past never sees the
+future; dropout sits on the attention weights (and, with an output projection, on its output) with the given p;
+a training step's backward pass reaches x and every parameter; and what the spec fixes beyond the outputs (which
+projections have biases, the mask a registered buffer, no fused kernel in CausalSelfAttention). Probes:
+attention_probes.py; judges: attention_judges.py; the backward pass and the spec: attention_spec.py.
+cross_attention has its own module (cross_attention.py).
 """
 
 from __future__ import annotations
 
-from coursekit.checks.attention_judges import bias_judge, diagnose, dropout_judge, future_judge
-from coursekit.checks.attention_probes import (bias_probe, build_causal, build_head, build_multi, distinct_widths,
-                                               dropout_probe, future_probe, head_sizes, multi_sizes, other_head_sizes,
+from coursekit.checks.attention_judges import diagnose, dropout_judge, future_judge
+from coursekit.checks.attention_probes import (build_causal, build_head, build_multi, distinct_widths, dropout_probe,
+                                               future_probe, head_sizes, multi_sizes, other_head_sizes,
                                                other_heads_sizes, values_probe)
+from coursekit.checks.attention_spec import (gradients_judge, gradients_probe, head_spec_judge,
+                                             projection_spec_judge, spec_probe)
 from coursekit.checks.core import Check, Test, is_module_class
 
 head_dropout_sizes = distinct_widths(head_sizes)  # the dropout tests tell the sites apart by width
@@ -41,7 +46,7 @@ check_attention_head = Check(
     tests=[
         _value_test("AttentionHead(12, 4, 8, 0.0) on x (2, 6, 12): causal scaled attention with its own weights",
                     build_head, head_sizes, False, "AttentionHead"),
-        Test("another size (AttentionHead(10, 5, 9) on T = 7)", values_probe(build_head, other_head_sizes),
+        Test("another size (AttentionHead(10, 5, 16) on T = 11)", values_probe(build_head, other_head_sizes),
              _values_judge(other_head_sizes, False, "AttentionHead"), weight=2.0),
         Test("changing future tokens leaves past outputs alone", future_probe(build_head, head_sizes),
              future_judge, weight=2.0, needs_right_outputs=True),
@@ -49,8 +54,11 @@ check_attention_head = Check(
              dropout_probe(build_head, head_dropout_sizes, dropout=True),
              dropout_judge(head_dropout_sizes, "dropout", on_weights=True, on_output=False), weight=2.0,
              needs_right_outputs=True),
-        Test("no biases in the query, key and value projections", bias_probe(build_head, head_sizes), bias_judge,
-             weight=0.5, needs_right_outputs=True),
+        Test("a training step's backward pass reaches x and every parameter",
+             gradients_probe(build_head, head_sizes, dropout=True), gradients_judge, weight=1.0,
+             needs_right_outputs=True),
+        Test("no biases in the query, key and value projections; the mask a registered buffer",
+             spec_probe(build_head, head_sizes), head_spec_judge, weight=0.5, needs_right_outputs=True),
     ],
 )
 
@@ -61,7 +69,8 @@ check_multi_head_attention = Check(
     tests=[
         _value_test("MultiHeadAttention(24, 4, 8, 0.0) on x (2, 6, 24): heads, concatenation, projection",
                     build_multi, multi_sizes, True, "MultiHeadAttention"),
-        Test("another head count (n_embd=12, n_head=3)", values_probe(build_multi, other_heads_sizes),
+        Test("another head count and block (n_embd=12, n_head=3, block_size=16, T = 11)",
+             values_probe(build_multi, other_heads_sizes),
              _values_judge(other_heads_sizes, True, "MultiHeadAttention"), weight=2.0),
         Test("changing future tokens leaves past outputs alone", future_probe(build_multi, multi_sizes),
              future_judge, weight=2.0, needs_right_outputs=True),
@@ -69,13 +78,20 @@ check_multi_head_attention = Check(
              dropout_probe(build_multi, multi_dropout_sizes, dropout=True),
              dropout_judge(multi_dropout_sizes, "dropout", on_weights=True, on_output=True), weight=2.0,
              needs_right_outputs=True),
+        Test("a training step's backward pass reaches x and every parameter",
+             gradients_probe(build_multi, multi_sizes, dropout=True), gradients_judge, weight=1.0,
+             needs_right_outputs=True),
+        Test("the output projection has its bias; the masks are registered buffers",
+             spec_probe(build_multi, multi_sizes), projection_spec_judge(multi_sizes, fused=False), weight=0.5,
+             needs_right_outputs=True),
     ],
 )
 
 
 def _other_heads_judge(got):
     sizes = other_heads_sizes()
-    what = f"CausalSelfAttention(config) with n_embd={sizes['n_embd']}, n_head={sizes['n_head']}"
+    what = (f"CausalSelfAttention(config) with n_embd={sizes['n_embd']}, n_head={sizes['n_head']}, "
+            f"block_size={sizes['block_size']}")
     mistake = diagnose(got, sizes, True, what, gpt2_layout=True)
     if mistake is None:
         return None
@@ -95,8 +111,8 @@ check_causal_self_attention = Check(
     tests=[
         _value_test("CausalSelfAttention(n_embd=24, n_head=4, block_size=8) on x (2, 6, 24)",
                     build_causal, multi_sizes, True, "CausalSelfAttention"),
-        Test("another head count (n_embd=12, n_head=3)", values_probe(build_causal, other_heads_sizes),
-             _other_heads_judge, weight=3.0),
+        Test("another head count and block (n_embd=12, n_head=3, block_size=16, T = 11)",
+             values_probe(build_causal, other_heads_sizes), _other_heads_judge, weight=3.0),
         Test("changing future tokens leaves past outputs alone", future_probe(build_causal, multi_sizes),
              future_judge, weight=1.0, needs_right_outputs=True),
         Test("attention dropout (attn_pdrop) on the weights in training, off in eval",
@@ -106,6 +122,12 @@ check_causal_self_attention = Check(
         Test("residual dropout (resid_pdrop) on the projected output in training",
              dropout_probe(build_causal, multi_dropout_sizes, attn_pdrop=False, resid_pdrop=True),
              dropout_judge(multi_dropout_sizes, "resid_pdrop", on_weights=False, on_output=True), weight=1.0,
+             needs_right_outputs=True),
+        Test("a training step's backward pass reaches x and every parameter",
+             gradients_probe(build_causal, multi_sizes, attn_pdrop=True, resid_pdrop=True), gradients_judge,
+             weight=1.0, needs_right_outputs=True),
+        Test("c_attn and c_proj have their biases, the mask is a buffer, no F.scaled_dot_product_attention",
+             spec_probe(build_causal, multi_sizes), projection_spec_judge(multi_sizes, fused=True), weight=1.0,
              needs_right_outputs=True),
     ],
 )

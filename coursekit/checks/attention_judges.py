@@ -3,9 +3,11 @@
 The judge reads the student's matrices every plausible way (attention_readings.py) and recomputes the output
 from the reference (coursekit.judging.attention, imported inside the judge: it is never in a sandbox). When no
 reading reproduces the student's output, it replays the usual mistakes (no scaling, softmax over the wrong axis,
-queries and keys swapped, a transpose left out, ...) and names the one that matches. Black-box judges catch a mask
-that leaks the future, overflow on large scores, and dropout in the wrong place (from the recorded dropout calls:
-what each was applied to and with which p).
+queries and keys swapped, a transpose left out, a finite mask value, ...) and names the one that matches. Before
+that it reads what forward returned (a tensor, float32 for a float32 x), whether x was changed in place, and the
+mask's size against block_size. Black-box judges catch a mask that leaks the future, overflow on large scores,
+dropout in the wrong place (from the recorded dropout calls: what each was applied to, judged by its content, and
+with which p). The backward pass and what the spec fixes beyond the outputs: attention_spec.py.
 """
 
 from __future__ import annotations
@@ -44,8 +46,22 @@ VARIANTS = {
                                  "(torch.tril), where key position <= query position"),
 }
 
-SPLIT_MISTAKES = {
+FINITE_FILLS = (-1, -2, -5, -10, -15, -20, -30)  # masked_fill with a finite number: the future keeps some weight
+
+MULTI_MISTAKES = {  # MultiHeadAttention: a loop over AttentionHeads, concatenated, projected
     "no output projection": "the heads' concatenation is returned as is: apply the output projection",
+    "no transpose before merging": (
+        "the heads' outputs are joined along the time axis and reshaped (e.g. torch.cat(..., dim=1) then "
+        ".reshape(B, T, C)), which mixes positions and heads: concatenate them along the last dimension, "
+        "torch.cat([h(x) for h in self.heads], dim=-1)"),
+    "heads interleaved": (
+        "the heads' outputs are interleaved channel by channel (torch.stack(..., dim=-1) then a reshape): "
+        "concatenate them in order along the last dimension, torch.cat([h(x) for h in self.heads], dim=-1), so head "
+        "h owns channels h * head_size to (h + 1) * head_size - 1"),
+}
+
+FUSED_MISTAKES = {  # CausalSelfAttention: one c_attn, heads as a batch dimension
+    "no output projection": "the merged heads are returned as is: apply the output projection (c_proj)",
     "no transpose before merging": (
         "the heads were merged with .view(B, T, C) straight from (B, n_head, T, head_size), which mixes "
         "positions and heads: .transpose(1, 2) first, then .contiguous().view(B, T, C)"),
@@ -53,26 +69,51 @@ SPLIT_MISTAKES = {
         "q, k and v were reshaped to (B, n_head, T, head_size) straight from (B, T, C) without the transpose, "
         "which mixes positions and heads: .view(B, T, n_head, head_size).transpose(1, 2)"),
     "heads interleaved": (
-        "the heads' outputs are interleaved channel by channel (torch.stack(..., dim=-1) then a reshape): "
-        "concatenate them in order along the last dimension, torch.cat([h(x) for h in self.heads], dim=-1), so head "
-        "h owns channels h * head_size to (h + 1) * head_size - 1"),
+        "the heads' outputs are merged channel by channel (the head axis moved last, e.g. .permute(0, 2, 3, 1), "
+        "before the reshape): merge with y.transpose(1, 2).contiguous().view(B, T, C), so head h owns channels "
+        "h * head_size to (h + 1) * head_size - 1"),
     "no transpose at all": (
         "the heads are split and merged with .view alone, without the transposes, which mixes positions and "
         "heads: split with .view(B, T, n_head, head_size).transpose(1, 2), merge with .transpose(1, 2)"
         ".contiguous().view(B, T, C)"),
 }
 
-def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
+SIZE_ADVICE = ("build it from the block_size argument (torch.ones(block_size, block_size)), never from a fixed "
+               "number: the module must work for any block_size and any T <= block_size")
+
+
+def _hard_coded_mask(masks, block: int, what: str) -> str | None:
+    """A mask-like tensor whose size is not block_size (e.g. torch.ones(8, 8) for any block_size)."""
+    for name, shape, _ in masks or ():
+        if shape[-1] != block:
+            return (f"{what}: {name} has shape {tuple(shape)}, expected its last two sizes to be block_size = {block} "
+                    f"(got {shape[-1]}): the mask's size is hard-coded; {SIZE_ADVICE}")
+    return None
+
+
+def _error_advice(error: str, sizes: dict, with_output: bool, what: str, gpt2_layout: bool) -> str:
     """What an error raised on x (B, T, n_embd) most likely means, from its text."""
     n_embd, n_head, T, block = sizes["n_embd"], sizes["n_head"], sizes["T"], sizes["block_size"]
     width = n_embd if with_output else sizes["head_size"]
     where = f"{what} raised {error} on x of shape {(B, T, n_embd)}"
-    if f"size of tensor a ({T}) must match the size of tensor b ({block})" in error or \
-            f"size of tensor a ({block}) must match the size of tensor b ({T})" in error:
+    sizes_met = re.search(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)", error)
+    if sizes_met and sorted(map(int, sizes_met.groups())) == sorted((T, block)):
         return f"{where} (T = {T} < block_size = {block}): cut the mask to the sequence length, mask[:T, :T]"
+    if sizes_met and T in map(int, sizes_met.groups()):
+        fixed = [int(size) for size in sizes_met.groups() if int(size) != T][0]
+        return (f"{where}: a tensor of size {fixed} meets the sequence length T = {T} (block_size = {block}): "
+                f"a size is hard-coded to {fixed}. If it is the mask, {SIZE_ADVICE}")
+    if "got tuple" in error or "'tuple' object" in error:
+        return (f"{where}: a tuple appears where a tensor is expected; does a head return a tuple (e.g. (out, "
+                f"weights))? AttentionHead.forward must return one tensor, weights @ v, of shape (B, T, head_size)")
     if with_output and n_head > 1 and f"x{n_head * n_embd} and" in error:
         return (f"{where}: the heads' outputs add up to {n_head} x {n_embd} channels, so every head has size n_embd; "
                 f"each head must have head_size = n_embd // n_head = {n_embd // n_head}")
+    multiplied = re.search(r"\((\d+)x(\d+) and (\d+)x(\d+)\)", error)
+    if with_output and not gpt2_layout and multiplied and int(multiplied[2]) != n_embd and int(multiplied[3]) == n_embd:
+        return (f"{where}: the heads' outputs side by side have {multiplied[2]} channels, not n_embd = {n_embd}: "
+                f"the head count or the head size is hard-coded; build n_head = {n_head} heads of size n_embd // "
+                f"n_head = {n_embd // n_head}")
     viewed = re.search(r"shape '\[(\d+), (\d+), (\d+), (-?\d+)\]' is invalid", error)
     if with_output and viewed and int(viewed[2]) == T and int(viewed[3]) != n_head:
         return (f"{where}: the view splits the channels into {viewed[3]} heads, but this module has n_head = "
@@ -81,6 +122,10 @@ def _error_advice(error: str, sizes: dict, with_output: bool, what: str) -> str:
     if not with_output:
         return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {hs}) -> scores "
                 f"(B, T, T) -> weights @ v (B, T, {hs}). Nothing may be fixed to the notebook's sizes")
+    if not gpt2_layout:
+        return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> each of the {n_head} heads (B, T, "
+                f"{hs}) -> torch.cat([...], dim=-1) (B, T, {n_embd}) -> projection (B, T, {n_embd}). Nothing may be "
+                f"fixed to the notebook's sizes")
     return (f"{where}: follow the shapes step by step: x (B, T, {n_embd}) -> q, k, v (B, T, {width}) -> each "
             f".view(B, T, {n_head}, {hs}).transpose(1, 2) = (B, {n_head}, T, {hs}) -> scores (B, {n_head}, T, T) -> "
             f"weights @ v (B, {n_head}, T, {hs}) -> .transpose(1, 2).contiguous().view(B, T, {width}) -> "
@@ -104,6 +149,12 @@ def _missing_weights_advice(matrices, sizes: dict, with_output: bool) -> str | N
     if head_matrices == 0 and shapes == [(n_embd, n_embd)]:
         return ("only the output projection has weights: the heads are not registered as submodules. Keep them in "
                 "an nn.ModuleList (a plain Python list hides them from PyTorch: no parameters, no .eval(), no .to())")
+    for count in range(1, 13):
+        if n_embd % count == 0 and n_embd // count != n_embd // n_head and \
+                shapes.count((n_embd, n_embd // count)) == 3 * count:
+            return (f"the module has {count} heads of size {n_embd // count} (the weights of {count} query, key and "
+                    f"value layers), but n_head = {n_head}: the head count is hard-coded; build n_head heads of size "
+                    f"n_embd // n_head = {n_embd // n_head}")
     if 0 < head_matrices < 3 * n_head and head_matrices % 3 == 0:
         return (f"found the weights of only {head_matrices // 3} head(s), not {n_head}: create a new head for each "
                 f"([AttentionHead(...) for _ in range(n_head)]); [head] * n_head repeats one and the same head")
@@ -123,11 +174,24 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
     x = probe_input(sizes).double()
     result = got["result"]
     expected_shape = (B, sizes["T"], width if not with_output else n_embd)
+    hard_coded = _hard_coded_mask(got.get("masks"), sizes["block_size"], what)
+    if hard_coded:
+        return hard_coded
     if result["error"]:
-        return _error_advice(result["error"], sizes, with_output, what)
+        return _error_advice(result["error"], sizes, with_output, what, gpt2_layout)
     out = result["output"]
+    if result.get("type") not in (None, "Tensor"):
+        return (f"{what}.forward should return one tensor of shape {expected_shape}, got a {result['type']}: return "
+                f"the output alone" + ("" if with_output else " (weights @ v), not (output, weights)"))
     if not isinstance(out, np.ndarray) or out.shape != expected_shape:
-        return f"{what} should return shape {expected_shape} for x of shape {tuple(x.shape)}, got {describe(out)}"
+        got_text = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, np.ndarray) else describe(out))
+        return f"{what} should return shape {expected_shape} for x of shape {tuple(x.shape)}, got {got_text}"
+    if out.dtype != np.float32:
+        return (f"{what} returns {out.dtype} for a float32 x: expected float32. Compute in the input's dtype (no "
+                f".double() or .half()), so the output has the dtype of x")
+    if got.get("input_changed"):
+        return (f"{what}.forward changes the x it is given in place (e.g. x.mul_(...), x += ..., x[...] = ...): the "
+                f"caller's tensor must stay as it was; use out-of-place operations (y = x * ...)")
     if np.isnan(out).any():
         return ("the output contains NaN: some query has every score set to -inf (a row with nothing visible); "
                 "each position must at least see itself: mask with torch.tril (keep the diagonal)")
@@ -163,10 +227,15 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
 
     if any(matches(compute(reading)) for reading in readings):
         return _large_scores_problem(got)
-    mistakes = {**VARIANTS, **SPLIT_MISTAKES} if with_output else VARIANTS
+    mistakes = {**VARIANTS, **(FUSED_MISTAKES if gpt2_layout else MULTI_MISTAKES)} if with_output else VARIANTS
     for variant, message in mistakes.items():
         if any(matches(compute(reading, variant)) for reading in readings):
             return message
+    for fill in FINITE_FILLS:
+        if any(matches(compute(reading, f"mask with {fill}")) for reading in readings):
+            return (f"future positions get the score {fill} instead of -inf: their weight is small (about e^{fill} "
+                    f"times a visible one's) but not zero, so every position still sees the future a little. Use "
+                    f"masked_fill(mask == 0, float('-inf'))")
     if with_output and n_head <= 6:  # 720 orders at most: 12 heads would be 479 million replays
         for order in itertools.permutations(range(n_head)):
             if order != tuple(range(n_head)) and any(matches(compute(reading, "", order)) for reading in readings):
@@ -179,11 +248,17 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
                 "dim=2), then give each its heads; that is the layout of GPT-2's c_attn (notebook 06 loads GPT-2's "
                 "weights into exactly this layout)")
     expected = compute(readings[0])
+    worst = tuple(int(i) for i in np.unravel_index(int((expected - out).abs().argmax()), tuple(out.shape)))
+    difference = float((expected - out).abs().max())
+    small = difference < 5e-3 * max(1.0, float(expected.abs().max()))
     return (f"{what} does not compute causal self-attention with its own weights: on a random x of shape "
-            f"{tuple(x.shape)}, output[0, 1, :3] should be about {np.round(expected[0, 1, :3].numpy(), 4).tolist()} "
-            f"(the first reading of your weights as query, key, value{', output' if with_output else ''}), got "
-            f"{np.round(out[0, 1, :3].numpy(), 4).tolist()}. Check: scores = q @ k.transpose(-2, -1) / "
-            f"sqrt(head_size), masked_fill with -inf above the diagonal, softmax(dim=-1), then @ v")
+            f"{tuple(x.shape)}, output[{', '.join(map(str, worst))}] should be {float(expected[worst]):.6g} (reading "
+            f"your weights as query, key, value{', output' if with_output else ''}), got {float(out[worst]):.6g}, a "
+            f"difference of {difference:.2g}" + (
+                " (small, but far above float32 rounding: is part of the computation done in half precision, "
+                ".half() or float16, or rounded?)" if small else "") +
+            ". Check: scores = q @ k.transpose(-2, -1) / sqrt(head_size), masked_fill with -inf above the diagonal, "
+            "softmax(dim=-1), then @ v")
 
 
 def _large_scores_problem(got) -> str | None:
@@ -191,7 +266,10 @@ def _large_scores_problem(got) -> str | None:
     for out in got["large"]:
         if not isinstance(out, np.ndarray) or not np.isfinite(out).all():
             return ("on inputs of size about 100 the output is not finite (inf or NaN): exp of large scores "
-                    "overflows. Use torch.softmax (or F.softmax), or subtract each row's maximum before exp")
+                    "overflows, or, when the maximum subtracted before exp is taken over the whole row, future "
+                    "positions included, every visible score's exp underflows to 0 and 0 / 0 = NaN. Use "
+                    "torch.softmax (or F.softmax) on the masked scores, or subtract the maximum of the masked "
+                    "scores (after filling -inf)")
     return None
 
 
@@ -263,12 +341,3 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
                     f"last step")
         return None
     return judge
-
-
-def bias_judge(got):
-    if got:
-        return (f"the head has bias parameters {got}: the exercise asks for nn.Linear(n_embd, head_size, "
-                f"bias=False) (attention heads in GPT-style code have no biases in their query, key and value)")
-    return None
-
-

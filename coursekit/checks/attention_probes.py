@@ -7,7 +7,8 @@ magnitude ~100 and ~-120), or its runs in eval and training mode with every drop
 nothing about attention themselves: the judges (attention_judges.py) do, from the reference.
 
 In a grading run the sizes (head size, head count, block_size, T < block_size), the inputs and the dropout
-probabilities are drawn from the test's seed; the judge recomputes them under the same seed.
+probabilities are drawn from the test's seed; the judge recomputes them under the same seed. The second values
+test of each module runs at a block_size and a T above the notebook's 8 (longer()), so a size fixed to 8 is seen.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ class AttentionConfig:
     resid_pdrop: float = 0.0
 
 
+LONGER = {"block_size": 16, "T": 11}  # public; the notebook's block_size is 8
+
+
+def longer(sizes: dict) -> dict:
+    """sizes with a block_size and a T (< block_size) above the notebook's 8: 16 and 11 in public, block_size 12,
+    16 or 20 and T from 9 to block_size - 1 in a grading run; a mask or a loop fixed to 8 then fails.
+
+    >>> longer({"n_embd": 12, "block_size": 8, "T": 6})
+    {'n_embd': 12, 'block_size': 16, 'T': 11}
+    """
+    if is_public():
+        return {**sizes, **LONGER}
+    block_size = int(probe_rng().choice([12, 16, 20]))
+    return {**sizes, "block_size": block_size, "T": int(probe_rng().integers(9, block_size))}
+
+
 def head_sizes() -> dict:
     """The single head's sizes: the notebook's in public, others (n_embd 10-16, head_size 3-6) in a grading run."""
     sizes = attention_sizes(HEAD_PUBLIC)
@@ -45,11 +62,11 @@ def head_sizes() -> dict:
 
 
 def other_head_sizes() -> dict:
-    """A second single head at other sizes (public: AttentionHead(10, 5, 9) on T = 7), so that a size fixed to the
+    """A second single head at other sizes (public: AttentionHead(10, 5, 16) on T = 11), so that a size fixed to the
     notebook's is seen in the notebook too."""
     sizes = attention_sizes({"n_head": 1, "head_size": 5, "n_embd": 10, "block_size": 9, "T": 7})
     sizes.update(probe_sizes({"n_embd": 10}, n_embd=[9, 13, 15]), n_head=1)
-    return sizes
+    return longer(sizes)
 
 
 def multi_sizes() -> dict:
@@ -57,8 +74,9 @@ def multi_sizes() -> dict:
 
 
 def other_heads_sizes() -> dict:
-    """A head count other than the first test's (public: n_embd 12 with 3 heads)."""
-    return attention_sizes({"n_head": 3, "head_size": 4, "block_size": 8, "T": 6})
+    """A head count other than the first test's, and a longer block (public: n_embd 12 with 3 heads, block_size 16,
+    T = 11)."""
+    return longer(attention_sizes({"n_head": 3, "head_size": 4, "block_size": 8, "T": 6}))
 
 
 def dropout_probability() -> float:
@@ -171,17 +189,48 @@ def large_inputs(x: torch.Tensor) -> list[torch.Tensor]:
     return [*large_magnitudes(x), x * (100.0 / x.abs().max())]
 
 
+def mask_tensors(module: nn.Module) -> list[tuple[str, list[int], str]]:
+    """(name, shape, kind) of every mask the module keeps besides its parameters: a tensor of two or more dimensions,
+    square in the last two, holding only 0 and 1, True and False, or 0 and -inf; kind "buffer" (registered) or
+    "attribute" (a plain tensor attribute, which .to(device) and state_dict() do not see). Kept attention weights
+    are not masks.
+
+    >>> head = nn.Module(); head.register_buffer("mask", torch.ones(4, 4)); head.cache = torch.ones(1, 1, 3, 3)
+    >>> head.weights = torch.full((2, 3, 3), 1 / 3)
+    >>> mask_tensors(head)
+    [('mask', [4, 4], 'buffer'), ('cache', [1, 1, 3, 3], 'attribute')]
+    """
+    found = []
+    for module_name, submodule in module.named_modules():
+        tensors = [(name, tensor, "buffer") for name, tensor in submodule.named_buffers(recurse=False)]
+        tensors += [(name, value, "attribute") for name, value in vars(submodule).items()
+                    if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter)]
+        for name, tensor, kind in tensors:
+            values = tensor.detach().float()
+            if tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2] and \
+                    bool(((values == 0) | (values == 1)).all() or ((values == 0) | (values == float("-inf"))).all()):
+                found.append((f"{module_name}.{name}".strip("."), list(tensor.shape), kind))
+    return found
+
+
 def values_probe(build, sizes_of):
-    """The module's layout with seeded weights (load_seeded_weights) and its output on a random x and on
-    large-magnitude xs."""
+    """The module's layout with seeded weights (load_seeded_weights), its mask-like tensors (mask_tensors), its
+    output on a random x and on large-magnitude xs, and whether forward changed the x it was given."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
         module = build(module_class, sizes).eval()
         zero_biases(module)
         x = probe_input(sizes)
-        return {"layout": load_seeded_weights(module), "result": run_module(module, x),
-                "large": [run_module(module, big)["output"] for big in large_inputs(x)]}
+        given = x.clone()
+        try:
+            with torch.no_grad():
+                module(given)
+        except Exception:  # the run below reports the error
+            pass
+        return {"layout": load_seeded_weights(module), "masks": mask_tensors(module), "result": run_module(module, x),
+                "large": [run_module(module, big)["output"] for big in large_inputs(x)],
+                "input_changed": not torch.equal(given, x)}
     return single_threaded(probe)
 
 
@@ -221,12 +270,4 @@ def dropout_probe(build, sizes_of, **probabilities):
         p = dropout_probability()
         module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()})
         return train_and_eval_runs(module, probe_input(sizes))
-    return single_threaded(probe)
-
-
-def bias_probe(build, sizes_of):
-    """The names of the module's 1-D parameters (its biases)."""
-    def probe(module_class):
-        module = build(module_class, sizes_of())
-        return [name for name, parameter in module.named_parameters() if parameter.dim() == 1]
     return single_threaded(probe)

@@ -274,9 +274,13 @@ check_encode = Check(
 def _decode_mistake(got, ids: list[int], others=()) -> str | None:
     chars = corpus_chars()
     text = "".join(chars[i] for i in ids)
-    if "raised" in got:
+    if "raised" in got and got.get("as_tensor", True):
         return (f"decode(torch.tensor(ids)) raised {got['raised']}: the elements of a tensor are 0-d tensors, "
                 f"not ints, so they are not keys of itos; look each one up as itos[int(i)]")
+    if "raised" in got:
+        return (f"decode({shown(ids)}) raised {got['raised']}: ids may be a list of ints or a 1-D tensor, so handle "
+                f"both: loop over ids and look each one up as itos[int(i)], with no tensor-only method such as "
+                f".tolist()")
     if got["type"] == "list":
         return "decode should return one string: join the characters (read about str.join)"
     if got["type"] != "str":
@@ -299,12 +303,12 @@ def _decode_mistake(got, ids: list[int], others=()) -> str | None:
 
 def _decode_probe(ids, as_tensor: bool = False):
     def probe(decode):
-        if not as_tensor:
-            return [type_and_value(decode(list(case))) for case in ids()]
         try:
-            return [type_and_value(decode(torch.tensor(case))) for case in ids()]
-        except Exception as error:
-            return [{"raised": f"{type(error).__name__}: {error}"}]
+            return [type_and_value(decode(torch.tensor(case) if as_tensor else list(case))) for case in ids()]
+        except NotImplementedError:
+            raise
+        except Exception as error:  # the judge says what ids may be
+            return [{"raised": f"{type(error).__name__}: {error}", "as_tensor": as_tensor}]
     return probe
 
 

@@ -1,7 +1,10 @@
 """Checks for notebook 06, part 3: sample_top_n draws one token among the n most likely.
 
 Tested statistically (1,500 draws, one call each, from one generator), for which tokens come out and how often, and
-for reproducibility: the same generator seed gives the same tokens even when the global RNG moved in between.
+for reproducibility: the same generator seed gives the same tokens even when the global RNG moved in between. The
+frequencies see mistakes of a few percent; smaller distortions of the weights (a softmax in half precision, + 0.01
+"smoothing") are seen where the sampler draws with torch.multinomial, whose weights the probe records: they must be
+the probabilities of the n kept tokens (in any order, any positive scale) or of the whole row with the rest at 0.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ SAMPLER_N = 3
 DRAWS = 1500
 REPEAT_DRAWS = 100
 LARGE_DRAWS = 200  # per shift; the frequencies' noise is about 0.035
+GLOBAL_CALLS = 20  # without a generator: 20 draws all alike has probability below 0.45 ** 19
 
 
 def _sampler_case() -> tuple[torch.Tensor, int]:
@@ -56,7 +60,61 @@ def _sampler_probe(function) -> dict:
     if "error" in drawn:
         return drawn
     other = _draw(function, logits, n, seed=1, draws=REPEAT_DRAWS)
-    return {"tokens": drawn["tokens"], "again": again.get("tokens"), "other": other.get("tokens")}  # the judge counts
+    return {"tokens": drawn["tokens"], "again": again.get("tokens"), "other": other.get("tokens"),  # the judge counts
+            "weights": _multinomial_weights(function, logits, n)}
+
+
+def _multinomial_weights(function, logits: torch.Tensor, n: int) -> list:
+    """The weights a few calls hand torch.multinomial (none when the sampler draws another way)."""
+    weights, original = [], torch.multinomial
+
+    def multinomial(input, *args, **kwargs):
+        weights.append(input.detach().clone())
+        return original(input, *args, **kwargs)
+    torch.multinomial = multinomial
+    try:
+        for seed in range(3):
+            function(logits.clone(), n, torch.Generator().manual_seed(seed))
+    finally:
+        torch.multinomial = original
+    return weights
+
+
+def _weights_mistake(weights: list, logits: torch.Tensor, n: int) -> str | None:
+    """The weights given to torch.multinomial are the kept tokens' probabilities, to float32 precision, or None."""
+    top = torch.topk(logits.double(), n)
+    kept = torch.softmax(top.values, -1)
+    for given in weights:
+        given = torch.from_numpy(np.asarray(given, dtype=np.float64)).reshape(-1)
+        if given.numel() == n:
+            got, expected = given.sort(descending=True).values, kept
+        elif given.numel() == len(logits):
+            got, expected = given, torch.zeros(len(logits), dtype=torch.float64).index_copy(0, top.indices, kept)
+        else:
+            continue
+        got = got / got.sum()
+        if not torch.allclose(got, expected, atol=1e-5):
+            return (f"torch.multinomial was given weights {rounded(got, 4)} (scaled to sum to 1), not the "
+                    f"probabilities {rounded(expected, 4)} of the kept tokens: no smoothing (+ 0.01) and no half "
+                    f"precision (.half() rounds to about 3 digits); take the softmax of the kept logits in their dtype")
+    return None
+
+
+def _global_rng_probe(function) -> list:
+    """GLOBAL_CALLS calls without a generator after torch.manual_seed(1), and again after torch.manual_seed(2)."""
+    logits, n = _sampler_case()
+    return with_global_rng_perturbed(lambda: [int(function(logits.clone(), n)) for _ in range(GLOBAL_CALLS)])
+
+
+def _global_rng_mistake(got) -> str | None:
+    first, second = got
+    if len(set(first)) == 1 or first == second:
+        what = "all gave the same token" if len(set(first)) == 1 else \
+            "gave the same tokens after torch.manual_seed(1) as after torch.manual_seed(2)"
+        return (f"{GLOBAL_CALLS} calls of sample_top_n(logits, n) without a generator {what}: with generator=None "
+                f"draw from the global RNG (torch.multinomial(probs, 1, generator=None) does), not from a new "
+                f"torch.Generator(), which starts from the same seed at every call")
+    return None
 
 
 def _sampler_mistake(got) -> str | None:
@@ -86,6 +144,9 @@ def _sampler_mistake(got) -> str | None:
     frequencies = counts[kept] / DRAWS
     expected = torch.softmax(top.values.double(), -1).numpy()
     if np.abs(frequencies - expected).max() <= 0.05:
+        weights = _weights_mistake(got.get("weights") or [], logits, n)
+        if weights:
+            return weights
         if got["again"] != got["first"]:
             return ("two runs with generators seeded alike gave different tokens once the global RNG had moved: "
                     "pass the generator on (torch.multinomial(..., generator=generator)) so results can be reproduced")
@@ -201,6 +262,7 @@ check_sample_top_n = Check(
         Test(f"{DRAWS} draws with n of 8 tokens: which come out, how often, reproducibly with a generator",
              _sampler_probe, _sampler_mistake, weight=5),
         Test("n=1 always gives the most likely token", _greedy_probe, _greedy_mistake, weight=0.2),
+        Test("without a generator, the global RNG", _global_rng_probe, _global_rng_mistake, weight=0.3),
         Test("logits around 100 and -120 (exp overflows)", _large_probe, _large_mistake, weight=1),
         Test("returns a Python int", _type_probe, _type_mistake, weight=0.1),
         Test("the logits passed in are left as they are", _untouched_probe, _untouched_mistake, weight=0.3,

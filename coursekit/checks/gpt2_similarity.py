@@ -5,6 +5,11 @@ never a model, so a check takes well under a second and does not depend on wheth
 machine. In a notebook the tensors are the hand-made public ones; in a grading run they are drawn from the test's
 rng (other sizes, values, k and n), and the judges recompute the answers from the reference in `reference`, which
 probes never touch (it is the answer to these exercises).
+
+Dtypes, as in notebook 05 (sampling_filters.dtype_tests): what feeds the next step keeps the dtype it was given (05's
+filters hand logits on to the sampler); what is computed for a reader to look at may come back in any floating dtype,
+so a similarity matrix returned as float64 (.double(), or a loop in Python floats) passes, and a table holds Python
+floats anyway. The values must be right to float32 precision whatever the dtype: half precision is too coarse.
 """
 
 from __future__ import annotations

@@ -37,15 +37,34 @@ def _table_case(public_k: int, k_range: tuple[int, int], magnitudes: bool = Fals
 def _table_probe(inputs):
     def probe(function):
         tables, k = inputs()
-        got = []
+        got, given_after = [], []
         for logits in tables:
-            result = function(logits.clone(), k)
+            given = logits.clone()
+            result = function(given, k)
+            given_after.append(given)  # the judge compares them with the logits it chose
+            if not isinstance(result, (list, tuple)):
+                return {"not_a_list": type(result).__name__, "given_after": given_after}
             try:
                 got.append([[_as_sent(token), _as_sent(probability)] for token, probability in result])
             except (TypeError, ValueError) as error:
-                return {"error": f"{describe(result)} ({error})"}
-        return {"tables": got}
+                return {"error": f"{describe(result)} ({error})", "given_after": given_after}
+        return {"tables": got, "given_after": given_after}
     return probe
+
+
+def _container_mistake(got, tables) -> str | None:
+    """The logits changed in place, or the rows not in a list: what every test of the table looks at first."""
+    after = got.get("given_after")
+    if not (isinstance(after, list) and len(after) >= 1 and all(
+            isinstance(a, np.ndarray) and np.array_equal(a, logits.numpy()) for a, logits in zip(after, tables))):
+        return ("top_k_table changed the logits it was given (an in-place operation such as logits.zero_(), "
+                "logits /= ..., .softmax_ or assigning into logits[...]): the notebook uses the same logits again "
+                "below (the least likely tokens); compute new tensors instead, e.g. torch.softmax(logits, dim=-1)")
+    if "not_a_list" in got:
+        return (f"top_k_table returned a {got['not_a_list']}, not a list of (token id, probability) pairs (zip(...) "
+                f"and map(...) give iterators, read only once, with no len() or indexing): return a list, e.g. "
+                f"list(zip(ids, probabilities)) or [(int(token), float(p)) for ...]")
+    return None
 
 
 def _as_sent(value):
@@ -70,9 +89,12 @@ def _numbers(table) -> list[list[float]] | None:
 
 def _table_judge(inputs):
     def judge(got):
+        tables, k = inputs()
+        mistake = _container_mistake(got, tables)
+        if mistake:
+            return mistake
         if "error" in got:
             return f"top_k_table should return a list of (token id, probability) pairs, got {got['error']}"
-        tables, k = inputs()
         for logits, table in zip(tables, got["tables"]):
             rows = _numbers(table)
             if rows is None:
@@ -128,7 +150,7 @@ def _table_mistake(rows, logits: torch.Tensor, k: int) -> str | None:
 
 
 def _types_mistake(got) -> str | None:
-    if "error" in got:
+    if "tables" not in got:
         return "there are no rows to look at (see the tests above)"
     kinds = sorted({f"{_kind(token)}, {_kind(probability)}" for token, probability in got["tables"][0]})
     if kinds != ["int, float"]:

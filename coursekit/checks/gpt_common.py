@@ -6,8 +6,8 @@ layers by their shapes (n_embd -> 4 * n_embd is the MLP's first layer, n_embd ->
 projection, ...), LayerNorms and Embeddings by type and size. The values checks fill those parts from the test's
 seed (load_seeded_layers, load_seeded_gpt) and hand the judge only their layout and the module's output on a
 random input; the judge redraws the values (seeded_layers, seeded_gpt), recomputes the right answer with reference
-code and, when it differs, replays the usual mistakes to name the one that matches. The checks: gpt_blocks.py
-(mlp, block), gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate),
+code and, when it differs, replays the usual mistakes to name the one that matches. The checks: gpt_mlp.py
+(mlp), gpt_blocks.py (block), gpt_model.py (gpt_constructor), gpt_forward.py (forward), gpt_generate.py (generate),
 gpt_training.py (training_loop). The judges replay the right answers and the usual mistakes from
 coursekit.judging.gpt (never in a sandbox).
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from coursekit.checks.core import describe, is_public, probe_rng
-from coursekit.checks.probing import is_norm, probe_sizes, probe_tensor
+from coursekit.checks.probing import is_norm, probe_sizes, probe_tensor, run_module
 
 B = 2
 
@@ -262,14 +262,17 @@ def _embedding_modules(module: nn.Module) -> list[nn.Embedding]:
     return [m for m in module.modules() if isinstance(m, nn.Embedding)]
 
 
+def holds_attention(module: nn.Module, config) -> bool:
+    """Whether the module holds an attention layer (nn.Linear(n_embd, 3 * n_embd)): a Block does."""
+    return any(isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (config.n_embd, 3 * config.n_embd)
+               for m in module.modules())
+
+
 def blocks_of(model: nn.Module, config) -> list[nn.Module]:
-    """The Blocks: the items of an nn.ModuleList (or nn.Sequential) that each hold an attention layer
-    (nn.Linear(n_embd, 3 * n_embd))."""
-    def has_attention(module):
-        return any(isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (config.n_embd, 3 * config.n_embd)
-                   for m in module.modules())
+    """The Blocks: the items of an nn.ModuleList (or nn.Sequential) that each hold an attention layer."""
     for module in model.modules():
-        if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) and all(map(has_attention, module)):
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) and \
+                all(holds_attention(block, config) for block in module):
             return list(module)
     return []
 
@@ -288,8 +291,90 @@ def output_problem(result: dict, shape: tuple, what: str) -> str | None:
         return f"{what} raised {result['error']}"
     out = result["output"]
     if isinstance(out, list):
-        return f"{what} should return one tensor of shape {shape}, got a {len(out)}-tuple"
+        return f"{what} should return one tensor of shape {shape}, got {result.get('returned', 'a sequence')}"
     if not isinstance(out, np.ndarray) or out.shape != shape:
-        return f"{what} should return a tensor of shape {shape}, got {describe(out)}"
+        return f"{what} should return a tensor of shape {shape}, got {result.get('returned') or describe(out)}"
     return None
 
+
+def described_run(module: nn.Module, *args) -> dict:
+    """probing.run_module, with "returned": what the output is, described in the sandbox, where its type is still
+    the student's (a judge sees tensors as numpy arrays, tuples as lists).
+
+    >>> described_run(nn.Linear(2, 1), torch.ones(1, 2))["returned"]
+    'Tensor of shape (1, 1) and dtype torch.float32'
+    >>> described_run(lambda x: (x, x), torch.ones(2))["returned"]
+    'a tuple of length 2'
+    """
+    result = run_module(module, *args)
+    out = result["output"]
+    result["returned"] = f"a {type(out).__name__} of length {len(out)}" if isinstance(out, (list, tuple)) else \
+        describe(out)
+    return result
+
+
+def backward_error(loss_of) -> str | None:
+    """Compute loss_of() with autograd on and backpropagate it: None, or the error it raised as text (a judge turns
+    it into advice with backward_advice).
+
+    >>> layer = nn.Linear(2, 1)
+    >>> backward_error(lambda: layer(torch.ones(1, 2)).sum()) is None, layer.weight.grad is not None
+    (True, True)
+    >>> backward_error(lambda: layer(torch.ones(1, 2)).sum().detach())[:12]
+    'RuntimeError'
+    """
+    try:
+        with torch.enable_grad():
+            loss_of().backward()
+    except Exception as error:  # the judge turns it into advice
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def backward_advice(error: str, what: str) -> str:
+    """For judges: what a backward_error of `what` (e.g. "the block") means and what to do.
+
+    >>> backward_advice("RuntimeError: element 0 of tensors does not require grad", "forward")[:40]
+    'loss.backward() fails: the loss of forwa'
+    """
+    if "inplace" in error or "in-place" in error:
+        return (f"loss.backward() fails through {what}: the residual stream is changed in place (x += ...), but "
+                f"autograd kept x for the LayerNorm's backward pass. Write x = x + self.attn(self.ln_1(x)) (a new "
+                f"tensor). The error: {error}")
+    if "does not require grad" in error:
+        return (f"loss.backward() fails: the loss of {what} has no gradient history, so nothing would learn. Part of "
+                f"it runs without autograd (torch.no_grad(), .detach() or .data): keep every step from the embeddings "
+                f"to the loss differentiable. The error: {error}")
+    return f"backpropagating through {what} failed: {error}"
+
+
+def parameter_gradients(model: nn.Module) -> dict:
+    """After a backward pass: the gradient of every nn.Embedding table and every LayerNorm gain and bias (None when
+    none reached it), in the order of load_seeded_gpt's layout, and for every parameter (by name, each shared one
+    once) whether its gradient is "none", "zero" or "nonzero"."""
+    def grad(parameter):
+        return None if parameter is None or parameter.grad is None else parameter.grad.detach().clone()
+    return {"embedding_gradients": [grad(m.weight) for m in _embedding_modules(model)],
+            "norm_gradients": [[grad(gain), grad(bias)] for gain, bias in map(_gain_and_bias, _norm_modules(model))],
+            "parameters": {name: "none" if p.grad is None else "zero" if not bool(p.grad.abs().sum() > 0) else
+                           "nonzero" for name, p in model.named_parameters()}}
+
+
+def sublayers(block: nn.Module, config) -> dict:
+    """A block's own sub-modules, found by the layers they hold: "norms" (in _norm_modules' order), "attention" (the
+    smallest sub-module holding nn.Linear(n_embd, 3 * n_embd) and nn.Linear(n_embd, n_embd)) and "mlp" (the
+    smallest holding nn.Linear(n_embd, 4 * n_embd) and nn.Linear(4 * n_embd, n_embd)); None when the block itself
+    is the smallest (its layers are inline).
+
+    >>> parts = sublayers(nn.ModuleDict({"mlp": nn.Sequential(nn.Linear(2, 8), nn.Linear(8, 2))}), GPTConfig(n_embd=2))
+    >>> type(parts["mlp"]).__name__, parts["attention"], parts["norms"]
+    ('Sequential', None, [])
+    """
+    C = config.n_embd
+
+    def smallest(*shapes):
+        holding = [m for m in block.modules() if m is not block and all(
+            any((layer.in_features, layer.out_features) == shape for layer in _linear_modules(m)) for shape in shapes)]
+        return min(holding, key=lambda m: sum(1 for _ in m.modules()), default=None)
+    return {"norms": _norm_modules(block), "attention": smallest((C, 3 * C), (C, C)),
+            "mlp": smallest((C, 4 * C), (4 * C, C))}

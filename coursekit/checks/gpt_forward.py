@@ -9,15 +9,18 @@ so a forged result must be the right answer for weights and tokens seen only ins
 With n_layer=0 the logits are computable from the embeddings, ln_f and the LM head (and the loss from them); with
 n_layer=2 forward hooks record each Block's input and output, so the judge sees that the Blocks run in order on its
 own embeddings and that the logits come from the last one. The embedding dropout is checked by recording the
-dropout calls in training mode.
+dropout calls in training mode: what each one dropped (the sum of the embeddings, once) and what became of it.
+The gradients after loss.backward(): with n_layer=0 the judge recomputes those of wte, wpe and ln_f; with
+n_layer=2 every parameter must get one (a .detach() or torch.no_grad() in forward leaves some without).
 """
 
 from __future__ import annotations
 
 from coursekit.checks.core import Check, Test, is_module_class
 from coursekit.checks.gpt_forward_judges import (blocks_judge, causal_judge, embedding_dropout_judge,
-                                                 embeddings_judge, loss_judge, loss_none_judge)
-from coursekit.checks.gpt_forward_probes import blocks_probe, embedding_dropout_probe, embeddings_probe, loss_probe
+                                                 embeddings_judge, gradient_judge, loss_judge, loss_none_judge)
+from coursekit.checks.gpt_forward_probes import (blocks_probe, embedding_dropout_probe, embeddings_probe,
+                                                 gradient_probe, loss_probe)
 
 check_forward = Check(
     exercise="forward",
@@ -32,7 +35,9 @@ check_forward = Check(
              weight=1.5),
         Test("n_layer=2: the Blocks run in order on the embeddings, then ln_f and the LM head", blocks_probe,
              blocks_judge, weight=3.0),
-        Test("dropout(config.dropout) on the embeddings in training", embedding_dropout_probe,
+        Test("dropout(config.dropout) on the sum of the embeddings, once, in training", embedding_dropout_probe,
              embedding_dropout_judge, weight=1.0),
+        Test("loss.backward() reaches every parameter: the embeddings, the Blocks, ln_f", gradient_probe,
+             gradient_judge, weight=1.5),
     ],
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coursekit.checks.gpt_common import B, PUBLIC, T, close, dropout_probability, seeded_gpt
+from coursekit.checks.gpt_common import B, PUBLIC, T, backward_advice, close, dropout_probability, seeded_gpt
 from coursekit.checks.gpt_forward_probes import C, CHANGED_FROM, V, changed_tokens, tokens
 from coursekit.checks.probing import dropout_summary, single_threaded
 
@@ -34,6 +34,9 @@ def _values(got) -> dict | None:
 
 
 def _forward_problem(result, what: str) -> str | None:
+    if result["error"] and "index -1 is out of range" in result["error"]:
+        return (f"{what} raised {result['error']}: forward picks one Block (self.transformer.h[-1]) and a model with "
+                f"n_layer=0 has none; run every Block in order, for block in self.transformer.h: x = block(x)")
     if result["error"]:
         if "index out of range" in result["error"]:
             return (f"{what} raised {result['error']}: the positions must be torch.arange(T) for the T tokens of idx "
@@ -169,6 +172,78 @@ def embedding_dropout_judge(got):
     if np.allclose(runs["train"], first, atol=1e-7) or not calls:
         return (f"with config.dropout = {p} and n_layer=0, training mode gives the same logits as eval mode: forward "
                 f"has no embedding dropout. x = self.transformer.drop(tok_emb + pos_emb) before the Blocks")
+    return _dropout_site_problem(got, runs["train"])
+
+
+def _dropout_site_problem(got, train_logits) -> str | None:
+    """None when the one dropout call of an n_layer=0 forward dropped the judge's own wte[idx] + wpe[0 .. T-1] and
+    the training-mode logits are lm_head(ln_f(...)) of what it returned."""
+    from coursekit.judging.gpt import embedded, head_logits  # the reference's replays: judge side only
+
+    values, idx, dropped = _values(got), tokens()[0], got["dropped"]
+    wte, wpe = values["wte"], values["wpe"]
+    embeddings = embedded(idx, wte, wpe)
+    fix = "drop the sum once, before the Blocks: x = self.transformer.drop(wte(idx) + wpe(pos))"
+    if len(dropped) > 1:
+        twice = " (the token embeddings, then the sum again)" if close(dropped[0]["input"], wte[idx]) else ""
+        return f"with n_layer=0 forward applies dropout {len(dropped)} times{twice}: {fix}"
+    given = dropped[0]["input"]
+    if not close(given, embeddings):
+        part = "the token embeddings" if close(given, wte[idx]) else "the position embeddings" if close(
+            given, wpe[:T]) else "something other than the embeddings' sum"
+        return f"the embedding dropout is applied to {part} alone, so the rest is never dropped: {fix}"
+    if not close(train_logits, head_logits(torch.as_tensor(dropped[0]["output"]), values["ln_f"], values["head"])):
+        return ("in training mode the logits are not lm_head(ln_f(x)) of the dropped embeddings x: the embedding "
+                f"dropout's output must be what runs on; {fix}")
+    return None
+
+
+# ---------------------------------------------------------------- gradients
+
+
+EMBEDDING_NAMES = {"wte": "the token embedding (wte)", "wpe": "the position embedding (wpe)",
+                   "ln_f weight": "the final LayerNorm's gain (ln_f)", "ln_f bias": "the final LayerNorm's bias (ln_f)"}
+CUT_OFF = ("part of forward is cut off from autograd (a .detach(), .data or torch.no_grad()), so it would never "
+           "learn: keep every step from the embeddings to the loss differentiable")
+
+
+def _student_gradients(got) -> dict:
+    """The n_layer=0 probe's gradients under the names of judging.gpt.embedding_gradients."""
+    layout = got["layout"]
+    tables = [tuple(shape) for shape in layout["embeddings"]]
+    found = {"wte": got["embedding_gradients"][tables.index((V, C))],
+             "wpe": got["embedding_gradients"][tables.index((PUBLIC.block_size, C))]}
+    gain, bias = got["norm_gradients"][int(layout["final_norms"][0])]
+    return {**found, "ln_f weight": gain, "ln_f bias": bias}
+
+
+@single_threaded
+def gradient_judge(got):
+    """n_layer=0: the gradients of wte, wpe and ln_f are the judge's own; n_layer=2: every parameter gets one."""
+    for run, what in ((got, "forward with n_layer=0"), (got["blocks"], "forward with n_layer=2")):
+        error = run["error"]
+        if error and ("has no attribute 'backward'" in error or "not subscriptable" in error):
+            return "fix forward's loss first (see the loss test): loss.backward() needs the loss tensor"
+        if error:
+            return backward_advice(error, what)
+    from coursekit.judging.gpt import embedding_gradients  # the reference's replays: judge side only
+
+    values = _values(got)
+    if values is None:
+        return CONSTRUCTOR_FIRST
+    student = _student_gradients(got)
+    expected = embedding_gradients(*tokens(), values["wte"], values["wpe"], values["ln_f"], values["head"])
+    missing = [EMBEDDING_NAMES[name] for name in expected if student[name] is None]
+    if missing:
+        return f"after loss.backward() {' and '.join(missing)} got no gradient: {CUT_OFF}"
+    for name, gradient in expected.items():
+        if not close(student[name], gradient, atol=1e-4):
+            return (f"after loss.backward() with n_layer=0 the gradient of {EMBEDDING_NAMES[name]} is not the "
+                    f"loss's: {CUT_OFF}")
+    missing = [name for name, state in got["blocks"]["parameters"].items() if state != "nonzero"]
+    if missing:
+        return (f"after loss.backward() with n_layer=2, {len(missing)} parameter(s) got no gradient "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): {CUT_OFF}")
     return None
 
 
@@ -178,7 +253,7 @@ def embedding_dropout_judge(got):
 def _chain_problem(got, run, idx, what: str) -> str | None:
     """None when forward ran the Blocks in order, the first on the judge's own embeddings of idx, each on the
     previous one's output, and returned the judge's lm_head(ln_f(...)) of the last one's output."""
-    from coursekit.judging.gpt import embedded, head_logits  # the reference's replays: judge side only
+    from coursekit.judging.gpt import embedded, head_logits, layer_norm  # the reference's replays: judge side only
 
     problem = _forward_problem(run["result"], what)
     if problem:
@@ -201,6 +276,9 @@ def _chain_problem(got, run, idx, what: str) -> str | None:
         return ("the first Block does not get the embeddings: x = self.transformer.drop(wte(idx) + "
                 "wpe(torch.arange(T))), then x = block(x) for every block")
     for before, after in zip(calls, calls[1:]):
+        if close(after["input"], layer_norm(values["ln_f"], torch.as_tensor(before["output"]))):
+            return ("ln_f runs after every Block: the next Block must get the previous one's output itself; apply "
+                    "the final LayerNorm once, after the loop: logits = self.lm_head(self.transformer.ln_f(x))")
         if not close(after["input"], torch.as_tensor(before["output"])):
             return "each Block must get the previous Block's output: x = block(x), not block(embeddings)"
     logits, ln_f, head = run["result"]["logits"], values["ln_f"], values["head"]

@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 
 from coursekit.checks.core import describe, probe_torch_generator, type_and_value
-from coursekit.checks.gpt_common import B, PUBLIC, T, GPTConfig, blocks_of, dropout_probability, load_seeded_gpt
-from coursekit.checks.probing import single_threaded, train_and_eval_runs
+from coursekit.checks.gpt_common import (B, PUBLIC, T, GPTConfig, backward_error, blocks_of, dropout_probability,
+                                         load_seeded_gpt, parameter_gradients)
+from coursekit.checks.probing import active, recorded_dropout, single_threaded, train_and_eval_runs
 
 C, V = PUBLIC.n_embd, PUBLIC.vocab_size
 CHANGED_FROM = 3  # the causal test changes the tokens from this position on
@@ -105,9 +106,31 @@ def _recorded_run(model, blocks, idx) -> dict:
 
 @single_threaded
 def embedding_dropout_probe(gpt_class):
-    """n_layer=0 in training mode: the only dropout is the one on the embeddings."""
+    """n_layer=0 in training mode: the only dropout is the one on the embeddings. Besides the runs in both modes,
+    what each dropout call dropped and returned ("dropped", the first four), so the judge sees where it sits."""
     model, _, layout = _seeded_model(gpt_class, public_model(n_layer=0, dropout=dropout_probability()))
-    return {"layout": layout, "runs": train_and_eval_runs(_LogitsOnly(model), tokens()[0])}
+    idx = tokens()[0]
+    runs = train_and_eval_runs(_LogitsOnly(model), idx)
+    model.train()
+    torch.manual_seed(0)
+    with recorded_dropout() as calls:
+        _forward_result(model, idx)
+    model.eval()
+    return {"layout": layout, "runs": runs,
+            "dropped": [{"input": call["input"], "output": call["output"]} for call in active(calls)[:4]]}
+
+
+@single_threaded
+def gradient_probe(gpt_class):
+    """loss.backward() after forward(idx, targets), with n_layer=0 (the judge recomputes the embeddings' and ln_f's
+    gradients) and with n_layer=2 (which parameters got a gradient): the error it raised, or the gradients."""
+    idx, targets = tokens()
+    runs = []
+    for n_layer in (0, PUBLIC.n_layer):
+        model, _, layout = _seeded_model(gpt_class, public_model(n_layer=n_layer))
+        error = backward_error(lambda: model(idx, targets)[1])
+        runs.append({"layout": layout, "error": error, **({} if error else parameter_gradients(model))})
+    return {**runs[0], "blocks": runs[1]}
 
 
 class _LogitsOnly(nn.Module):

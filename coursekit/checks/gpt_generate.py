@@ -5,7 +5,9 @@ measured on thousands of draws and compared with the distribution it should samp
 notebook 05's check_sample uses: divide by the temperature first, then top-k, then top-p, then softmax and
 torch.multinomial(..., generator=generator). Top-p keeps the smallest set of most likely tokens whose probability
 reaches p (the token that crosses p is kept; at an exact boundary the set ends with the token where the cumulative
-sum first reaches p). In a grading run the token ranking and the generator's seed are secret.
+sum first reaches p). top_k=0 and top_p=0 are errors, not "no filter", as in notebook 05; temperature=0 is an error
+or greedy decoding (notebook 05's meaning). The crop is probed at two block sizes, and the model's mode is left to
+the caller. In a grading run the token ranking and the generator's seed are secret.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ V = PUBLIC.vocab_size
 # rank order, so a filter that forgets to map sorted positions back to token ids keeps the wrong tokens.
 PUBLIC_RANKING = [4, 9, 1, 7, 0, 10, 3, 6, 2, 8, 5]
 BASE = [2.0, 1.2, 0.9, 0.3, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]  # logits, best first
+TIED = [2.0, 1.2, 0.9, 0.9, 0.0, -0.3, -0.5, -1.0, -1.5, -2.0, -3.0]  # BASE with the 3rd and 4th tied
 NUCLEUS = [0.36, 0.22, 0.16, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01, 0.006, 0.004]  # probabilities, best first
 POWERS = [2.0 ** -(i + 1) for i in range(V - 1)] + [2.0 ** -(V - 1)]  # exact in float32: exact top-p boundaries
 SAMPLES_B, SAMPLES_N = 500, 8  # 4000 draws per setting
@@ -44,6 +47,10 @@ def in_vocabulary_order(ranked) -> torch.Tensor:
 
 def base_logits() -> torch.Tensor:
     return in_vocabulary_order(BASE)
+
+
+def tied_logits() -> torch.Tensor:
+    return in_vocabulary_order(TIED)
 
 
 def nucleus_logits() -> torch.Tensor:
@@ -82,10 +89,13 @@ def boundary() -> tuple[float, int]:
     return float(sum(POWERS[:2])), 2
 
 
-def _fake_forward(model, last_logits: torch.Tensor, calls: list):
-    """Replace model.forward: every position predicts token 9 except the last, which predicts from last_logits."""
+def _fake_forward(model, last_logits: torch.Tensor, calls: list, modes: list | None = None):
+    """Replace model.forward: every position predicts token 9 except the last, which predicts from last_logits.
+    calls receives each input, modes (if given) whether the model was in training mode."""
     def forward(idx, targets=None):
         calls.append(idx.detach().clone())
+        if modes is not None:
+            modes.append(model.training)
         logits = torch.full((idx.size(0), idx.size(1), V), -5.0)
         logits[:, :, 9] = 5.0
         logits[:, -1] = last_logits
@@ -106,70 +116,117 @@ def _generate(gpt_class, last_logits, **settings):
         return {"error": f"{type(error).__name__}: {error}", "counts": None}
     if not isinstance(out, torch.Tensor) or out.shape != (SAMPLES_B, SAMPLES_N + 1):
         return {"error": f"returned {describe(out)}, expected shape {(SAMPLES_B, SAMPLES_N + 1)}", "counts": None}
-    new = out[:, 1:].reshape(-1)
-    return {"error": None, "counts": torch.bincount(new.clamp(0, V - 1), minlength=V)}
+    new = out[:, 1:]
+    return {"error": None, "counts": torch.bincount(new.flatten().clamp(0, V - 1), minlength=V),
+            "rows_alike": bool((new == new[:1]).all()), "steps_alike": bool((new == new[:, :1]).all())}
+
+
+# (block_size, prompt length, new tokens) of the crop probes: the context outgrows block_size in both, and the
+# second block_size is not the first's 8, so a crop to a fixed number of tokens shows.
+CROPS = [(8, 5, 7), (11, 5, 9)]
+CROP_TOKEN = 3  # the last position's logits put almost all mass on it
 
 
 @single_threaded
-def _crop_probe(gpt_class, mode: str = "eval"):
+def _crop_case(gpt_class, block_size: int, length: int, new: int, mode: str = "eval") -> dict:
     torch.manual_seed(0)
-    calls = []
-    model = _fake_forward(gpt_class(GPTConfig()), torch.tensor([0.0] * 3 + [20.0] + [0.0] * 7), calls)
+    calls, modes = [], []
+    last = torch.zeros(V).index_fill_(0, torch.tensor([CROP_TOKEN]), 20.0)
+    model = _fake_forward(gpt_class(GPTConfig(block_size=block_size)), last, calls, modes)
     model.train(mode == "train")
-    prompt = torch.randint(V, (B, 5), generator=torch.Generator().manual_seed(seed()))
+    prompt = torch.randint(V, (B, length), generator=torch.Generator().manual_seed(seed()))
     try:
-        out = model.generate(prompt, 7, generator=torch.Generator().manual_seed(0))
+        out = model.generate(prompt, new, generator=torch.Generator().manual_seed(0))
     except Exception as error:
         return {"error": f"{type(error).__name__}: {error}"}
     return {"error": None, "prompt": prompt, "out": out if isinstance(out, torch.Tensor) else describe(out),
-            "calls": calls, "training_after": model.training}
+            "calls": calls, "modes": modes, "training_after": model.training}
+
+
+def _crop_probe(gpt_class):
+    return [_crop_case(gpt_class, *crop) for crop in CROPS]
+
+
+def _mode_probe(gpt_class):
+    """generate on a model in eval mode and on one in training mode (the first crop probe's sizes)."""
+    return {mode: _crop_case(gpt_class, *CROPS[0], mode=mode) for mode in ("eval", "train")}
 
 
 def _mode_judge(got):
-    if got["error"]:
+    if got["eval"]["error"] or got["train"]["error"]:
         return "fix the first test first (generate raised)"
-    if not got["training_after"]:
+    if any(got["eval"]["modes"]) or got["eval"]["training_after"]:
+        return ("generate switches a model the caller put in eval mode to training mode (it calls self.train()): "
+                "the tokens are then sampled with dropout on, and the model is left in training mode. Leave the "
+                "mode to the caller, who calls model.eval() before sampling")
+    if not got["train"]["training_after"]:
         return ("generate leaves the model in eval mode (it calls self.eval()): a model sampled from during training "
                 "then trains without dropout. Leave the mode to the caller, or restore it when done "
                 "(was_training = self.training ... self.train(was_training))")
     return None
 
 
+def _cropped_at(got, length: int, new: int) -> int | None:
+    """The number of tokens a case's contexts were cut to, if they grew until then and stayed there."""
+    if got["error"] or not got["calls"]:
+        return None
+    seen = [call.shape[1] for call in got["calls"]]
+    cap = max(seen)
+    return cap if seen == [min(length + step, cap) for step in range(new)] else None
+
+
 @single_threaded
 def _crop_judge(got):
-    what = "generate(idx of shape (2, 5), max_new_tokens=7) with block_size=8"
-    if got["error"]:
-        return f"{what} raised {got['error']}"
-    out, prompt, calls = got["out"], got["prompt"], got["calls"]
-    if not isinstance(out, np.ndarray) or out.shape != (B, 12):
-        return f"{what} should return the prompt and the 7 new tokens, shape (2, 12), got {describe(out)}"
-    if not np.array_equal(out[:, :5], prompt):
-        return "the returned sequence should start with the prompt idx, followed by the new tokens (torch.cat)"
-    if len(calls) != 7:
-        return f"the model should be called once per new token (7 times), got {len(calls)} calls"
-    for step, seen in enumerate(calls):
-        length = 5 + step
-        if seen.shape[1] > 8:
-            return (f"at step {step} the model was given {seen.shape[1]} tokens, more than block_size=8 (it has only "
-                    f"8 position embeddings): crop the context to the last block_size tokens, idx[:, -block_size:]")
-        expected = out[:, max(0, length - 8):length]
-        if not np.array_equal(seen, expected):
-            if np.array_equal(seen, out[:, :min(length, 8)]):
-                return ("the context is cropped to the first block_size tokens; the next token depends on the most "
-                        "recent ones: idx[:, -block_size:]")
-            return f"at step {step} the model should see the last min(T, block_size) tokens of the sequence so far"
-    if not (out[:, 5:] == 3).all():
-        if (out[:, 5:] == 9).all():
-            return ("the new token is sampled from the logits of the first position; the prediction of the next token is "
-                    "at the last position: logits[:, -1, :]")
-        if (out[:, 5:] == 0).all():
-            return ("every new token is 0, the position of the most likely token in sorted order, not its id (3): "
-                    "after sampling among sorted probabilities return order.gather(-1, choice), or sample from the "
-                    "probabilities in vocabulary order")
-        return "the new tokens do not follow the last position's logits (which put almost all mass on token 3)"
+    caps = [_cropped_at(case, length, new) for (_, length, new), case in zip(CROPS, got)]
+    if None not in caps and len(set(caps)) == 1 and any(cap != block_size for cap, (block_size, _, _) in
+                                                         zip(caps, CROPS)):
+        sizes = " and ".join(f"block_size={block_size}" for block_size, _, _ in CROPS)
+        return (f"the context is cropped to {caps[0]} tokens whatever block_size is (with {sizes} alike): crop to "
+                f"the model's own, idx[:, -self.config.block_size:], not a fixed number")
+    for (block_size, length, new), case in zip(CROPS, got):
+        message = _crop_case_problem(case, block_size, length, new)
+        if message:
+            return message
     return None
 
 
+def _crop_case_problem(got, block_size: int, length: int, new: int) -> str | None:
+    what = f"generate(idx of shape ({B}, {length}), max_new_tokens={new}) with block_size={block_size}"
+    if got["error"]:
+        return f"{what} raised {got['error']}"
+    out, prompt, calls = got["out"], got["prompt"], got["calls"]
+    total = length + new
+    if not isinstance(out, np.ndarray) or out.shape != (B, total):
+        return (f"{what} should return the prompt and the {new} new tokens, shape ({B}, {total}), got "
+                f"{describe(out)}")
+    if not np.array_equal(out[:, :length], prompt):
+        return "the returned sequence should start with the prompt idx, followed by the new tokens (torch.cat)"
+    if len(calls) != new:
+        return f"the model should be called once per new token ({new} times), got {len(calls)} calls"
+    for step, seen in enumerate(calls):
+        so_far = length + step
+        if seen.shape[1] > block_size:
+            return (f"{what}: at step {step} the model was given {seen.shape[1]} tokens, more than block_size="
+                    f"{block_size} (it has only {block_size} position embeddings): crop the context to the last "
+                    f"block_size tokens, idx[:, -self.config.block_size:]")
+        expected = out[:, max(0, so_far - block_size):so_far]
+        if not np.array_equal(seen, expected):
+            if np.array_equal(seen, out[:, :min(so_far, block_size)]):
+                return ("the context is cropped to the first block_size tokens; the next token depends on the most "
+                        "recent ones: idx[:, -block_size:]")
+            return (f"{what}: at step {step} the model should see the last min(T, block_size) tokens of the "
+                    f"sequence so far, {min(so_far, block_size)} tokens, got {seen.shape[1]}")
+    if not (out[:, length:] == CROP_TOKEN).all():
+        if (out[:, length:] == 9).all():
+            return ("the new token is sampled from the logits of the first position; the prediction of the next token is "
+                    "at the last position: logits[:, -1, :]")
+        if (out[:, length:] == 0).all():
+            return (f"every new token is 0, the position of the most likely token in sorted order, not its id "
+                    f"({CROP_TOKEN}): after sampling among sorted probabilities return order.gather(-1, choice), or "
+                    f"sample from the probabilities in vocabulary order")
+        return (f"the new tokens do not follow the last position's logits (which put almost all mass on token "
+                f"{CROP_TOKEN})")
+    return None
 
 
 def _distance(counts: np.ndarray, probs: torch.Tensor) -> float:
@@ -205,6 +262,10 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
             return f"{call} raised {got['error']}"
         counts, logits = got["counts"], logits_of()
         probs = expected(logits)
+        if float(probs.max()) < 1.0 and int((counts > 0).sum()) > 1:  # not greedy: then every draw is alike
+            message = _same_draws_problem(got)
+            if message:
+                return message
         if _matches(counts, probs):
             return None
         for message, wrong_probs in wrong.items():
@@ -217,6 +278,20 @@ def _stat_test(description: str, weight: float, logits_of, settings: dict, expec
     return Test(description, probe, judge, weight=weight)
 
 
+def _same_draws_problem(got) -> str | None:
+    """Draws that repeat across the batch's rows, or across steps, where the distribution has several tokens."""
+    if got["rows_alike"]:
+        return (f"at every step all {SAMPLES_B} rows of the batch got the same new token (the first row's?): sample "
+                f"one token per row, torch.multinomial(probs, 1) on the (B, vocab_size) probabilities gives a (B, 1) "
+                f"column to append")
+    if got["steps_alike"]:
+        return (f"each row repeats one token at all {SAMPLES_N} steps: the random numbers start over at every step "
+                f"(a new torch.Generator().manual_seed(...), or a manual_seed, inside the loop?). Draw from the "
+                f"generator you are given, seeded once by the caller: torch.multinomial(probs, 1, "
+                f"generator=generator)")
+    return None
+
+
 def softmax(logits):
     return torch.softmax(logits, -1)
 
@@ -226,6 +301,14 @@ def only(keep):
     return lambda logits: torch.softmax(logits.masked_fill(~keep(), float("-inf")), -1)
 
 
+def exactly(k: int):
+    """The distribution of a top-k filter that keeps exactly k tokens (torch.topk's indices), dropping ties."""
+    def distribution(logits):
+        kept = torch.zeros(V, dtype=torch.bool).index_fill_(0, torch.topk(logits, k).indices, True)
+        return torch.softmax(logits.masked_fill(~kept, float("-inf")), -1)
+    return distribution
+
+
 def greedy(logits):
     return F.one_hot(logits.argmax(), V).float()
 
@@ -233,11 +316,21 @@ def greedy(logits):
 @single_threaded
 def _generator_probe(gpt_class):
     """Two runs whose global seeds differ but whose generators are seeded alike must give the same tokens."""
+    return _two_runs(gpt_class, lambda: torch.Generator().manual_seed(seed()))
+
+
+@single_threaded
+def _global_rng_probe(gpt_class):
+    """Two runs without a generator, under different global seeds: both draw from the global RNG, so they differ."""
+    return _two_runs(gpt_class, lambda: None)
+
+
+def _two_runs(gpt_class, generator):
     model = _fake_forward(gpt_class(GPTConfig()).eval(), base_logits(), [])
 
     def run():
         try:
-            out = model.generate(torch.zeros(4, 1, dtype=torch.long), 8, generator=torch.Generator().manual_seed(seed()))
+            out = model.generate(torch.zeros(SAMPLES_B, 1, dtype=torch.long), 8, generator=generator())
         except Exception as error:
             return f"{type(error).__name__}: {error}"
         return out if isinstance(out, torch.Tensor) else describe(out)
@@ -253,6 +346,17 @@ def _generator_judge(got):
     if not np.array_equal(first, second):
         return ("two calls with generators seeded alike gave different tokens: the generator is ignored. Pass it on, "
                 "torch.multinomial(probs, num_samples=1, generator=generator), so runs are reproducible")
+    return None
+
+
+def _global_rng_judge(got):
+    first, second = got
+    if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray)):
+        return "fix the errors reported by the other tests first"
+    if np.array_equal(first, second):
+        return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
+                "tokens: with generator=None draw from the global RNG (torch.multinomial(probs, 1, generator=None) "
+                "does), not from a new torch.Generator(), which starts from the same seed every time")
     return None
 
 
@@ -281,8 +385,11 @@ NOT_MAPPED_BACK = ("the nucleus is computed in sorted order but applied to token
                    "order.gather(-1, choice)")
 GATHERED = ("the nucleus mask is mapped back with gather(-1, order), which reads it in sorted order again; "
             "scatter writes it back to vocabulary order: mask.scatter(-1, order, mask)")
+TOP_P = 0.6  # NUCLEUS: the 3 most likely tokens hold 0.74; sorted ascending, all but the most likely hold < 0.6
 TOP_P_MESSAGES = {
     "top_p is ignored: keep the most likely tokens until their probabilities add up to top_p": softmax,
+    ("top_p keeps the least likely tokens: the probabilities are sorted in ascending order, so the nucleus starts "
+     "from the tail. Sort with torch.sort(logits, descending=True)"): only(lambda: ~keep_first(1)),
     ("the nucleus misses the token that crosses top_p: keep a token when the probability *before* it "
      "(cumsum - probs) is still < top_p, so the kept tokens hold at least top_p"): only(lambda: keep_first(2)),
     "the nucleus keeps one token too many: drop a token once the tokens before it hold >= top_p":
@@ -315,6 +422,43 @@ def _boundary_test():
     return Test("top_p at an exact boundary keeps the tokens up to the one reaching it", probe, judge, weight=0.5)
 
 
+EDGE_SETTINGS = {"top_k=0": {"top_k": 0}, "top_p=0": {"top_p": 0.0}, "temperature=0": {"temperature": 0.0}}
+
+
+def _edge_probe(gpt_class):
+    return {name: _generate(gpt_class, base_logits(), **settings) for name, settings in EDGE_SETTINGS.items()}
+
+
+def _edge_judge(got):
+    """top_k=0 and top_p=0 are errors, not "no filter" (as in notebook 05's sampler); temperature=0 is an error or
+    greedy decoding (notebook 05's meaning), not temperature 1."""
+    logits = base_logits()
+    for name, setting in (("top_k=0", "top_k"), ("top_p=0", "top_p")):
+        if got[name]["error"]:
+            continue
+        counts = got[name]["counts"]
+        if _matches(counts, softmax(logits)):
+            return (f"generate(..., {name}) sampled from every token, as if {setting} were None: {name} is out of "
+                    f"range and should raise an error. Test `if {setting} is not None:` (`if {setting}:` treats 0 as "
+                    f"not given), and raise a ValueError for it, as notebook 05's sampler does")
+        if _matches(counts, greedy(logits)):
+            return (f"generate(..., {name}) picked the most likely token, as if {name} meant greedy decoding: "
+                    f"{name} is out of range ({'top_k >= 1' if setting == 'top_k' else '0 < top_p <= 1'}), so it "
+                    f"should raise an error (don't clamp it to a valid value)")
+        return (f"generate(..., {name}) should raise an error ({name} is out of range), but it sampled tokens: the "
+                f"filter leaves no token, so the probabilities are NaN. torch.multinomial raises on them, a sampler "
+                f"of your own does not: check the argument and raise a ValueError")
+    if got["temperature=0"]["error"] is None and not _matches(got["temperature=0"]["counts"], greedy(logits)):
+        if _matches(got["temperature=0"]["counts"], softmax(logits)):
+            return ("generate(..., temperature=0) sampled as if the temperature were 1 (`temperature or 1.0`?): 0 is "
+                    "not the default. Dividing by 0 raises an error, or make it greedy decoding (the most likely "
+                    "token), as notebook 05 does")
+        return ("generate(..., temperature=0) should raise an error or pick the most likely token (greedy "
+                "decoding, as in notebook 05), but it sampled others: dividing by 0 makes the probabilities NaN, on "
+                "which torch.multinomial raises and a sampler of your own does not")
+    return None
+
+
 check_generate = Check(
     exercise="generate",
     expects=["the class GPT itself, with its generate(idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, "
@@ -332,11 +476,16 @@ check_generate = Check(
                        TEMPERATURE_IGNORED: softmax, TEMPERATURE_MULTIPLIED: lambda logits: softmax(logits * 2.0)}),
         _stat_test(f"top_k={TOP_K} samples only the {TOP_K} most likely tokens, in proportion", 1.0, base_logits,
                    {"top_k": TOP_K}, only(lambda: keep_first(TOP_K)), TOP_K_MESSAGES),
+        _stat_test(f"top_k={TOP_K} keeps a token tied with the {TOP_K}rd most likely", 0.5, tied_logits,
+                   {"top_k": TOP_K}, only(lambda: keep_first(TOP_K + 1)), {
+                       ("top_k keeps exactly k tokens and drops a token tied with the k-th largest: keep every logit "
+                        ">= the k-th largest value (compare with torch.topk(logits, k).values[:, [-1]]), as notebook "
+                        "05's top_k_filter does"): exactly(TOP_K)}),
         _stat_test("top_k=1 is greedy decoding", 0.5, base_logits, {"top_k": 1}, greedy, {}),
         _stat_test(f"top_k={V + 4}, more than the vocabulary, filters nothing", 0.5, base_logits, {"top_k": V + 4},
                    softmax, {}),
-        _stat_test("top_p=0.7 samples only from the nucleus (the fewest tokens holding >= 70%), in proportion", 1.5,
-                   nucleus_logits, {"top_p": 0.7}, only(lambda: keep_first(3)), TOP_P_MESSAGES),
+        _stat_test(f"top_p={TOP_P} samples only from the nucleus (the fewest tokens holding >= {TOP_P:.0%}), in "
+                   f"proportion", 1.5, nucleus_logits, {"top_p": TOP_P}, only(lambda: keep_first(3)), TOP_P_MESSAGES),
         _stat_test("temperature 2 is applied before top_p=0.7 (the nucleus of the flattened distribution)", 1.0,
                    nucleus_logits, {"temperature": 2.0, "top_p": 0.7},
                    lambda logits: only(lambda: keep_first(5))(logits / 2.0), {
@@ -356,7 +505,11 @@ check_generate = Check(
                    softmax, {}),
         Test("sampling uses the generator it is given", _generator_probe, _generator_judge, weight=1.0,
              needs_right_outputs=True),
-        Test("generate leaves a model in training mode in training mode", lambda gpt_class: _crop_probe(
-            gpt_class, "train"), _mode_judge, weight=0.5, needs_right_outputs=True),
+        Test("without a generator, sampling draws from the global RNG", _global_rng_probe, _global_rng_judge,
+             weight=0.3, needs_right_outputs=True),
+        Test("generate leaves the model in the mode the caller set (eval or training)", _mode_probe, _mode_judge,
+             weight=0.5, needs_right_outputs=True),
+        Test("top_k=0 and top_p=0 are errors, not 'no filter'; temperature=0 is an error or greedy", _edge_probe,
+             _edge_judge, weight=0.5, needs_right_outputs=True),
     ],
 )

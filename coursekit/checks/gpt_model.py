@@ -3,7 +3,8 @@
 The probe builds GPT(config) at the notebook's sizes and at others (n_layer=3, another vocabulary and block_size;
 secret sizes in a grading run) and reads its structure: embeddings by size, attention and MLP layers by shape,
 LayerNorms, the LM head and whether it shares the token embedding's matrix, the parameter count (the judge
-compares it with the reference layout's). forward is checked in gpt_forward.py.
+compares it with the reference layout's), the dropouts' probabilities, and the initialisation: the std of every
+fresh weight matrix and its biases (GPT-2's N(0, 0.02^2) and zeros). forward is checked in gpt_forward.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from coursekit.checks.core import Check, Test, is_module_class, is_public
-from coursekit.checks.gpt_common import blocks_of, dropout_probability, layer_norms, probe_config
+from coursekit.checks.gpt_common import blocks_of, dropout_probability, holds_attention, layer_norms, probe_config
 from coursekit.checks.probing import single_threaded
 
 
@@ -45,6 +46,8 @@ def _structure(gpt_class, **changes) -> dict:
         "head_bias": bool(heads and heads[-1].bias is not None),
         "tied": bool(heads and token is not None and heads[-1].weight is token.weight),
         "parameters": sum(p.numel() for p in model.parameters()),
+        "block_container": next((type(m).__name__ for m in model.modules() if len(list(m.children())) and
+                                 all(holds_attention(child, config) for child in m.children())), None),
     }
 
 
@@ -76,6 +79,10 @@ def _structure_mistake(got, config) -> str | None:
         return (f"{where}: found {got['attention_layers']} attention layer(s) and {got['mlp_layers']} MLP(s), expected "
                 f"n_layer={n_layer} Blocks: build them in a loop, nn.ModuleList([Block(config) for _ in "
                 f"range(config.n_layer)])")
+    if got["block_container"] not in ("ModuleList", "Sequential"):
+        return (f"{where}: the Blocks are held in an nn.{got['block_container']}; forward runs them with "
+                f"`for block in self.transformer.h` (an nn.ModuleDict yields its keys, strings): "
+                f"h=nn.ModuleList([Block(config) for _ in range(config.n_layer)])")
     if got["layer_norms"] == 2 * n_layer:
         return f"{where}: the final LayerNorm is missing: add nn.LayerNorm(n_embd) (ln_f) after the last Block"
     if got["layer_norms"] != 2 * n_layer + 1:
@@ -103,23 +110,76 @@ def _structure_mistake(got, config) -> str | None:
 
 
 @single_threaded
-def _embedding_dropout_module(gpt_class) -> list[float]:
-    """The p of every nn.Dropout outside the Blocks, for a config with dropout=dropout_probability()."""
+def _dropout_modules(gpt_class) -> dict:
+    """The p of every nn.Dropout outside the Blocks and inside them, for a config with
+    dropout=dropout_probability()."""
     torch.manual_seed(0)
     config = probe_config(dropout=dropout_probability())
     model = gpt_class(config)
     inside = {id(m) for block in blocks_of(model, config) for m in block.modules()}
-    return [m.p for m in model.modules() if isinstance(m, nn.Dropout) and id(m) not in inside]
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    return {"outside": [m.p for m in dropouts if id(m) not in inside],
+            "inside": [m.p for m in dropouts if id(m) in inside]}
 
 
-def _embedding_dropout_module_judge(got):
+def _dropout_modules_judge(got):
     p = dropout_probability()
-    if not got:
+    outside, inside = got["outside"], got["inside"]
+    if not outside:
         return ("GPT(config) has no nn.Dropout outside its Blocks: add drop=nn.Dropout(config.dropout) to "
                 "self.transformer, for the sum of the token and position embeddings")
-    if not any(abs(value - p) < 1e-9 for value in got):
-        return (f"the embedding dropout has p = {round(got[0], 4)} though config.dropout = {p}: "
+    if not any(abs(value - p) < 1e-9 for value in outside):
+        return (f"the embedding dropout has p = {round(outside[0], 4)} though config.dropout = {p}: "
                 f"nn.Dropout(config.dropout)")
+    wrong = [value for value in inside if abs(value - p) > 1e-9]
+    if wrong:
+        return (f"the Blocks' dropouts have p = {round(wrong[0], 4)} though config.dropout = {p}: build every Block "
+                f"from the model's own config, Block(config), so its attention and MLP drop too")
+    return None
+
+
+# ---------------------------------------------------------------- the initialisation
+
+
+STD = 0.02  # GPT-2's: init_weights draws every Linear and Embedding weight from N(0, 0.02^2)
+
+
+@single_threaded
+def _initial_weights(gpt_class) -> list[dict]:
+    """Every nn.Linear and nn.Embedding of a fresh GPT(config) (a tied matrix once, with the names of the layers
+    sharing it): its name, type, shape, the std of its weights and the largest |bias|."""
+    torch.manual_seed(0)
+    model, found = gpt_class(probe_config()), []
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))]
+    for index, (name, module) in enumerate(layers):
+        sharing = [other for other, m in layers if m is not module and m.weight is module.weight]
+        if not any(m.weight is module.weight for _, m in layers[:index]):
+            bias = getattr(module, "bias", None)
+            found.append({"name": name, "tied": sharing, "type": type(module).__name__,
+                          "shape": list(module.weight.shape),
+                          "std": float(module.weight.detach().double().std()),
+                          "bias": None if bias is None else float(bias.detach().abs().max())})
+    return found
+
+
+def _initialisation_judge(got):
+    config = probe_config()
+    if not got:
+        return "GPT(config) has no nn.Linear or nn.Embedding layers"
+    keep = ("keep the given self.apply(init_weights) as the last line of __init__, after every layer is built, and "
+            "change no weights after it")
+    for layer in got:
+        rows, columns = layer["shape"]
+        built = f"nn.Embedding({rows}, {columns})" if layer["type"] == "Embedding" else f"nn.Linear({columns}, {rows})"
+        built += "".join(f", tied to {other}" for other in layer["tied"])
+        # a projection back into the residual stream may be scaled down by sqrt(2 * n_layer), as nanoGPT does
+        low = STD * (2 * config.n_layer) ** -0.5 if layer["type"] != "Embedding" and rows == config.n_embd else STD
+        if not 0.5 * low <= layer["std"] <= 1.75 * STD:
+            return (f"{layer['name']} ({built}) starts with weights of std {layer['std']:.3g}; GPT-2's "
+                    f"initialisation (init_weights) draws them from N(0, 0.02^2), std {STD}: {keep}")
+        if layer["bias"]:
+            return (f"{layer['name']} ({built}) starts with a bias up to {layer['bias']:.3g}; init_weights sets every "
+                    f"bias to 0: {keep}")
     return None
 
 
@@ -132,8 +192,10 @@ check_gpt_constructor = Check(
              lambda cls: _structure(cls), _structure_judge(dict), weight=3.0),
         Test("GPT(config) with n_layer=3, vocab_size=13, block_size=9", lambda cls: _structure(
             cls, **_other_sizes()), _structure_judge(_other_sizes), weight=2.0),
-        Test("an embedding dropout nn.Dropout(config.dropout) outside the Blocks", _embedding_dropout_module,
-             _embedding_dropout_module_judge, weight=0.5, needs_right_outputs=True),
+        Test("an embedding dropout nn.Dropout(config.dropout) outside the Blocks, config.dropout inside them",
+             _dropout_modules, _dropout_modules_judge, weight=0.5, needs_right_outputs=True),
+        Test("the weights start as GPT-2's: N(0, 0.02^2), biases 0 (self.apply(init_weights) last)",
+             _initial_weights, _initialisation_judge, weight=0.5, needs_right_outputs=True),
     ],
 )
 

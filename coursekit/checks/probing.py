@@ -143,9 +143,10 @@ def with_global_rng_perturbed(call: Callable[[], Any], seeds=(1, 2)) -> list:
 
 @contextlib.contextmanager
 def recorded_dropout(switched_off: bool = False):
-    """Record every F.dropout call inside (switched_off: each returns its input unchanged) (nn.Dropout and F.dropout both go through it), as a list of dicts:
-    p, training, the input's shape, whether the input held -inf or NaN, whether its last axis summed to 1 (attention
-    weights do), and the input and output themselves.
+    """Record every F.dropout call inside (switched_off: each returns its input unchanged) (nn.Dropout and F.dropout
+    both go through it), as a list of dicts: p, training, inplace, the input's shape, whether the input held -inf or
+    NaN, whether it was non-negative with its last axis summing to 1 (attention weights are, whatever their shape: a
+    whole (B, T, T) matrix or one query's row), and the input and output themselves.
 
     >>> with recorded_dropout() as calls:
     ...     _ = nn.Dropout(0.25).train()(torch.ones(2, 3))
@@ -159,10 +160,11 @@ def recorded_dropout(switched_off: bool = False):
         before = input.detach().clone()
         output = input if switched_off else original(input, p, training, inplace)
         finite = torch.isfinite(before)
-        calls.append({"p": float(p), "training": bool(training), "shape": list(before.shape),
-                      "non_finite": bool((~finite).any()),
-                      "rows_sum_to_one": bool(finite.all() and before.dim() >= 2 and (before >= 0).all()
-                                              and torch.allclose(before.sum(-1), torch.ones(()), atol=1e-4)),
+        sums = before.sum(-1).double() if before.dim() else before.double()
+        calls.append({"p": float(p), "training": bool(training), "inplace": bool(inplace),
+                      "shape": list(before.shape), "non_finite": bool((~finite).any()),
+                      "rows_sum_to_one": bool(finite.all() and before.dim() >= 1 and before.numel() > 0
+                                              and (before >= 0).all() and bool(((sums - 1).abs() <= 1e-4).all())),
                       "input": before, "output": output.detach().clone()})
         return output
 
@@ -184,8 +186,9 @@ def active(calls: list[dict]) -> list[dict]:
 
 def dropout_site(call: dict, sizes: dict) -> str:
     """Where one recorded dropout call sits, judged from what it was applied to: "scores" (before the softmax:
-    -inf inside, or (T, T) rows not summing to 1 where T is no other width), "weights" (attention weights: rows summing to 1 over T keys), "heads" (a head's output,
-    head_size wide), "stream" (n_embd wide), "hidden" (4 * n_embd wide) or "other".
+    -inf inside, or (T, T) rows not summing to 1 where T is no other width), "weights" (attention weights:
+    non-negative rows summing to 1, whatever the shape, so one query's row in a loop over queries counts too),
+    "heads" (a head's output, head_size wide), "stream" (n_embd wide), "hidden" (4 * n_embd wide) or "other".
 
     >>> dropout_site({"non_finite": False, "rows_sum_to_one": False, "shape": [2, 5, 12]}, {"n_embd": 12, "T": 5})
     'stream'
@@ -193,9 +196,9 @@ def dropout_site(call: dict, sizes: dict) -> str:
     width = call["shape"][-1] if call["shape"] else None
     if call["non_finite"]:
         return "scores"
+    if call["rows_sum_to_one"]:
+        return "weights"
     if width == sizes.get("T") and call["shape"][-2:-1] == [width]:
-        if call["rows_sum_to_one"]:
-            return "weights"
         if width not in (sizes.get("n_embd"), sizes.get("head_size"), 4 * sizes.get("n_embd", 0)):
             return "scores"  # (T, T) and not yet normalised: the scores before the mask and the softmax
     if width == sizes.get("n_embd"):
@@ -218,9 +221,9 @@ def dropout_summary(calls: list[dict], sizes: dict) -> list[dict]:
 
 
 def run_module(module: nn.Module, *args) -> dict:
-    """module(*args) without gradients, on copies of the tensors, as {"output": ..., "error": None}, or the error it
-    raised as text (a judge turns it into advice). A tuple output keeps its first element (e.g. (output, attention
-    weights)).
+    """module(*args) without gradients, on copies of the tensors, as {"output": ..., "error": None, "type": ...}, or
+    the error it raised as text (a judge turns it into advice). A tuple output keeps its first element (e.g. (output,
+    attention weights)); "type" names what forward returned (e.g. "Tensor", "tuple").
 
     >>> run_module(nn.Linear(2, 1), torch.ones(1, 2))["output"].shape, run_module(nn.Linear(2, 1), 3)["error"][:9]
     (torch.Size([1, 1]), 'TypeError')
@@ -229,29 +232,32 @@ def run_module(module: nn.Module, *args) -> dict:
     try:
         with torch.no_grad():
             out = module(*args)
+        returned = type(out).__name__
         if isinstance(out, tuple) and len(out) and isinstance(out[0], torch.Tensor) and out[0].dim() == 3:
             out = out[0]
-        return {"output": out, "error": None}
+        return {"output": out, "error": None, "type": returned}
     except Exception as error:  # the judge turns this into advice
-        return {"output": None, "error": f"{type(error).__name__}: {error}"}
+        return {"output": None, "error": f"{type(error).__name__}: {error}", "type": None}
 
 
 def train_and_eval_runs(module: nn.Module, *args, seed: int = 0) -> dict:
     """The module on the same inputs: twice in eval mode, and in training mode with every dropout call recorded
     (under a fixed global seed), and once more with those calls switched off. Returns plain data: {"eval": [out, out],
-    "train": out, "hidden_dropout": whether training mode still differs then, "calls": [...]} with the
-    raw recorded calls (judges use `dropout_summary`-like views; tensors are converted by core.to_plain).
+    "train": out, "errors": [the eval and training runs' errors, or None], "hidden_dropout": whether training mode
+    still differs then, "calls": [...]} with the raw recorded calls (judges use `dropout_summary`-like views; tensors
+    are converted by core.to_plain).
 
     >>> runs = train_and_eval_runs(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)), torch.ones(1, 3))
     >>> len(runs["calls"]), runs["calls"][0]["training"]
     (1, True)
     """
     module.eval()
-    evaluations = [run_module(module, *args)["output"] for _ in range(2)]
+    runs = [run_module(module, *args) for _ in range(2)]
     module.train()
     torch.manual_seed(seed)
     with recorded_dropout() as calls:
-        train = run_module(module, *args)["output"]
+        runs.append(run_module(module, *args))
+    evaluations, train = [run["output"] for run in runs[:2]], runs[2]["output"]
     torch.manual_seed(seed)
     with recorded_dropout(switched_off=True):  # what is left is dropout inside a fused kernel (e.g. SDPA's dropout_p)
         unrecorded = run_module(module, *args)["output"]
@@ -259,7 +265,8 @@ def train_and_eval_runs(module: nn.Module, *args, seed: int = 0) -> dict:
     hidden = isinstance(unrecorded, torch.Tensor) and isinstance(evaluations[0], torch.Tensor) and \
         unrecorded.shape == evaluations[0].shape and not torch.allclose(unrecorded, evaluations[0], atol=1e-6)
     return {"eval": evaluations, "train": train, "hidden_dropout": bool(hidden),
-            "calls": [{key: call[key] for key in ("p", "training", "shape", "non_finite", "rows_sum_to_one")}
+            "errors": [run["error"] for run in runs],
+            "calls": [{key: call[key] for key in ("p", "training", "inplace", "shape", "non_finite", "rows_sum_to_one")}
                       for call in calls]}
 
 
@@ -271,7 +278,11 @@ def eval_mode_problem(runs: dict) -> str | None:
     """
     first, second = runs["eval"]
     if not all(isinstance(value, np.ndarray) for value in (first, second, runs["train"])):
-        return "fix the errors reported by the other tests first"
+        errors = [error for error in runs.get("errors", ()) if error]
+        if errors and isinstance(first, np.ndarray):
+            return f"in training mode your code raised {errors[-1]} (in eval mode it ran)"
+        raised = f" (your code raised {errors[0]})" if errors else ""
+        return "fix the errors reported by the other tests first" + raised
     if not np.array_equal(first, second):
         return ("in eval mode two calls on the same input gave different outputs: dropout is still active. Use "
                 "nn.Dropout modules (they follow model.eval()), or pass training=self.training to F.dropout")

@@ -19,16 +19,30 @@ from coursekit.checks.sampling_filters import reference, rounded
 DRAWS = 4000
 SAMPLE_LOGITS = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # not sorted: positions are not ids
 SAMPLE_V = SAMPLE_LOGITS.numel()
+TIED_LOGITS = torch.tensor([1.0, -1.0, 2.0, 0.0, 1.4, -2.0, 1.0, -0.5])  # the 3rd and 4th most likely tie
+GREEDY_ROWS = 200  # rows of the greedy-ties and global-RNG probes
+ONE_ROW_CALLS = 40  # the most likely token (p = 0.41) comes out 40 times in a row with probability 3e-16
+LARGE_V = 300  # a vocabulary over 256
 TOLERANCE = 0.035  # total variation distance; the sampling noise of 4000 draws is about 0.015
 CLAMPS = (5.0, 10.0, 20.0, 30.0, 50.0)  # the bounds students clamp logits to "for stability"
 
 
-def _sample_logits() -> torch.Tensor:
+def _sample_logits(logits: torch.Tensor = SAMPLE_LOGITS) -> torch.Tensor:
     """The distribution every draw comes from: SAMPLE_LOGITS in a notebook; permuted and shifted in a grading run."""
     if is_public():
-        return SAMPLE_LOGITS.clone()
+        return logits.clone()
     rng = probe_rng()
-    return SAMPLE_LOGITS[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
+    return logits[torch.from_numpy(rng.permutation(SAMPLE_V))] + float(rng.uniform(-3, 3))
+
+
+def _tied_logits() -> torch.Tensor:
+    return _sample_logits(TIED_LOGITS)
+
+
+def _exactly_three(logits: torch.Tensor) -> torch.Tensor:
+    """What a top-k keeping exactly k = 3 tokens (torch.topk's indices) samples from: one of the tied is dropped."""
+    kept = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, logits.topk(3).indices, True)
+    return logits.masked_fill(~kept, float("-inf")).softmax(-1)
 
 
 # Powers of two, exact in float32: the two most likely tokens hold exactly 0.75, so top_p=0.75 keeps those two only.
@@ -191,6 +205,11 @@ UNIFORM = ("every token came out about equally often: the weights given to torch
            "(clamped or constant weights?); pass it torch.softmax(logits, dim=-1)")
 AFTER_SAMPLING = ("the filter was applied after sampling (a token outside the top k replaced by the most likely "
                   "one): filter the logits first, then sample from their softmax")
+TOP_P_AFTER_TOP_K = ("top-p had no effect after top-k (the draws follow the 4 tokens top-k keeps, not their nucleus), "
+                     "although it works alone: is top_p applied only when top_k is not (an elif: apply each filter "
+                     "that is given, one after the other)? or does your top_p_filter break on the rows top_k_filter "
+                     "hands on, which hold -inf? the mean of such a row, or -inf - (-inf), is NaN (e.g. logits - "
+                     "logits.mean()), and NaN drops nothing")
 MULTIPLIED = "the logits are multiplied by the temperature; divide them by it"
 NO_TEMPERATURE = ("temperature has no effect on what is sampled: divide the logits by it before the softmax "
                   "(dividing the probabilities changes nothing, torch.multinomial renormalises them)")
@@ -268,6 +287,85 @@ def _validation_judge(names: tuple[str, ...], hint: str):
 FILTERED = {"temperature": 2.0, "top_k": 5, "top_p": 0.9}
 
 
+def _tied_greedy_logits() -> tuple[torch.Tensor, list[int]]:
+    """A row whose two largest logits are tied, and the two tied ids (argmax gives the first)."""
+    row = _sample_logits()
+    tied = sorted(row.topk(2).indices.tolist())
+    return row.masked_fill(torch.isin(torch.arange(SAMPLE_V), torch.tensor(tied)), float(row.max())), tied
+
+
+def _greedy_ties_probe(sample) -> dict:
+    """Greedy on GREEDY_ROWS rows with a tied maximum: the ids, and the generator's state before and after."""
+    generator = torch.Generator().manual_seed(0)
+    before = generator.get_state()
+    out = sample(_tied_greedy_logits()[0].expand(GREEDY_ROWS, -1).clone(), temperature=0.0, generator=generator)
+    return {"ids": out if isinstance(out, torch.Tensor) else describe(out), "before": before,
+            "after": generator.get_state()}  # the judge compares the states itself
+
+
+def _greedy_ties_judge(got) -> str | None:
+    ids, tied = got["ids"], _tied_greedy_logits()[1]
+    if not isinstance(ids, np.ndarray) or ids.shape != (GREEDY_ROWS,):
+        return "sample_next_token(logits, temperature=0) should return one id per row (see the tests above)"
+    if not (ids == tied[0]).all():
+        return (f"with tokens {tied} tied for the largest logit, temperature=0 gave {sorted(set(ids.tolist()))}: "
+                f"greedy decoding is logits.argmax(dim=-1), which always gives the first of tied maxima ({tied[0]}); "
+                f"sampling with top_k=1 keeps every tied token and draws among them")
+    if not (isinstance(got["before"], np.ndarray) and isinstance(got["after"], np.ndarray)
+            and np.array_equal(got["before"], got["after"])):
+        return ("sample_next_token(logits, temperature=0, generator=generator) drew from the generator: greedy "
+                "decoding uses no randomness, so return logits.argmax(dim=-1) before any sampling (the later draws "
+                "of that generator must not change because one step was greedy)")
+    return None
+
+
+def _global_rng_probe(sample) -> list:
+    """Two calls without a generator, under different global seeds: both draw from the global RNG, so they differ."""
+    batch = _sample_logits().expand(GREEDY_ROWS, -1).clone()
+    return [out if isinstance(out, torch.Tensor) else describe(out)
+            for out in with_global_rng_perturbed(lambda: sample(batch.clone()))]
+
+
+def _global_rng_judge(got) -> str | None:
+    if not all(isinstance(out, np.ndarray) and out.shape == (GREEDY_ROWS,) for out in got):
+        return f"sample_next_token(logits) should return one id per row (see the tests above); got {got[0]}"
+    if np.array_equal(*got):
+        return (f"two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
+                f"{GREEDY_ROWS} tokens: with generator=None draw from the global RNG (torch.multinomial(probs, 1, "
+                f"generator=None) does), not from a new torch.Generator(), which starts from the same seed every time")
+    return None
+
+
+def _any_row_probe(sample) -> dict:
+    """ONE_ROW_CALLS calls on one row (seeds 0, 1, ...), and a batch over a vocabulary of LARGE_V tokens."""
+    one_row = _sample_logits()[None]
+    ids = []
+    for seed in range(ONE_ROW_CALLS):
+        out = _call_sample(sample, one_row.clone(), {}, seed=seed)
+        ids.append(out if isinstance(out, torch.Tensor) else describe(out))
+    large = torch.full((4, LARGE_V), -10.0).index_fill(-1, torch.tensor([LARGE_V - 10]), 10.0)
+    out = _call_sample(sample, large, {}, seed=0)
+    return {"one_row": ids, "large": out if isinstance(out, torch.Tensor) else describe(out)}
+
+
+def _any_row_judge(got) -> str | None:
+    ids = [out.reshape(-1).tolist() for out in got["one_row"] if isinstance(out, np.ndarray) and out.size == 1]
+    if len(ids) != ONE_ROW_CALLS:
+        return "for one row of logits sample_next_token should return one id (see the test above)"
+    best = int(_sample_logits().argmax())
+    if all(id_ == [best] for id_ in ids):
+        return (f"for a batch of one row, {ONE_ROW_CALLS} calls with differently seeded generators all returned the "
+                f"most likely token {best}: one row is sampled like any other (GPT.generate calls the sampler on "
+                f"(1, vocab) logits)")
+    large = got["large"]
+    if not (isinstance(large, np.ndarray) and large.shape == (4,) and (large == LARGE_V - 10).all()):
+        shown = sorted(set(large.reshape(-1).tolist())) if isinstance(large, np.ndarray) else large
+        return (f"with a vocabulary of {LARGE_V} tokens where token {LARGE_V - 10} has practically all the "
+                f"probability, sample_next_token returned {shown}: ids go up to vocab - 1 (no % or clamp to a fixed "
+                f"size; the course's tokenizer has 512 tokens)")
+    return None
+
+
 def _one_row_probe(sample) -> dict:
     """generate calls the sampler on (1, vocab) logits and appends next_token[:, None]: one id per row, even then."""
     outputs = {}
@@ -343,6 +441,8 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, temperature=0)", _greedy, tolerance=1e-9,
                               error_hint="temperature=0 means greedy decoding: return logits.argmax(dim=-1) before "
                                          "applying the temperature (dividing by 0 is not defined)"), weight=0.3),
+        Test("temperature=0 with a tied maximum: the first argmax, no generator draws", _greedy_ties_probe,
+             _greedy_ties_judge, weight=0.2),
         Test("temperature=0.01 is practically argmax", _draws({"temperature": 0.01}),
              _frequency_judge("sample_next_token(logits, temperature=0.01)", _greedy,
                               ((NO_TEMPERATURE, _probs()), (MULTIPLIED, _probs(temperature=100.0))),
@@ -360,6 +460,11 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, top_k=3)", _probs(top_k=3), (
                  ("top_k is ignored: apply top_k_filter when top_k is not None", _probs()),
                  (POSITIONS, _positions(3)), (AFTER_SAMPLING, _sampled_then_filtered(3)))), weight=2),
+        Test("top_k=3 keeps a token tied with the 3rd most likely", _draws({"top_k": 3}, distribution=_tied_logits),
+             _frequency_judge("sample_next_token(logits whose 3rd and 4th largest tie, top_k=3)", _probs(top_k=3), ((
+                 "exactly 3 tokens were kept, though the 4th ties with the 3rd: top-k keeps every logit >= the k-th "
+                 "largest value (check top_k_filter, and that sample_next_token uses it)", _exactly_three),),
+                 distribution=_tied_logits), weight=0.5),
         Test("top_p=0.6 never samples outside the nucleus", _draws({"top_p": 0.6}),
              _frequency_judge("sample_next_token(logits, top_p=0.6)", _probs(top_p=0.6), (
                  ("top_p is ignored: apply top_p_filter when top_p is not None", _probs()),)), weight=2),
@@ -368,11 +473,12 @@ check_sample = Check(
              _frequency_judge("sample_next_token(logits, temperature=2, top_p=0.6)", _probs(2.0, None, 0.6), ((
                  ("top-p was applied before the temperature: divide by the temperature first, then filter (the "
                   "nucleus is that of the distribution you sample from)"), _top_p_first(2.0, 0.6)),)), weight=5),
-        Test("top_k=3 with top_p=0.7: top-k first, then the nucleus of what is left",
-             _draws({"top_k": 3, "top_p": 0.7}),
-             _frequency_judge("sample_next_token(logits, top_k=3, top_p=0.7)", _probs(1.0, 3, 0.7), ((
-                 ("top-p was applied before top-k: filter with top-k first, then take the nucleus of the tokens "
-                  "that are left (temperature, then top-k, then top-p)"), _top_p_then_top_k(3, 0.7)),)), weight=2),
+        Test("top_k=4 with top_p=0.7: top-k first, then the nucleus of what is left",
+             _draws({"top_k": 4, "top_p": 0.7}),
+             _frequency_judge("sample_next_token(logits, top_k=4, top_p=0.7)", _probs(1.0, 4, 0.7), (
+                 (TOP_P_AFTER_TOP_K, _probs(1.0, 4)),
+                 (("top-p was applied before top-k: filter with top-k first, then take the nucleus of the tokens "
+                   "that are left (temperature, then top-k, then top-p)"), _top_p_then_top_k(4, 0.7)))), weight=2),
         Test("top_p exactly at a boundary: the tokens before hold exactly p", _draws({"top_p": 0.75},
                                                                                 distribution=_boundary_logits),
              _frequency_judge("sample_next_token(logits of powers of 2, top_p=0.75)", _probs(top_p=0.75), ((
@@ -385,7 +491,10 @@ check_sample = Check(
                  (GREEDY, _greedy),), clamped=_clamped_large), weight=1),
         Test("sampling uses the generator it is given", _generator_probe({}), _generator_judge({}), weight=2),
         Test("with temperature, top_k and top_p too", _generator_probe(FILTERED), _generator_judge(FILTERED), weight=1),
+        Test("without a generator, the global RNG", _global_rng_probe, _global_rng_judge, weight=0.3),
         Test("a batch of one row gives shape (1,)", _one_row_probe, _one_row_judge, weight=0.3,
+             needs_right_outputs=True),
+        Test("a batch of one row is sampled too; ids above 255", _any_row_probe, _any_row_judge, weight=0.1,
              needs_right_outputs=True),
         Test("token ids are torch.long", _dtype_probe, _dtype_judge, weight=0.05, needs_right_outputs=True),
         Test("the logits passed in are left as they are", _in_place_probe, _in_place_judge, weight=0.1,

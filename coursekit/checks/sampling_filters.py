@@ -129,22 +129,24 @@ def _argument(value) -> str:
 
 
 def filter_test(name: str, inputs, call: str, expected, mistakes=(), weight: float = 1.0, accept=None,
-                scaled: bool = False) -> Test:
+                scaled: bool = False, diagnose=None) -> Test:
     """A test of a filter on inputs() -> (logits, argument). expected(logits, argument) -> logits (the reference);
     accept(output, logits, argument) -> bool replaces the comparison with it where several answers are right;
-    mistakes: (message, variant(logits, argument)) pairs, named when the output matches the variant; scaled: the
-    argument is a temperature, and logits divided by another number are named with that number."""
+    mistakes: (message, variant(logits, argument)) pairs, named when the output matches the variant; diagnose(output,
+    logits, argument) -> message or None names a mistake no single variant describes; scaled: the argument is a
+    temperature, and logits divided by another number are named with that number."""
     def probe(function):
         return _run(function, *inputs())
 
     def judge(got):
         logits, argument = inputs()
         return _filter_mistake(got, call.format(_argument(argument)), logits, argument, expected, mistakes, accept,
-                               scaled)
+                               scaled, diagnose)
     return Test(name, probe, judge, weight)
 
 
-def _filter_mistake(got, what, logits, argument, expected, mistakes, accept, scaled=False) -> str | None:
+def _filter_mistake(got, what, logits, argument, expected, mistakes, accept, scaled=False,
+                    diagnose=None) -> str | None:
     if got["error"]:
         if "out of range" in got["error"] and argument > logits.size(-1):
             return (f"{what}: k = {argument} is more than the {logits.size(-1)} tokens of a row, so torch.topk "
@@ -168,6 +170,9 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept, sca
     if accept(out, logits, argument) if accept else _same_distribution(out, wanted):
         return None
     if np.isnan(out).any():
+        if torch.isneginf(logits).any():
+            return (f"{what} gives NaN on rows that already hold -inf (as top_k_filter leaves them): the mean of such "
+                    f"a row, or -inf - (-inf), is NaN; torch.sort and torch.softmax handle -inf as it is")
         if float(logits.abs().max()) > 50:
             return (f"{what} gives NaN for logits around {round(float(logits.max()))}: exp of such logits overflows "
                     f"(or underflows to 0 / 0). Use torch.softmax, which subtracts each row's maximum first")
@@ -178,6 +183,9 @@ def _filter_mistake(got, what, logits, argument, expected, mistakes, accept, sca
     for message, variant in mistakes:
         if _same_distribution(out, variant(logits, argument)):
             return f"{what}: {message}"
+    diagnosis = diagnose(out, logits, argument) if diagnose else None
+    if diagnosis:
+        return f"{what}: {diagnosis}"
     divisor = _divisor(out, logits) if scaled else None
     if divisor is not None:
         return (f"{what}: the logits were divided by {_significant(divisor):g}, not by the temperature "
@@ -210,16 +218,22 @@ def _divisor(out: np.ndarray, logits: torch.Tensor) -> float | None:
     return scale if scale > 0 and torch.allclose(got * scale, given, atol=1e-4, rtol=1e-4) else None
 
 
-def dtype_test(name: str, call: str, argument) -> Test:
-    """float32 logits in, float32 logits out (GPT.generate and the sampler work in float32)."""
-    def judge(got):
-        if got["error"] or not isinstance(got["output"], np.ndarray):
-            return f"{call} raised {got['error']}" if got["error"] else f"{call} should return a tensor of logits"
-        if got["output"].dtype != np.float32:
-            return (f"{call} turned float32 logits into {got['output'].dtype}: keep the dtype of the logits (no "
-                    f".double(), numpy or Python floats in between)")
-        return None
-    return Test(name, lambda f: _run(f, LOGITS.clone(), argument), judge, weight=0.05, needs_right_outputs=True)
+def dtype_tests(call: str, argument) -> list[Test]:
+    """float32 logits in, float32 out; float64 in, float64 out. A filter hands its logits to the next filter and to
+    the sampler (GPT.generate works in float32, a float64 caller expects float64 back), so it keeps their dtype; what
+    is computed for a reader to look at (06's similarity matrix and tables) may come back in any floating dtype."""
+    def judge_for(dtype: str):
+        def judge(got):
+            if got["error"] or not isinstance(got["output"], np.ndarray):
+                return f"{call} raised {got['error']}" if got["error"] else f"{call} should return a tensor of logits"
+            if got["output"].dtype != np.dtype(dtype):
+                return (f"{call} turned {dtype} logits into {got['output'].dtype}: keep the dtype of the logits (no "
+                        f".float(), .double(), numpy or Python floats in between)")
+            return None
+        return judge
+    return [Test(f"{dtype} logits stay {dtype}", lambda f, dtype=dtype: _run(f, LOGITS.to(getattr(torch, dtype)),
+                                                                             argument),
+                 judge_for(dtype), weight=0.05, needs_right_outputs=True) for dtype in ("float32", "float64")]
 
 
 # ---------------------------------------------------------------- temperature
@@ -267,7 +281,7 @@ check_temperature = Check(
           for name, public, low, high in (("very low", 0.1, 0.02, 0.15), ("very high", 10.0, 8.0, 25.0))),
         filter_test("logits around 100 and -120", _large_temperature_case, "apply_temperature(large logits, {})",
                      lambda x, t: x / t, _temperature_mistakes(), weight=0.5, scaled=True),
-        dtype_test("float32 logits stay float32", "apply_temperature(float32 logits, 0.5)", 0.5),
+        *dtype_tests("apply_temperature(logits, 0.5)", 0.5),
         Test("temperature 0 raises a ValueError naming it", lambda f: raises(f, LOGITS, 0.0),
              error_judge("apply_temperature(logits, 0)", "temperature"), weight=0.05,
              needs_right_outputs=True),

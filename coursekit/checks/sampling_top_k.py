@@ -1,19 +1,19 @@
 """Checks for notebook 05, part 2: top_k_filter keeps the k largest logits of each row.
 
-Ties at the k-th value have two right answers (every tied token kept, as the notebook's `logits < kth` does, or
-exactly k); `_valid_top_k` accepts both. How a filter is checked: sampling_filters.py.
+Ties at the k-th value stay: the notebook sets every logit *below* the k-th largest to -inf (Hint 1: "ties with the
+k-th stay"), so a tied token is as likely as the k-th and is kept; keeping exactly k (a mask scattered from
+torch.topk's indices) drops some of them and is named. How a filter is checked: sampling_filters.py.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_public, probe_rng
-from coursekit.checks.sampling_filters import (LOGITS, dtype_test, error_judge, filter_case, filter_test, keep_only,
-                                               raises, reference)
+from coursekit.checks.probing import large_magnitudes
+from coursekit.checks.sampling_filters import (LOGITS, _significant, dtype_tests, error_judge, filter_case,
+                                               filter_test, keep_only, random_logits, raises, reference, rounded)
 
 
 def _rank(logits: torch.Tensor) -> torch.Tensor:
@@ -21,21 +21,21 @@ def _rank(logits: torch.Tensor) -> torch.Tensor:
     return logits.argsort(dim=-1, descending=True).argsort(dim=-1)
 
 
-def _valid_top_k(out: np.ndarray, logits: torch.Tensor, k: int) -> bool:
-    """Every logit above the k-th largest kept, every one below dropped, and the ones tied with it either all kept
-    ("every logit below the k-th largest is -inf", the notebook's wording) or as many as make exactly k."""
+def _exactly_k(out: np.ndarray, logits: torch.Tensor, k: int) -> str | None:
+    """The mistake of keeping exactly k per row where other tokens tie with the k-th largest, or None."""
     vocab = logits.size(-1)
-    out, logits = torch.from_numpy(out).double().reshape(-1, vocab), logits.double().reshape(-1, vocab)
+    kept, logits = ~np.isneginf(out.reshape(-1, vocab)), logits.reshape(-1, vocab)
     kth = torch.topk(logits, min(k, vocab), dim=-1).values[:, -1:]
-    kept = ~torch.isneginf(out)
-    above, tied = logits > kth, logits == kth
-    for row_kept, row_above, row_tied in zip(kept, above, tied):
-        if (row_kept & ~(row_above | row_tied)).any() or (row_above & ~row_kept).any():
-            return False
-        if not (row_kept[row_tied].all() or int(row_kept.sum()) == min(k, vocab)):
-            return False
-    return torch.allclose(out.masked_fill(~kept, -math.inf).softmax(-1),
-                          logits.masked_fill(~kept, -math.inf).softmax(-1), atol=1e-6)
+    above, tied = (logits > kth).numpy(), (logits == kth).numpy()
+    dropped_ties = np.flatnonzero((tied & ~kept).any(-1))
+    if (kept & ~(above | tied)).any() or (above & ~kept).any() or not (kept.sum(-1) == min(k, vocab)).all() \
+            or len(dropped_ties) == 0:
+        return None
+    row = int(dropped_ties[0])
+    return (f"exactly k tokens were kept, but in {rounded(logits[row])} other tokens tie with the k-th largest "
+            f"({_significant(float(kth[row]))}) and were dropped: ties with the k-th stay (as likely as a kept "
+            f"token), so keep every logit >= the k-th largest, masked_fill(logits < kth, -inf), rather than "
+            f"exactly the k indices torch.topk returns")
 
 
 def _top_k_mistakes():
@@ -89,25 +89,55 @@ def _tied_case():
     return torch.from_numpy(rng.integers(-2, 3, size=(3, 7))).float(), int(rng.integers(2, 5))
 
 
+# Tokens near 100 and near -120 in the same row: past the first few, every probability underflows to 0 in float32.
+SPREAD = torch.tensor([[100.0, -120.0, -121.0, -30.0, 99.0, -119.5, 98.0],
+                       [-118.0, 97.5, -45.0, -122.0, 100.0, -60.0, -119.0]])
+UNDERFLOW = ("the k-th largest was found among the probabilities: for logits from 100 down to -120 the probabilities "
+             "of the unlikely tokens underflow to 0, so they all tie with a k-th probability of 0 and nothing is "
+             "dropped; compare the logits themselves with the k-th largest logit")
+
+
+def _on_probabilities(x, k):
+    probs = x.softmax(-1)
+    return keep_only(x, probs >= probs.topk(min(k, x.size(-1)), dim=-1).values[..., -1:])
+
+
+def _spread_case():
+    """(logits, k): 2-4 tokens near 100 per row, the rest far below (one around -40, the others around -120), and a
+    k that reaches past the tokens near 100 (the public SPREAD and k = 4, or drawn from the test's rng)."""
+    if is_public():
+        return SPREAD.clone(), 4
+    rng = probe_rng()
+    logits = random_logits(rng)
+    high, low = large_magnitudes(logits)
+    top = int(rng.integers(2, 5))
+    rank = logits.argsort(dim=-1, descending=True).argsort(dim=-1)
+    spread = torch.where(rank < top, high, low)
+    return torch.where(rank == top, spread + 80.0, spread), min(top + int(rng.integers(1, 3)), logits.size(-1) - 1)
+
+
 check_top_k = Check(
     exercise="top_k",
     expects=["a function top_k_filter(logits, k) -> logits"],
     tests=[
         filter_test("top_k_filter keeps the k largest logits of each row",
                      filter_case(LOGITS, 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
-                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=6, accept=_valid_top_k),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=6, diagnose=_exactly_k),
         filter_test("k = 1 keeps only the largest", filter_case(LOGITS, 1, lambda rng, x: 1),
-                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=2, accept=_valid_top_k),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=2, diagnose=_exactly_k),
         filter_test("ties at the k-th largest value", _tied_case, "top_k_filter(logits with ties, {})", _top_k,
-                     _top_k_mistakes(), weight=0.5, accept=_valid_top_k),
+                     _top_k_mistakes(), weight=0.5, diagnose=_exactly_k),
+        filter_test("logits from 100 down to -120 in one row (probabilities underflow)", _spread_case,
+                     "top_k_filter(logits from 100 to -120, {})", _top_k, ((UNDERFLOW, _on_probabilities),
+                                                                          *_top_k_mistakes()), weight=0.5),
         filter_test("one distribution (a 1-D tensor) works too",
                      filter_case(LOGITS[1], 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
                      "top_k_filter on a 1-D tensor of logits, k={}", _top_k, _top_k_mistakes(), weight=0.5,
-                     accept=_valid_top_k),
+                     diagnose=_exactly_k),
         filter_test("k larger than the vocabulary keeps every token",  # 5 tokens here: not the 7 of the others
                      filter_case(LOGITS[:, 1:6], 50, lambda rng, x: int(rng.integers(x.size(-1) + 1, 100))),
                      "top_k_filter(logits, {}) with fewer tokens than k", lambda x, k: x, _fixed_counts(), weight=0.1),
-        dtype_test("float32 logits stay float32", "top_k_filter(float32 logits, 3)", 3),
+        *dtype_tests("top_k_filter(logits, 3)", 3),
         *(Test(f"k = {k} raises a ValueError naming k", lambda f, k=k: raises(f, LOGITS, k),
                error_judge(f"top_k_filter(logits, {k})", "k"), weight=0.05, needs_right_outputs=True) for k in (0, -2)),
     ],

@@ -14,7 +14,7 @@ import torch
 
 from coursekit.checks.core import Check, Test, is_public, probe_rng
 from coursekit.checks.probing import large_magnitudes
-from coursekit.checks.sampling_filters import (_run, dtype_test, error_judge, filter_case, filter_test, keep_only,
+from coursekit.checks.sampling_filters import (_run, dtype_tests, error_judge, filter_case, filter_test, keep_only,
                                                random_logits, raises, reference, rounded)
 
 
@@ -112,6 +112,45 @@ def _boundary_case():
     return rows, float(rng.choice([0.5, 0.75]))
 
 
+def _minus_inf_case():
+    """(logits, p): rows that already hold -inf, as top_k_filter leaves them (sample_next_token's usual input)."""
+    logits, p = (NUCLEUS.clone(), 0.6) if is_public() else (random_logits(probe_rng()), _secret_p(probe_rng(), None))
+    dropped = 2 if is_public() else int(probe_rng().integers(1, logits.size(-1) - 3))
+    rank = logits.argsort(dim=-1).argsort(dim=-1)  # 0 for the smallest
+    return logits.masked_fill(rank < dropped, -math.inf), p
+
+
+MINUS_INF = ("on rows that already hold -inf (as top_k_filter leaves them, the usual input in sample_next_token) "
+             "nothing was dropped: is a NaN in between? the mean of such a row, or -inf - (-inf), is NaN (e.g. "
+             "logits - logits.mean()), and NaN compares False with everything; torch.sort and torch.softmax "
+             "handle -inf as it is, no centring needed")
+
+
+# Logits near 100, where float16 is 0.06 apart: rounded to half precision, the cumulative sums before the second and
+# third tokens of the first row (0.4 and 0.7 in float32) move by about 2e-3, across the p values chosen.
+NEAR_100 = NUCLEUS - NUCLEUS.amax(-1, keepdim=True) + 100
+
+
+def _near_100_case():
+    if is_public():
+        return NEAR_100.clone(), 0.401
+    rng = probe_rng()
+    rows = torch.stack([row[torch.from_numpy(rng.permutation(row.numel()))] for row in NEAR_100])
+    return rows, float(rng.choice([0.401, 0.699]))
+
+
+def _in_half_precision(x, p):
+    sorted_logits, order = x.sort(dim=-1, descending=True)
+    probs = sorted_logits.half().softmax(-1).float()
+    keep = probs.cumsum(-1) - probs < p
+    return keep_only(x, keep.scatter(-1, order, keep))
+
+
+HALF = ("the nucleus is that of probabilities rounded to half precision (.half()): float16 keeps about 3 digits, so "
+        "near logits of 100 the cumulative sums are off by about 2e-3 and a token near p is kept or dropped wrongly; "
+        "compute the softmax and cumsum in the dtype of the logits")
+
+
 def _half_judge(got) -> str | None:
     """Half-precision logits (as a model run in float16 gives): float16 out, the nucleus of the float32 reference,
     the kept logits unchanged to float16's precision."""
@@ -144,6 +183,12 @@ check_top_p = Check(
                      "top_p_filter(logits, {})", _top_p, _top_p_mistakes(), weight=3),
         filter_test("logits around 100 and -120 (exp overflows)", _large_case, "top_p_filter(large logits, {})",
                      _top_p, ((OVERFLOW, lambda x, p: x), *_top_p_mistakes()), weight=1),
+        filter_test("rows that already hold -inf (after top-k)", _minus_inf_case,
+                     "top_p_filter(logits holding -inf, {})", _top_p, ((MINUS_INF, lambda x, p: x), *_top_p_mistakes()),
+                     weight=1),
+        filter_test("logits near 100, p close to a cumulative sum (precision)", _near_100_case,
+                     "top_p_filter(logits near 100, {})", _top_p, ((HALF, _in_half_precision), *_top_p_mistakes()),
+                     weight=0.2),
         filter_test("exactly at the boundary: the tokens before hold exactly p", _boundary_case,
                      "top_p_filter(logits of powers of 2, {})", _top_p, _top_p_mistakes(), weight=0.5),
         filter_test("one distribution (a 1-D tensor) works too", filter_case(NUCLEUS[1], 0.6, _secret_p),
@@ -156,7 +201,7 @@ check_top_p = Check(
                           "likely token", lambda x, p: x)), weight=0.1),
         filter_test("p = 1 keeps every token", filter_case(NUCLEUS, 1.0, lambda rng, x: 1.0),
                     "top_p_filter(logits, {})", lambda x, p: x, weight=0.1),
-        dtype_test("float32 logits stay float32", "top_p_filter(float32 logits, 0.6)", 0.6),
+        *dtype_tests("top_p_filter(logits, 0.6)", 0.6),
         Test("float16 logits stay float16, with the same nucleus", lambda f: _run(f, NUCLEUS.half(), 0.6),
              _half_judge, weight=0.05, needs_right_outputs=True),
         *(Test(f"p = {p} raises a ValueError naming p", lambda f, p=p: raises(f, NUCLEUS, p),

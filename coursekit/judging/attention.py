@@ -41,8 +41,8 @@ def weights(q, k, variant: str, n_embd: int) -> torch.Tensor:
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)
     n = scores.size(-1)
     future = ~torch.ones(n, n, dtype=torch.bool).tril()
-    if variant == "mask with 0":
-        return scores.masked_fill(future, 0.0).softmax(dim=-1)
+    if variant.startswith("mask with "):  # "mask with 0", "mask with -10": a finite number instead of -inf
+        return scores.masked_fill(future, float(variant.split()[-1])).softmax(dim=-1)
     if variant == "softmax over the queries":
         return scores.masked_fill(future, float("-inf")).softmax(dim=-2).nan_to_num(0.0)
     if variant == "sees the next token":
@@ -91,8 +91,8 @@ def cross(S1, S2, W_Q, W_K, W_V, variant: str = "") -> torch.Tensor:
         return cross_attention(S1, S2, W_Q, W_K, W_V)
     if variant == "no scaling":
         return cross_attention(S1, S2, W_Q * math.sqrt(d_k), W_K, W_V)
-    if variant == "sqrt(d_v)":
-        return cross_attention(S1, S2, W_Q * math.sqrt(d_k / d_v), W_K, W_V)
+    if variant in ("sqrt(d_v)", "sqrt(2)"):  # divided by sqrt(d_v), or by a fixed sqrt(2)
+        return cross_attention(S1, S2, W_Q * math.sqrt(d_k / (d_v if variant == "sqrt(d_v)" else 2)), W_K, W_V)
     if variant in ("1/d_k", "times sqrt(d_k)", "1/sqrt(d)"):  # the reference divides by sqrt(d_k)
         factor = {"1/d_k": 1 / math.sqrt(d_k), "times sqrt(d_k)": d_k, "1/sqrt(d)": math.sqrt(d_k / S1.size(1))}
         return cross_attention(S1, S2, W_Q * factor[variant], W_K, W_V)

@@ -145,3 +145,17 @@ def loss_candidates(logits, idx, targets) -> dict:
             "shifted again": F.cross_entropy(logits[:, :-1].reshape(-1, V), targets[:, 1:].reshape(-1)).item(),
             "inputs as targets": F.cross_entropy(logits.reshape(-1, V), idx.reshape(-1)).item(),
             "probabilities": F.cross_entropy(logits.softmax(-1).reshape(-1, V), targets.reshape(-1)).item()}
+
+
+def embedding_gradients(idx, targets, wte, wpe, ln_f: dict, head: dict) -> dict:
+    """The gradients of the n_layer=0 loss (LM head tied to wte) with respect to wte, wpe and ln_f's gain and bias
+    (those it has), keyed "wte", "wpe", "ln_f weight" and "ln_f bias"."""
+    leaves = {"wte": wte, "wpe": wpe, "ln_f weight": ln_f["weight"], "ln_f bias": ln_f["bias"]}
+    leaves = {name: torch.as_tensor(leaf).clone().requires_grad_(True) for name, leaf in leaves.items()
+              if leaf is not None}
+    norm = {"weight": leaves.get("ln_f weight"), "bias": leaves.get("ln_f bias")}
+    with torch.enable_grad():
+        logits = head_logits(embedded(idx, leaves["wte"], leaves["wpe"]), norm,
+                             {"weight": leaves["wte"], "bias": head["bias"]})
+        F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).backward()
+    return {name: leaf.grad for name, leaf in leaves.items()}
