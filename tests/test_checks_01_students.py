@@ -222,6 +222,14 @@ def decode_skipping_unknown(ids, merges):
     return b"".join(vocab.get(i, b"") for i in ids).decode("utf-8", errors="replace")
 
 
+def decode_by_unmerging(ids, merges):
+    """Undo the merges, newest first, until only bytes are left: an unknown id ends in bytes()'s ValueError."""
+    ids = list(ids)
+    for (first, second), new_id in sorted(merges.items(), key=lambda item: -item[1]):
+        ids = [part for i in ids for part in ((first, second) if i == new_id else (i,))]
+    return bytes(ids).decode("utf-8", errors="replace")
+
+
 STUDENT_BUGS = {
     "pair_counts": [
         ("keys should be pairs", lambda ids: dict(Counter(ids))),
@@ -346,7 +354,7 @@ MORE_VALID = {
                    encoder(lambda counts, merges: min(counts, key=lambda p: (p not in merges, merges.get(p, 0)))),
                    lambda text, merges: by_rank(text, dict(sorted(merges.items(), key=lambda item: -item[1])))],
     "bpe_decode": [decode_recursively, decoder(pairs=lambda merges: sorted(merges.items(), key=lambda item: item[1])),
-                   lambda ids, merges: decode_recursively(list(ids), dict(merges))],
+                   lambda ids, merges: decode_recursively(list(ids), dict(merges)), decode_by_unmerging],
 }
 
 CHECKS = {name: getattr(checks, f"check_{name}") for name in STUDENT_BUGS}
