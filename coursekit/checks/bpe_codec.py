@@ -358,7 +358,7 @@ def _unknown_bpe_id_case() -> tuple[list[int], int]:
 def _unknown_bpe_id_mistake(result) -> str | None:
     ids, unknown = _unknown_bpe_id_case()
     return unknown_id_mistake(result, f"bpe_decode({ids}, merges)", unknown,
-                              f"bytes 0-255 and the merges' new ids 256-{255 + len(FIXED_MERGES)}", named=False)
+                              f"bytes 0-255 and the merges' new ids 256-{255 + len(FIXED_MERGES)}")
 
 
 check_bpe_decode = Check(
