@@ -43,6 +43,11 @@ def own_generator(self, start_id, num_new, generator=None):
     return bigram.generate_bigram(self, start_id, num_new, generator)
 
 
+def generator_or_a_new_one(self, start_id, num_new, generator=None):
+    generator = generator or torch.Generator()  # without a generator, every call gives the same ids
+    return bigram.generate_bigram(self, start_id, num_new, generator)
+
+
 def seeds_the_global_rng(self, start_id, num_new, generator=None):
     torch.manual_seed(42)
     return bigram.generate_bigram(self, start_id, num_new, None)
@@ -78,6 +83,35 @@ def as_a_tensor(self, start_id, num_new, generator=None):
     for _ in range(num_new):
         logits = self(model_input(self, int(ids[-1])))
         ids = torch.cat([ids, torch.multinomial(logits.log_softmax(-1).exp(), 1, generator=generator)[0]])
+    return ids
+
+
+def zero_d_tensors(self, start_id, num_new, generator=None):
+    ids = [start_id]
+    for _ in range(num_new):
+        ids.append(torch.multinomial(F.softmax(self(model_input(self, int(ids[-1]))), -1), 1, generator=generator)[0, 0])
+    return ids
+
+
+def capped_at_200(self, start_id, num_new, generator=None):
+    return bigram.generate_bigram(self, start_id, min(num_new, 200), generator)
+
+
+def by_stable_exp(self, start_id, num_new, generator=None):
+    """Softmax by hand, the largest logit subtracted first, and each id read with .item()."""
+    ids = [start_id]
+    for _ in range(num_new):
+        logits = self(model_input(self, ids[-1]))
+        weights = torch.exp(logits - logits.max(dim=-1, keepdim=True).values)
+        ids.append(torch.multinomial(weights / weights.sum(), 1, generator=generator).item())
+    return ids
+
+
+def by_log_softmax_in_double(self, start_id, num_new, generator=None):
+    ids = [start_id]
+    for _ in range(num_new):
+        probs = F.log_softmax(self(model_input(self, ids[-1])).double(), dim=-1).exp()
+        ids += torch.multinomial(probs, 1, generator=generator)[0].tolist()
     return ids
 
 
@@ -179,12 +213,13 @@ class LongIds(Embedding):
     def forward(self, ids):
         return self.output(self.activation(self.embedding(ids.to(torch.int64))))
 
-    generate = torch.no_grad()(as_a_tensor)
+    generate = torch.no_grad()(by_log_softmax_in_double)
 
 
 GENERATE_BUGS = [
     ("generators seeded differently gave the same ids", own_generator),
     ("generators seeded differently gave the same ids", seeds_the_global_rng),
+    ("two calls without a generator.*gave the same ids.*global RNG", generator_or_a_new_one),
     ("should return 10 ids", one_short),
     ("should give", two_back),
     ("feed the model the last id", all_from_the_start),
@@ -200,7 +235,63 @@ GENERATE_BUGS = [
      sampler(lambda logits, g: torch.multinomial(F.softmax(logits, -1), 1, generator=torch.Generator().manual_seed(3)))),
     ("uniform|follow softmax\\(logits / |do not follow softmax",
      sampler(lambda logits, g: torch.multinomial(logits.abs(), 1, generator=g))),
+    ("should return a list of ints \\(list\\[int\\]\\), got a Tensor", as_a_tensor),
+    ("should return a list of Python ints, but the list holds Tensor", zero_d_tensors),
+    ("should return 3001 ids .*got 201: generate exactly num_new new ids.*no cap", capped_at_200),
+    ("shifted up by 100.*raised RuntimeError.*F.softmax\\(logits, dim=-1\\), not the raw logits or torch.exp",
+     sampler(lambda logits, g: torch.multinomial(torch.exp(logits), 1, generator=g))),
+    ("raised RuntimeError.*Pass it probabilities, F.softmax\\(logits, dim=-1\\)",
+     sampler(lambda logits, g: torch.multinomial(logits, 1, generator=g))),
 ]
+
+
+def one_hot_without_num_classes(self, start_id, num_new, generator=None):
+    ids = [start_id]
+    for _ in range(num_new):
+        probs = F.softmax(self(F.one_hot(torch.tensor([ids[-1]])).float()), dim=-1)
+        ids.append(int(torch.multinomial(probs, 1, generator=generator)))
+    return ids
+
+
+def with_first_layer(base, **options):
+    """The embedding model with nn.Embedding options set (each one a mistake)."""
+    class WithOptions(base):
+        def __init__(self, vocab_size, hidden_size=8):
+            super().__init__(vocab_size, hidden_size)
+            self.embedding = nn.Embedding(vocab_size, hidden_size, **options)
+    return WithOptions
+
+
+class DropoutModule(OneHot):
+    def __init__(self, vocab_size, hidden_size=8):
+        super().__init__(vocab_size, hidden_size)
+        self.layers = nn.Sequential(self.hidden, self.activation, nn.Dropout(0.5), self.output)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class NoisyHidden(Embedding):
+    def forward(self, ids):
+        vectors = self.embedding(ids)
+        return self.output(self.activation(vectors + 0.1 * torch.randn_like(vectors) * self.training))
+
+
+class DropoutOff(OneHot):
+    """An nn.Dropout(p=0.0) in the stack drops nothing: the same model."""
+
+    def __init__(self, vocab_size, hidden_size=8):
+        super().__init__(vocab_size, hidden_size)
+        self.dropout = nn.Dropout(0.0)
+
+    def forward(self, x):
+        return self.output(self.dropout(self.activation(self.hidden(x))))
+
+
+class DefaultOptionsSpelledOut(Embedding):
+    def __init__(self, vocab_size, hidden_size=8):
+        super().__init__(vocab_size, hidden_size)
+        self.embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=None, max_norm=None, sparse=False)
 
 STUDENT_BUGS = {
     "one_hot_pairs": [
@@ -224,19 +315,26 @@ STUDENT_BUGS = {
     ],
     "bigram_one_hot_mlp": [(m, with_generate(OneHot, g)) for m, g in GENERATE_BUGS] + [
         ("Linear -> LeakyReLU -> Linear", SteeperLeaky),
-        ("Linear -> LeakyReLU -> Linear", HiddenDropout),
+        ("applies dropout \\(p=0.2\\) in training mode.*no dropout", HiddenDropout),
+        ("applies dropout \\(p=0.5\\) in training mode.*Linear -> LeakyReLU -> Linear", DropoutModule),
+        ("raised RuntimeError: mat1 and mat2.*pass num_classes=self.vocab_size to F.one_hot",
+         with_generate(OneHot, one_hot_without_num_classes)),
         ("Linear -> LeakyReLU -> Linear", SigmoidHidden),
         ("Linear -> LeakyReLU -> Linear", PlusInput),
         ("should have exactly two layers", Vocab65),
     ],
     "bigram_embedding_mlp": [(m, with_generate(Embedding, g)) for m, g in GENERATE_BUGS] + [
-        ("Linear -> LeakyReLU -> Linear", EmbeddingDropout),
-        ("Linear -> LeakyReLU -> Linear", GeluHidden),
-        ("Linear -> LeakyReLU -> Linear", ScaledLogits),
-        ("Linear -> LeakyReLU -> Linear|raised", OneHotTimesTable),
-        ("Linear -> LeakyReLU -> Linear", Residual),
-        ("Linear -> LeakyReLU -> Linear", SoftmaxHidden),
-        ("Linear -> LeakyReLU -> Linear", NormalisedVectors),
+        ("applies dropout \\(p=0.1\\).*Embedding -> LeakyReLU -> Linear", EmbeddingDropout),
+        ("in training mode two forward passes .* gave different logits", NoisyHidden),
+        ("sparse=True.*Adam cannot step", with_first_layer(Embedding, sparse=True)),
+        ("padding_idx=0\\) keeps row 0 at zero.*leave padding_idx out", with_first_layer(Embedding, padding_idx=0)),
+        ("max_norm=1\\) rescales.*leave max_norm out", with_first_layer(Embedding, max_norm=1.0)),
+        ("Embedding -> LeakyReLU -> Linear", GeluHidden),
+        ("Embedding -> LeakyReLU -> Linear", ScaledLogits),
+        ("Embedding -> LeakyReLU -> Linear|raised", OneHotTimesTable),
+        ("Embedding -> LeakyReLU -> Linear", Residual),
+        ("Embedding -> LeakyReLU -> Linear", SoftmaxHidden),
+        ("Embedding -> LeakyReLU -> Linear", NormalisedVectors),
         ("keep the biases|output layer has no bias", NoOutputBias),
     ],
 }
@@ -248,8 +346,10 @@ MORE_VALID = {
                              for which in (ids[:-1], ids[1:])),
         lambda ids, v: [F.one_hot(ids[:-1].long(), v).to(torch.float32), F.one_hot(ids[1:].long(), v).to(torch.float32)],
     ],
-    "bigram_one_hot_mlp": [ByMatmul, SequentialOneHot, with_generate(OneHot, by_cumsum)],
-    "bigram_embedding_mlp": [RowsOfTheTable, LongIds, with_generate(Embedding, by_cumsum)],
+    "bigram_one_hot_mlp": [ByMatmul, SequentialOneHot, with_generate(OneHot, by_cumsum), DropoutOff,
+                           with_generate(OneHot, by_stable_exp)],
+    "bigram_embedding_mlp": [RowsOfTheTable, LongIds, with_generate(Embedding, by_cumsum), DefaultOptionsSpelledOut,
+                             with_generate(Embedding, by_stable_exp)],
 }
 
 CHECKS = {"one_hot_pairs": checks.check_one_hot_pairs, "bigram_one_hot_mlp": checks.check_bigram_one_hot_mlp,
@@ -264,9 +364,12 @@ CHECKS = {"one_hot_pairs": checks.check_one_hot_pairs, "bigram_one_hot_mlp": che
 # ---------------------------------------------------------------- train_one_hot (the notebook's model and losses)
 
 
-def train_loop(*, make_optimizer=None, loss_of=None, indices=None, steps=None, generator_seed=None, returns=None):
+def train_loop(*, make_optimizer=None, loss_of=None, indices=None, steps=None, generator_seed=None, returns=None,
+               before_step=None, after_step=None, record=None, seed_globally=False):
     """The notebook's train with one part replaced (each keyword is one part a student gets wrong)."""
     def train(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+        if seed_globally:
+            torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed if generator_seed is None else generator_seed)
         optimizer = (make_optimizer or (lambda p, lr: torch.optim.Adam(p, lr=lr)))(model.parameters(), learning_rate)
         losses = []
@@ -277,28 +380,23 @@ def train_loop(*, make_optimizer=None, loss_of=None, indices=None, steps=None, g
             loss = (loss_of or (lambda lg, t: F.cross_entropy(lg, t)))(logits, targets[batch])
             optimizer.zero_grad()
             loss.backward()
+            if before_step:
+                before_step(model)
             optimizer.step()
-            losses.append(loss.item())
+            if after_step:
+                after_step(optimizer)
+            losses.append(loss.item() if record is None else record(loss))
         return losses if returns is None else returns(losses)
     return train
 
 
-TRAIN_BUGS = [
-    ("use torch.optim.Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.AdamW(p, lr=lr))),
-    ("losses differ from Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=0.1))),
-    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.cross_entropy(F.softmax(lg, -1), t))),
-    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.mse_loss(F.softmax(lg, -1), t))),
-    ("draw pair indices from 0 to", train_loop(indices=lambda n, b, g: torch.randint(b // 2, (b,), generator=g))),
-    ("should take \\d+ steps", train_loop(steps=lambda n: n - 1)),
-    ("should return the list of losses", train_loop(returns=lambda losses: losses[-1])),
-    ("should return the list of losses", train_loop(returns=lambda losses: sum(losses) / len(losses))),
-    ("runs with different seeds drew the same batches", train_loop(generator_seed=0)),
-    ("learning rate should be the learning_rate argument",
-     train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=1e-3))),
-]
+def decay(optimizer):
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.999
 
 
-def by_multinomial_and_log_softmax(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+def one_hot_times_log_softmax(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
+    """Right for one-hot targets only: class-id targets (section 4) do not broadcast against the log-probabilities."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     weights, losses = torch.ones(len(inputs)), []
@@ -312,17 +410,84 @@ def by_multinomial_and_log_softmax(model, inputs, targets, num_steps=1000, batch
     return losses
 
 
+TRAIN_BUGS = [
+    ("use torch.optim.Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.AdamW(p, lr=lr))),
+    ("losses differ from Adam", train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=0.1))),
+    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.cross_entropy(F.softmax(lg, -1), t))),
+    ("losses differ from Adam", train_loop(loss_of=lambda lg, t: F.mse_loss(F.softmax(lg, -1), t))),
+    ("draw pair indices from 0 to", train_loop(indices=lambda n, b, g: torch.randint(b // 2, (b,), generator=g))),
+    ("should take \\d+ steps", train_loop(steps=lambda n: n - 1)),
+    ("should return the list of losses", train_loop(returns=lambda losses: losses[-1])),
+    ("should return the list of losses", train_loop(returns=lambda losses: sum(losses) / len(losses))),
+    ("runs with different seeds drew the same batches", train_loop(generator_seed=0)),
+    ("learning rate should be the learning_rate argument \\(0\\.\\d+ in this test\\), got 0.001",
+     train_loop(make_optimizer=lambda p, lr: torch.optim.Adam(p, lr=1e-3))),
+    ("with class-id targets .*raised ValueError.*without .argmax",
+     train_loop(loss_of=lambda lg, t: F.cross_entropy(lg, t.argmax(-1)))),
+    ("with class-id targets .*raised RuntimeError.*pass targets\\[batch\\] to F.cross_entropy as it is",
+     one_hot_times_log_softmax),
+    ("with class-id targets .*raised RuntimeError.*without .argmax\\(...\\) or .float\\(\\)",
+     train_loop(loss_of=lambda lg, t: F.cross_entropy(lg, t.float()))),
+    ("changed torch's global random state.*leave the global random numbers alone",
+     train_loop(seed_globally=True, indices=lambda n, b, g: torch.randint(n, (b,)))),
+    ("changed torch's global random state", train_loop(seed_globally=True)),
+    ("gradient clipping.*remove the clipping",
+     train_loop(before_step=lambda model: nn.utils.clip_grad_norm_(model.parameters(), 1.0))),
+    ("never reaches the model's parameters.*detach",
+     train_loop(loss_of=lambda lg, t: F.cross_entropy(lg.detach().requires_grad_(), t))),
+    ("learning rate changed during training \\(step 1: 0\\.\\d+, step 2: 0\\.0\\d+\\)", train_loop(after_step=decay)),
+    ("should return the list of losses as Python floats, got a Tensor",
+     train_loop(returns=lambda losses: torch.tensor(losses))),
+    ("should return a list of Python floats, but it holds ndarray values: append loss.item",
+     train_loop(record=lambda loss: loss.detach().numpy())),
+    ("batches of shape \\(1024, \\d+\\).*batch_size=1\\d{3} rows: use the batch_size argument",
+     train_loop(indices=lambda n, b, g: torch.randint(n, (min(b, 1024),), generator=g))),
+]
+
+
 def step_function_inside(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2, seed=0):
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), learning_rate)
 
     def step(batch):
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(inputs[batch]), targets[batch].argmax(-1))
+        loss = F.cross_entropy(model(inputs[batch]), targets[batch])
         loss.backward()
         optimizer.step()
         return float(loss)
     return [step(torch.randint(0, len(inputs), (batch_size,), generator=generator)) for _ in range(num_steps)]
+
+
+def by_multinomial_and_a_loss_module(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2,
+                                     seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    optimizer, loss_of = torch.optim.Adam(model.parameters(), lr=learning_rate), nn.CrossEntropyLoss()
+    weights, losses = torch.ones(len(inputs)), []
+    for _ in range(num_steps):
+        batch = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        loss = loss_of(model(inputs[batch]), targets[batch])
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        optimizer.step()
+        losses += [loss.detach().item()]
+    return losses
+
+
+def batches_up_front_ids_or_one_hot(model, inputs, targets, num_steps=1000, batch_size=1024, learning_rate=1e-2,
+                                    seed=0):
+    """All batches drawn before the loop; one-hot targets turned into ids (class ids pass as they are)."""
+    generator = torch.Generator().manual_seed(seed)
+    batches = torch.randint(len(inputs), (num_steps, batch_size), generator=generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    losses = []
+    for batch in batches:
+        wanted = targets[batch]
+        loss = F.cross_entropy(model(inputs[batch]), wanted.argmax(dim=-1) if wanted.dim() == 2 else wanted)
+        model.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
 
 
 def outcomes_of(train, trained, seed):
@@ -338,7 +503,8 @@ def test_each_training_mistake_is_named_under_the_public_and_secret_seeds(traine
         assert failed and re.search(mistake, failed[0].message), (seed, failed[:1])
 
 
-@pytest.mark.parametrize("train", [by_multinomial_and_log_softmax, step_function_inside])
+@pytest.mark.parametrize("train", [step_function_inside, by_multinomial_and_a_loss_module,
+                                   batches_up_front_ids_or_one_hot])
 def test_more_valid_training_loops_pass_under_the_public_and_secret_seeds(trained, train):  # noqa: F811
     for seed in (0, 1, 2):
         assert all(o.passed for o in outcomes_of(train, trained, seed)), (seed, train.__name__)

@@ -156,6 +156,40 @@ class ZeroesInputHead(Head):
         return out
 
 
+class SqueezedInputHead(Head):
+    """x.squeeze() first: for B = 1 the batch axis goes, and the output is (T, head_size)."""
+
+    def forward(self, x):
+        x = x.squeeze()
+        T = x.shape[-2]
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        return self.dropout(self.weights(self.masked(self.scores(q, k), T))) @ v
+
+
+class RenormalisedDropoutHead(Head):
+    """The dropped weights divided by their rows' sums again: it undoes dropout's 1/(1-p) scaling."""
+
+    def forward(self, x):
+        T = x.shape[1]
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        weights = self.dropout(self.weights(self.masked(self.scores(q, k), T)))
+        return weights / weights.sum(-1, keepdim=True).clamp_min(1e-9) @ v
+
+
+class SwappedSizesHead(Head):
+    """head_size and block_size taken in the wrong order."""
+
+    def __init__(self, n_embd, block_size, head_size, dropout=0.0):
+        super().__init__(n_embd, head_size, block_size, dropout)
+
+
+class FinfoMinHead(Head):
+    """The smallest float32 instead of -inf: exp of it minus any score is exactly 0."""
+
+    def masked(self, scores, T):
+        return scores.masked_fill(self.mask[:T, :T] == 0, torch.finfo(scores.dtype).min)
+
+
 def renormalised_over_the_whole_row(self, s):
     """exp(s - max) with the max taken over the unmasked row (future included), then the future zeroed."""
     T = s.shape[-1]
@@ -187,7 +221,12 @@ HEAD_BUGS = [
     ("mask\\[:T, :T\\]", FullMaskHead),
     ("before the softmax", DropScoresHead),
     ("head's output \\(weights @ v\\) instead of the attention weights", DropOutputHead),
-    ("values|attention weights", DropValuesHead),
+    ("dropout is applied to the values v", DropValuesHead),
+    ("batch of one, expected \\(1, \\d+, \\d+\\): the batch axis was dropped", SqueezedInputHead),
+    ("should be \\d+\\.\\d+ times the eval output .* renormalised after the dropout", RenormalisedDropoutHead),
+    ("scores of about \\+-1e6.*masked with a finite number",
+     head_bug(masked=lambda self, s, T: s.masked_fill(self.mask[:T, :T] == 0, -1e4))),
+    ("head_size and block_size are swapped", SwappedSizesHead),
     ("dropout is still active", AlwaysDropHead),
     ("never a fixed probability", FixedPHead),
     ("the head has bias parameters", BiasHead),
@@ -444,6 +483,20 @@ CROSS_BUGS = [
     ("half precision", cross_bug(softmax=lambda s: torch.softmax(s.half(), dim=-1).float())),
     ("changes its argument\\(s\\) \\['S1'\\] in place", lambda S1, *rest: (cross(S1, *rest), S1.mul_(2))[0]),
     ("one torch tensor of shape .*, got a tuple", lambda *matrices: (cross(*matrices), None)),
+    ("divided by sqrt\\(n1\\), the number of queries",
+     cross_bug(scores=lambda Q, K, W_Q, W_K, W_V, S1: Q @ K.T / math.sqrt(S1.shape[0]))),
+    ("divided by sqrt\\(n2\\), the number of keys",
+     cross_bug(scores=lambda Q, K, *_: Q @ K.T / math.sqrt(K.shape[0]))),
+    ("one query .* has shape \\(\\d+,\\), expected \\(n1, d_v\\) = \\(1, \\d+\\): a dimension of size 1 was dropped",
+     lambda *matrices: cross(*matrices).squeeze()),
+    ("returns torch.float32 for float64 inputs: expected torch.float64",
+     lambda *matrices: cross(*(m.float() for m in matrices))),
+    ("copied from the notebook's printed output \\(a hard-coded tensor\\)",  # 03's printed worked example
+     lambda *matrices: torch.tensor([[0.3543, 0.9121, 0.7337, 2.0], [1.5093, 0.3272, 0.1636, 2.0]])),
+    ("raised RuntimeError: mat1 and mat2 shapes cannot be multiplied.*does K or V come from S1",
+     lambda S1, S2, W_Q, W_K, W_V: torch.softmax((S1 @ W_Q) @ (S1 @ W_K).T / math.sqrt(W_K.shape[1]), -1) @ (S2 @ W_V)),
+    ("raised RuntimeError: mat1 and mat2 shapes cannot be multiplied.*does K or V come from S1",
+     lambda S1, S2, W_Q, W_K, W_V: torch.softmax((S1 @ W_Q) @ (S2 @ W_K).T / math.sqrt(W_K.shape[1]), -1) @ (S1 @ W_V)),
 ]
 
 
@@ -456,6 +509,11 @@ def cross_batched(S1, S2, W_Q, W_K, W_V):
     """A batch dimension added and removed; matmul and mT."""
     Q, K, V = (S.unsqueeze(0) @ W for S, W in ((S1, W_Q), (S2, W_K), (S2, W_V)))
     return torch.matmul(torch.softmax(Q @ K.mT * W_K.shape[-1] ** -0.5, dim=-1), V).squeeze(0)
+
+
+def cross_float64_inside(S1, S2, W_Q, W_K, W_V):
+    """Computed in float64, returned in the inputs' dtype."""
+    return cross(*(m.double() for m in (S1, S2, W_Q, W_K, W_V))).to(S1.dtype)
 
 
 def cross_logsumexp(S1, S2, W_Q, W_K, W_V):
@@ -592,6 +650,10 @@ CAUSAL_BUGS = [
     ("calls F.scaled_dot_product_attention.*write the attention yourself", causal_bug(attend=attend_fused_imported)),
     ("merged channel by channel", causal_bug(merge=merge_heads_last)),
     ("returns float64 for a float32 x", causal_bug(forward=lambda self, x: Causal.forward(self, x).double())),
+    ("batch of one, expected \\(1, \\d+, \\d+\\): the batch axis was dropped",
+     causal_bug(forward=lambda self, x: Causal.forward(self, x).squeeze())),
+    ("dropout is applied to the queries or keys", causal_bug(attend=lambda self, q, k, v: attend_with(
+        weights=lambda self, s: F.softmax(s, dim=-1))(self, self.attn_dropout(q), k, v))),
 ]
 
 
@@ -659,11 +721,11 @@ CHECKS = {check.exercise: check for check in (checks.check_attention_head, check
                                               checks.check_cross_attention, checks.check_causal_self_attention)}
 STUDENT_BUGS = {"attention_head": HEAD_BUGS, "multi_head_attention": MULTI_BUGS, "cross_attention": CROSS_BUGS,
                 "causal_self_attention": CAUSAL_BUGS}
-MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead, QueryLoopHead, SquareMaskHead],
+MORE_VALID = {"attention_head": [Head, SDPAHead, WhereHead, TriuHead, QueryLoopHead, SquareMaskHead, FinfoMinHead],
               "multi_head_attention": [Multi, EinsumMulti, SequentialOutMulti,
                                        type("SDPAHeadsMulti", (Multi,), {"__init__": lambda self, e, h, b, d=0.0:
                                                                          Multi.__init__(self, e, h, b, d, SDPAHead)})],
-              "cross_attention": [cross, cross_transposed, cross_batched, cross_logsumexp],
+              "cross_attention": [cross, cross_transposed, cross_batched, cross_logsumexp, cross_float64_inside],
               "causal_self_attention": [Causal, ChunkCausal, EinsumCausal, QKVLayersCausal, Float64InsideCausal,
                                         SquareMaskCausal]}
 

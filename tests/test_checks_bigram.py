@@ -1,6 +1,7 @@
 """The notebook 02 checks: they pass the reference and valid alternatives, and name each plausible mistake."""
 
 import copy
+import re
 
 import numpy
 import pytest
@@ -79,7 +80,7 @@ class OneHotSequential(nn.Module):
         for _ in range(num_new):
             probs = self(F.one_hot(ids[-1:], self.vocab_size).float()).softmax(-1)
             ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)[0]])
-        return ids  # a tensor is fine too
+        return ids.tolist()  # kept as a tensor along the way, returned as the list[int] the spec asks for
 
 
 class OneHotReversed(nn.Module):
@@ -434,6 +435,22 @@ def test_input_ids_names_the_mistake(corpus):
         checks.check_input_ids(corpus[:-1].tolist(), corpus[1:])
 
 
+@pytest.mark.parametrize("convert", [list, numpy.asarray], ids=["list", "numpy"])
+def test_input_ids_of_the_wrong_kind_are_graded_as_a_failed_check_that_says_so(corpus, convert):
+    """In the notebook the check raises TypeError; the grader's sandbox reports the same text as why the exercise
+    could not be probed (worker: argument_problem), and every test then fails with it: no crash, no points."""
+    from coursekit.grading import grader, judging, rubric, sandbox
+
+    arguments = (convert(corpus[:-1].tolist()), convert(corpus[1:].tolist()))
+    problem = checks.check_input_ids.argument_problem(arguments)
+    assert re.search(r"argument 1 of the 'input_ids' check should be input_ids: a 1-D tensor of ids", problem)
+    item = rubric.Resolved("02.input_ids", "02_bigram_mlp", "input_ids", 5, "check_input_ids",
+                           ("input_ids", "target_ids"))
+    graded = grader.judge(item, sandbox.Run(missing={"input_ids": problem}), 1, judging.Judges([], 2**30, 10.0))
+    assert graded.earned == 0 and graded.reason == problem
+    assert graded.outcomes and all(not o.passed and o.message == problem for o in graded.outcomes)
+
+
 # ---------------------------------------------------------------- the grader's path, and speed
 
 
@@ -535,8 +552,9 @@ def test_the_model_judges_never_trust_weights_the_sandbox_reports(check):
         honest = dict(check.probe_all((model_class,), seed))
         forward, sampling = (next(name for name in honest if word in name) for word in ("forward", "samples"))
         zeros = {"logits": honest[forward]["logits"] * 0, "first_weight": 0, "output_weight": 0}
-        runs = [{"type": "list", "ids": [0] * len(run["ids"])} for run in honest[sampling]["runs"]]
-        forged = {**honest, forward: zeros, sampling: {"runs": runs, "table": 0 * honest[forward]["logits"]}}
+        runs = [{"type": "list", "elements": ["int"], "ids": [0] * len(run["ids"])} for run in honest[sampling]["runs"]]
+        forged = {**honest, forward: zeros, sampling: {**honest[sampling], "runs": runs,
+                                                       "table": 0 * honest[forward]["logits"]}}
         verdicts = {o.test: o.passed for o in check.judge(list(forged.items()), seed)}
         assert not verdicts[forward] and not verdicts[sampling], verdicts
         assert all(o.passed for o in check.judge(list(honest.items()), seed))
@@ -576,7 +594,7 @@ def test_train_judge_rebuilds_the_initial_weights_and_ignores_a_claim_about_them
     losses = bigram.train_on_batches(zero_start, inputs, targets, batches, problem["learning_rate"])
     final = [p.detach().clone().numpy() for p in zero_start.parameters()]
     zeros = [numpy.zeros_like(p) for p in final]
-    forged = {**honest, name: {**honest[name], "returned": {"type": "list", "value": losses}, "final": final,
+    forged = {**honest, name: {**honest[name], "returned": {"type": "list", "value": losses, "elements": ["float"]}, "final": final,
                                "initial": zeros}}
     verdicts = {o.test: o for o in check.judge(list(forged.items()), run_seed)}
     assert not verdicts[name].passed and "losses differ from Adam" in verdicts[name].message

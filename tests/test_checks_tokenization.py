@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import tempfile
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -160,6 +161,14 @@ def encode_quoting_both(text):
     return [stoi[char] for char in text]
 
 
+def encode_cached_by_length(text, _cache={}):
+    return _cache.setdefault(len(text), REF["encode"](text))
+
+
+def encode_rewriting_whitespace(text):
+    return REF["encode"](text.replace("\r\n", "\n").replace("\t", " "))  # hides a tab instead of reporting it
+
+
 ENCODE_BUGS = {
     "names the character only by quoting the whole text.*name the character itself \('€'\)": encode_quoting_the_text,
     "shifted by one": encode_shifted,
@@ -177,12 +186,17 @@ ENCODE_BUGS = {
     "should give one id per character \\(5 ids\\), got 4": lambda text: [stoi[c] for c in dict.fromkeys(text)],
     "should give one id per character \\(5 ids\\), got 4: \\[46, 43, 50, 50\\]": lambda text: [
         stoi[c] for c in text[:-1]],
-    "encode\\('hello'\\) should be \\[46, 43, 50, 50, 53\\], got \\['46'": lambda text: [str(stoi[c]) for c in text],
+    "should return a list of ints \\(ids\\), got \\['46', '43'": lambda text: [str(stoi[c]) for c in text],
+    "should return a list of ints \\(ids\\), got \\[46.0, 43.0": lambda text: [float(stoi[c]) for c in text],
+    "returned the ids of another text given in another call": encode_cached_by_length,
+    "should raise an error because '\\\\t' is not in the vocabulary": encode_rewriting_whitespace,
+    "code points \\(ord\\) or UTF-8 bytes": lambda text: list(text.encode("utf-8")),
 }
 # Edge cases: encode is right on the vocabulary's characters and only the unknown character is mishandled.
 ENCODE_EDGE = ["should raise an error because '€'.*returned list", "should raise an error because '€'.*returned list .*, 0[,.\\]]",
                "should name it.*ValueError: unknown character", "bare KeyError: '€' from the dictionary lookup",
-               "names the character only by quoting the whole text.*name the character itself \\('€'\\)"]
+               "names the character only by quoting the whole text.*name the character itself \\('€'\\)",
+               "should raise an error because '\\\\t' is not in the vocabulary"]
 
 
 @pytest.mark.parametrize("encode", [REF["encode"], encode_by_index, encode_reraising, encode_quoting_both])
@@ -199,7 +213,7 @@ def test_encode_names_the_mistake(mistake):
 
 
 def decode_by_map(ids):
-    return "".join(map(chars.__getitem__, ids))
+    return "".join(map(itos.__getitem__, map(int, ids)))
 
 
 def decode_by_concatenation(ids):
@@ -216,6 +230,7 @@ DECODE_BUGS = {
     "off by one position": lambda ids: "".join(chars[i - 1] for i in ids),  # itos built with enumerate(chars, 1)
     "should give back 'hello', got 'HELLO'": lambda ids: "".join(itos[int(i)] for i in ids).upper(),
     "a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]": lambda ids: "".join(itos[i] for i in ids),
+    "raised AttributeError.*ids may be a list of ints or a 1-D tensor": lambda ids: "".join(itos[i] for i in ids.tolist()),
     "should give back 'hello', got 'olleh'": lambda ids: "".join(itos[int(i)] for i in ids)[::-1],
     "should give back ' First.*got 'First": lambda ids: "".join(itos[int(i)] for i in ids).strip(),
     "should give back 'hello', got 'hell'": lambda ids: "".join(itos[int(i)] for i in list(ids)[:-1]),
@@ -224,10 +239,22 @@ DECODE_BUGS = {
     "should give back ' First Citizen:\\\\nBefore.*got ' First Citizen: Before": lambda ids: "".join(
         itos[int(i)] for i in ids).replace("\n", " "),
 }
-DECODE_EDGE = ["a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]"]
+DECODE_BUGS.update({
+    "decode\\(\\[46, 43, 65, 53\\]\\) should raise an error because 65 is no id.*returned str 'he\\?o'":
+        lambda ids: "".join(itos.get(int(i), "?") for i in ids),
+    "should raise an error because 65 is no id.*returned str 'he\\\\no'":
+        lambda ids: "".join(itos[int(i) % len(itos)] for i in ids),
+    "returned the text of other ids given in another call":
+        lambda ids, _cache={}: _cache.setdefault(len(ids), "".join(itos[int(i)] for i in ids)),
+})
+DECODE_EDGE = ["a tensor are 0-d tensors.*itos\\[int\\(i\\)\\]", *list(DECODE_BUGS)[-3:-1]]
 
 
-@pytest.mark.parametrize("decode", [REF["decode"], decode_by_map, decode_by_concatenation])
+def decode_by_indexing_chars(ids):
+    return "".join(chars[int(i)] for i in ids)  # an unknown id raises IndexError: 'list index out of range'
+
+
+@pytest.mark.parametrize("decode", [REF["decode"], decode_by_map, decode_by_concatenation, decode_by_indexing_chars])
 def test_decode_accepts(decode):
     assert_passes(checks.check_decode, decode)
 
@@ -697,9 +724,10 @@ def test_bpe_decode_names_the_mistake(mistake):
 
 
 def hf_tokenizer(train=lambda tokenizer, trainer: tokenizer.train_from_iterator([TEXT], trainer=trainer),
-                 vocab_size=512, prefix_space=False, decoder=True, alphabet=True, byte_level=True, **trainer_options):
+                 vocab_size=512, prefix_space=False, decoder=True, alphabet=True, byte_level=True, dropout=None,
+                 **trainer_options):
     """A byte-level BPE tokenizer as exercise 4.1 asks, with one thing changed."""
-    tokenizer = Tokenizer(models.BPE(byte_fallback=True))
+    tokenizer = Tokenizer(models.BPE(byte_fallback=True, dropout=dropout))
     tokenizer.pre_tokenizer = (pre_tokenizers.ByteLevel(add_prefix_space=prefix_space) if byte_level
                                else pre_tokenizers.Whitespace())
     if decoder:
@@ -754,6 +782,9 @@ HF_BUGS = {
         '"byte_fallback":true', '"byte_fallback":false')),
     "only 1\\d\\d of the 256 merges that BPE learns from the whole of `text`": lambda: hf_tokenizer(
         lambda tok, trainer: tok.train_from_iterator([TEXT[:20_000]], trainer=trainer)),
+    "dropout=0.3: BPE dropout skips merges at random": lambda: hf_tokenizer(dropout=0.3),
+    "no token of the vocabulary is longer than 2 symbols; was the trainer given max_token_length": lambda: hf_tokenizer(
+        max_token_length=2),
     "only 2[0-3]\\d of the 256 merges .*train it on all of the text": lambda: hf_tokenizer(
         lambda tok, trainer: tok.train_from_iterator([TEXT[:len(TEXT) // 2]], trainer=trainer)),
 }
@@ -887,9 +918,41 @@ GPT2_BUGS = {
         r""" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""", text)),  # no contractions
     "gpt2_encode\\('First Citizen.*should be": lambda text: GPT2_REFERENCE(text.lower()),
     "gpt2_encode\\('line one.*the spaces and newlines are missing": lambda text: GPT2_REFERENCE(text.strip()),
-    "gpt2_encode\\('First Citizen.*should be .*got \\['": lambda text: [token for chunk in regex.findall(
+    "should return ids \\(ints\\), got the token strings \\['First'": lambda text: [token for chunk in regex.findall(
         GPT2_SPLIT_PATTERN, text) for token in REF["gpt2_bpe"](chunk)],  # tokens, not ids
 }
+
+
+def normalised(form):
+    return lambda text: GPT2_REFERENCE(unicodedata.normalize(form, text))
+
+
+def dropping_the_end_of_long_chunks(text):
+    return [gpt2_vocabulary[token] for chunk in regex.findall(GPT2_SPLIT_PATTERN, text)
+            for token in (REF["gpt2_bpe"](chunk) if len(chunk) < 40 else REF["gpt2_bpe"](chunk)[:-1])]
+
+
+def deduplicated_in_chunks(text):
+    return [gpt2_vocabulary[token] for chunk in regex.findall(GPT2_SPLIT_PATTERN, text)
+            for token in dict.fromkeys(REF["gpt2_bpe"](chunk))]
+
+
+GPT2_BUGS.update({
+    "contractions .* in lowercase only.*no case-insensitive flag": gpt2_with(split=lambda text: regex.findall(
+        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""", text)),
+    "cafe\u0301 .*your tokens spell 'café .*no normalisation": normalised("NFC"),
+    "your tokens spell 'café fine... ABC'.*no normalisation": normalised("NFKC"),
+    "at character 4 the text has '\\\\r\\\\nf', your tokens '\\\\nfe'": lambda text: GPT2_REFERENCE(
+        text.replace("\r\n", "\n").replace("\r", "\n")),
+    "the text has '\\\\xa0br', your tokens ' br'": lambda text: GPT2_REFERENCE(text.replace("\u00a0", " ")),
+    "your tokens spell 'Pneumonoultramicroscopicsilicovolcanocon !": dropping_the_end_of_long_chunks,
+    "every id is off by 1": lambda text: [i + 1 for i in GPT2_REFERENCE(text)],
+    "the extra id 50256 is <\\|endoftext\\|>": lambda text: [50256, *GPT2_REFERENCE(text)],
+    "the extra id 50256 is <\\|endoftext\\|>.*encodes the text only": lambda text: [*GPT2_REFERENCE(text), 50256],
+    "a space was added in front of the text": lambda text: GPT2_REFERENCE(" " + text),
+    "one flat list of ids, got a list of lists": lambda text: [[i] for i in GPT2_REFERENCE(text)],
+    "gpt2_encode\\('a  b   c'\\) .*your tokens spell 'a  b  c', not the text": deduplicated_in_chunks,
+})
 
 
 @pytest.mark.parametrize("encode", [REF["gpt2_encode"], gpt2_encoder_py_style, gpt2_on_ids])
@@ -1032,7 +1095,7 @@ VALID = {
     "check_chars": [*CHARS_VALID.values(), list("".join(sorted(set(TEXT))))],
     "check_encode": [REF["encode"], encode_by_index, encode_reraising, encode_listing_unknowns],
     "check_decode": [REF["decode"], decode_by_map, decode_by_concatenation,
-                     lambda ids: "".join(chars[i] for i in torch.as_tensor(ids).tolist())],
+                     lambda ids: "".join(itos[i] for i in torch.as_tensor(ids).tolist())],
     "check_pair_counts": [REF["pair_counts"], pair_counts_by_counter, pair_counts_by_index,
                           pair_counts_by_comprehension],
     "check_merge_pair": [REF["merge_pair"], merge_with_skip_flag, merge_a_copy_in_place, merge_by_looking_back],

@@ -116,5 +116,5 @@ def test_an_empty_notebook_gets_one_line_per_exercise(graded):
 def test_a_name_error_gets_no_hint_about_unknown_characters():
     from coursekit.checks.characters import _raises_naming
 
-    message = _raises_naming({"raised": "NameError", "message": "name 'stoi' is not defined"})
+    message = _raises_naming([{"raised": "NameError", "message": "name 'stoi' is not defined"}])
     assert "stoi" in message and "unknown character" not in message

@@ -2,8 +2,10 @@
 
 Each check builds the student's class itself (at the notebook's sizes in public, at secret ones in a grading run)
 and tests: the output equals causal scaled attention computed with the module's own weights (any names and layout:
-attention_readings.py), also at another size with a block_size and T above the notebook's 8; the past never sees the
-future; dropout sits on the attention weights (and, with an output projection, on its output) with the given p;
+attention_readings.py), also at another size with a block_size and T above the notebook's 8, and keeps its batch
+axis for B = 1; the past never sees the future, even with scores of about +-1e6 (a finite mask value such as -1e4
+shows there); dropout sits on the attention weights (and, with an output projection, on its output) with the given
+p, its output used as it is (nothing renormalised after it);
 a training step's backward pass reaches x and every parameter; and what the spec fixes beyond the outputs (which
 projections have biases, the mask a registered buffer, no fused kernel in CausalSelfAttention). Probes:
 attention_probes.py; judges: attention_judges.py; the backward pass and the spec: attention_spec.py.

@@ -5,9 +5,11 @@ from the reference (coursekit.judging.attention, imported inside the judge: it i
 reading reproduces the student's output, it replays the usual mistakes (no scaling, softmax over the wrong axis,
 queries and keys swapped, a transpose left out, a finite mask value, ...) and names the one that matches. Before
 that it reads what forward returned (a tensor, float32 for a float32 x), whether x was changed in place, and the
-mask's size against block_size. Black-box judges catch a mask that leaks the future, overflow on large scores,
-dropout in the wrong place (from the recorded dropout calls: what each was applied to, judged by its content, and
-with which p). The backward pass and what the spec fixes beyond the outputs: attention_spec.py.
+mask's size against block_size (head_size and block_size swapped among others), and the output for a batch of one.
+Black-box judges catch a mask that leaks the future (also at scores of +-1e6), overflow on large scores, dropout in
+the wrong place (from the recorded dropout calls: what each was applied to, judged by its content, and with which
+p; a run with dropout keeping every entry tells values from queries and shows weights renormalised after it). The
+backward pass and what the spec fixes beyond the outputs: attention_spec.py.
 """
 
 from __future__ import annotations
@@ -82,9 +84,16 @@ SIZE_ADVICE = ("build it from the block_size argument (torch.ones(block_size, bl
                "number: the module must work for any block_size and any T <= block_size")
 
 
-def _hard_coded_mask(masks, block: int, what: str) -> str | None:
-    """A mask-like tensor whose size is not block_size (e.g. torch.ones(8, 8) for any block_size)."""
+def _hard_coded_mask(masks, sizes: dict, with_output: bool, what: str) -> str | None:
+    """A mask-like tensor whose size is not block_size (e.g. torch.ones(8, 8) for any block_size), or is a single
+    head's head_size (head_size and block_size swapped)."""
+    block, head_size = sizes["block_size"], sizes["head_size"]
     for name, shape, _ in masks or ():
+        if shape[-1] == head_size != block and not with_output:
+            return (f"{what}: {name} has shape {tuple(shape)}, head_size = {head_size}, where block_size = {block} "
+                    f"belongs: head_size and block_size are swapped. The arguments come in the order "
+                    f"AttentionHead(n_embd, head_size, block_size, dropout): the projections are "
+                    f"nn.Linear(n_embd, head_size), the mask torch.ones(block_size, block_size)")
         if shape[-1] != block:
             return (f"{what}: {name} has shape {tuple(shape)}, expected its last two sizes to be block_size = {block} "
                     f"(got {shape[-1]}): the mask's size is hard-coded; {SIZE_ADVICE}")
@@ -174,7 +183,7 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
     x = probe_input(sizes).double()
     result = got["result"]
     expected_shape = (B, sizes["T"], width if not with_output else n_embd)
-    hard_coded = _hard_coded_mask(got.get("masks"), sizes["block_size"], what)
+    hard_coded = _hard_coded_mask(got.get("masks"), sizes, with_output, what)
     if hard_coded:
         return hard_coded
     if result["error"]:
@@ -195,6 +204,9 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
     if np.isnan(out).any():
         return ("the output contains NaN: some query has every score set to -inf (a row with nothing visible); "
                 "each position must at least see itself: mask with torch.tril (keep the diagonal)")
+    single = _batch_of_one_problem(got["single"], (1, *expected_shape[1:]), out, what)
+    if single:
+        return single
     out = torch.from_numpy(out).double()
     try:
         matrices = seeded_matrices(got["layout"])  # redrawn from the seed, never read back from the sandbox
@@ -261,6 +273,24 @@ def _find_mistake(got, sizes: dict, with_output: bool, what: str, gpt2_layout: b
             "softmax(dim=-1), then @ v")
 
 
+def _batch_of_one_problem(single, expected_shape: tuple, out: np.ndarray, what: str) -> str | None:
+    """On x's first row alone (B = 1) the output must keep its batch axis, and equal the first row of out."""
+    x_shape = f"(1, {expected_shape[1]}, n_embd)"
+    if single["error"]:
+        return (f"{what} raised {single['error'][:200]} on x of shape {x_shape}, a batch of one, though it ran on "
+                f"B = {B}: does a .squeeze() drop the batch axis? Keep x as (B, T, C) throughout")
+    got = single["output"]
+    if not isinstance(got, np.ndarray) or got.shape != expected_shape:
+        got_text = f"shape {tuple(got.shape)}" if isinstance(got, np.ndarray) else describe(got)
+        return (f"{what} returns {got_text} for x of shape {x_shape}, a batch of one, expected {expected_shape}: "
+                f"the batch axis was dropped (x.squeeze() or .squeeze() on the output removes every size-1 axis, "
+                f"so B = 1 loses it); leave the .squeeze() out, or squeeze only a named axis you added")
+    if not np.allclose(got, out[:1], atol=1e-5, rtol=1e-4):
+        return (f"{what} gives another output for x[:1] (a batch of one) than for the first row of x (B = {B}): "
+                f"each sequence of the batch must be computed on its own, whatever B is")
+    return None
+
+
 def _large_scores_problem(got) -> str | None:
     """On inputs of size ~100 and ~-120 (scores in the thousands) the output must stay finite."""
     for out in got["large"]:
@@ -286,6 +316,17 @@ def future_judge(got):
         return (f"changing the tokens at positions {cut}..{before.shape[1] - 1} changed the outputs at positions "
                 f"0..{cut - 1} (by up to {past:.3g}): the past can see the future. Mask the scores with -inf where "
                 f"key position > query position, before the softmax")
+    huge_before, huge_after = got["huge_before"], got["huge_after"]
+    if not all(isinstance(o, np.ndarray) and o.shape[1:] == before.shape[1:]
+               and np.isfinite(o).all() for o in (huge_before, huge_after)):
+        return ("on inputs scaled by 1000 (scores of about +-1e6) the output is not finite (inf or NaN) or has "
+                "another shape: use torch.softmax (or F.softmax) on the scores masked with -inf")
+    huge_past = float(np.abs(huge_before[:, :cut] - huge_after[:, :cut]).max())
+    if huge_past > 1e-5 * max(1.0, float(np.abs(huge_before[:, :cut]).max())):
+        return (f"on inputs scaled by 1000 (scores of about +-1e6) changing the tokens at positions "
+                f"{cut}..{before.shape[1] - 1} changed the outputs at positions 0..{cut - 1}: the future is "
+                f"masked with a finite number (such as -1e4), and where every visible score is below it the "
+                f"future takes the weight. Use masked_fill(mask == 0, float('-inf'))")
     if float(np.abs(before[:, cut:] - after[:, cut:]).max()) < 1e-7:
         return "changing the last tokens did not change the outputs there: does the output use x at all?"
     if float(np.abs(before[:, 1:] - first[:, 1:]).max()) < 1e-7:
@@ -321,8 +362,7 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
             return None  # dropout inside a fused kernel (F.scaled_dot_product_attention(dropout_p=...)): not visible
         if on_weights and "weights" not in sites and not (got.get("hidden_dropout") is True and "heads" not in sites):
             if "heads" in sites:
-                return ("dropout is applied to the head's output (weights @ v) instead of the attention weights: "
-                        "self.dropout(weights) @ v")
+                return _head_width_dropout(got["kept_everything"], p)
             if "stream" in sites and not on_output:
                 return (f"with only {argument} = {p} given, the output gets dropout and the attention weights none: "
                         f"the two dropouts are swapped; {argument} belongs to the attention weights")
@@ -339,5 +379,40 @@ def dropout_judge(sizes_of, argument: str, on_weights: bool, on_output: bool):
             return (f"with {argument} = {p} about {p:.0%} of the output entries should be exactly 0 in training mode, "
                     f"got {float((train == 0).mean()):.0%}: apply the dropout after the output projection, as the "
                     f"last step")
+        if got.get("hidden_dropout") is not True:
+            return _kept_everything_problem(got["kept_everything"], p, on_weights + on_output)
         return None
     return judge
+
+
+def _scaled_by(kept: dict, factor: float) -> bool | None:
+    """Whether the training output (dropout keeping everything) is `factor` times the eval output; None unknown."""
+    if not all(isinstance(kept[key], np.ndarray) for key in ("eval", "train")) or \
+            kept["eval"].shape != kept["train"].shape:
+        return None
+    return bool(np.allclose(kept["train"], factor * kept["eval"], atol=1e-5, rtol=1e-4))
+
+
+def _head_width_dropout(kept: dict, p: float) -> str:
+    """Dropout on a head_size-wide tensor: the head's output, the values, or the queries or keys."""
+    if kept["dropout_last"]:
+        return ("dropout is applied to the head's output (weights @ v) instead of the attention weights: "
+                "self.dropout(weights) @ v")
+    if any(_scaled_by(kept, (1 - p) ** -k) for k in (1, 2)):  # linear in what was dropped
+        return ("dropout is applied to the values v (or to weights @ v) instead of the attention weights: "
+                "self.dropout(weights) @ v, with v as the value projection gives it")
+    return ("dropout is applied to the queries or keys (before the scores) instead of the attention weights: compute "
+            "the scores from q and k as they are, and drop the weights after the softmax: self.dropout(weights) @ v")
+
+
+def _kept_everything_problem(kept: dict, p: float, sites: int) -> str | None:
+    """With dropout keeping every entry (each scaled by 1/(1-p)), biases zeroed, the output is 1/(1-p) times the
+    eval output for each dropout on its path (sites)."""
+    factor = (1 - p) ** -sites
+    if _scaled_by(kept, factor) is not False:
+        return None
+    undone = " (the weights are renormalised after the dropout?)" if _scaled_by(kept, factor * (1 - p)) else ""
+    return (f"when dropout happens to keep every entry (each scaled by 1/(1-p), p = {p}), the output in training mode "
+            f"should be {factor:.4g} times the eval output (biases zeroed), but it is not{undone}: nn.Dropout already "
+            f"rescales what it keeps; use its output as it is (self.dropout(weights) @ v), without dividing by the "
+            f"rows' sums again or changing it afterwards")

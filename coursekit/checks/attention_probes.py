@@ -13,10 +13,12 @@ test of each module runs at a block_size and a T above the notebook's 8 (longer(
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+from torch.nn import functional as F
 
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
 from coursekit.checks.probing import (attention_sizes, large_magnitudes, probe_sizes, probe_tensor, run_module,
@@ -215,7 +217,8 @@ def mask_tensors(module: nn.Module) -> list[tuple[str, list[int], str]]:
 
 def values_probe(build, sizes_of):
     """The module's layout with seeded weights (load_seeded_weights), its mask-like tensors (mask_tensors), its
-    output on a random x and on large-magnitude xs, and whether forward changed the x it was given."""
+    output on a random x, on that x's first row alone (B = 1) and on large-magnitude xs, and
+    whether forward changed the x it was given."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
@@ -229,24 +232,36 @@ def values_probe(build, sizes_of):
         except Exception:  # the run below reports the error
             pass
         return {"layout": load_seeded_weights(module), "masks": mask_tensors(module), "result": run_module(module, x),
+                "single": run_module(module, x[:1]),  # a batch of one: a .squeeze() would drop its axis
                 "large": [run_module(module, big)["output"] for big in large_inputs(x)],
                 "input_changed": not torch.equal(given, x)}
     return single_threaded(probe)
 
 
+HUGE_BATCH, HUGE_SCALE = 16, 1000.0  # scores of about +-1e6: below -1e4 for some query's every visible key
+
+
 def future_probe(build, sizes_of):
-    """The module's outputs on x, on x with its second half changed, and on x with its first token changed."""
+    """The module's outputs on x, on x with its second half changed, and on x with its first token changed; and on
+    a batch of 16 xs scaled by 1000 (scores of about +-1e6), before and after its second half changed: a finite
+    mask value such as -1e4 is then above some query's every visible score, and the future takes its weight."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
         module = build(module_class, sizes).eval()
         x = probe_input(sizes)
         cut = sizes["T"] // 2
-        changed_future, changed_first = x.clone(), x.clone()
-        changed_future[:, cut:] = -x[:, cut:].flip(1)  # other tokens at positions cut .. T - 1
-        changed_first[:, 0] = -x[:, 0]
-        return {"cut": cut, "before": run_module(module, x), "after": run_module(module, changed_future),
-                "first": run_module(module, changed_first)}
+
+        def changed(x):
+            changed_future, changed_first = x.clone(), x.clone()
+            changed_future[:, cut:] = -x[:, cut:].flip(1)  # other tokens at positions cut .. T - 1
+            changed_first[:, 0] = -x[:, 0]
+            return changed_future, changed_first
+
+        huge = probe_tensor(HUGE_BATCH, sizes["T"], sizes["n_embd"], scale=HUGE_SCALE)
+        return {"cut": cut, "before": run_module(module, x), "after": run_module(module, changed(x)[0]),
+                "first": run_module(module, changed(x)[1]), "huge_before": run_module(module, huge)["output"],
+                "huge_after": run_module(module, changed(huge)[0])["output"]}
     return single_threaded(probe)
 
 
@@ -261,13 +276,51 @@ def distinct_widths(sizes_of):
     return sizes
 
 
+@contextlib.contextmanager
+def dropout_keeping_everything():
+    """Inside, F.dropout (so nn.Dropout too) in training mode drops nothing and scales every entry by 1/(1-p): a draw
+    dropout may make. Yields the list of those calls' outputs."""
+    outputs = []
+    original = F.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if not (training and 0 < p < 1):
+            return input
+        outputs.append(input / (1 - p))
+        return outputs[-1]
+
+    F.dropout = dropout
+    try:
+        yield outputs
+    finally:
+        F.dropout = original
+
+
+def kept_everything_runs(module: nn.Module, x: torch.Tensor) -> dict:
+    """The module without biases on x: in eval mode, and in training mode with dropout_keeping_everything, and
+    whether the training run's output is a dropout call's output itself (dropout as the last step)."""
+    zero_biases(module)
+    evaluated = run_module(module.eval(), x)["output"]
+    module.train()
+    with dropout_keeping_everything() as outputs, torch.no_grad():
+        try:
+            trained = module(x.clone())
+        except Exception:  # the recorded runs report it
+            trained = None
+    module.eval()
+    return {"eval": evaluated, "train": trained,
+            "dropout_last": any(trained is output for output in outputs)}
+
+
 def dropout_probe(build, sizes_of, **probabilities):
-    """The module's eval and training runs (dropout calls recorded); probabilities: which dropout arguments get
+    """The module's eval and training runs (dropout calls recorded; train_and_eval_runs), and the same without
+    biases with dropout keeping every entry (kept_everything_runs); probabilities: which dropout arguments get
     dropout_probability() (the others 0). Judge with the same sizes_of (distinct_widths of the test's sizes)."""
     def probe(module_class):
         sizes = sizes_of()
         torch.manual_seed(0)
         p = dropout_probability()
         module = build(module_class, sizes, **{name: p if on else 0.0 for name, on in probabilities.items()})
-        return train_and_eval_runs(module, probe_input(sizes))
+        runs = train_and_eval_runs(module, probe_input(sizes))
+        return {**runs, "kept_everything": kept_everything_runs(module, probe_input(sizes))}
     return single_threaded(probe)

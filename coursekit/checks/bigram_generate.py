@@ -4,7 +4,10 @@
   notebook, a random cycle when grading): generate must follow it from the start id;
 - sampling: a model with random parameters; generate must give the same ids for the same seeded generator however
   torch's global RNG stands, and those ids must be torch.multinomial's draws from softmax(logits) (replayed exactly),
-  or, for another valid sampler, follow softmax(logits) by a likelihood-ratio test against other temperatures.
+  or, for another valid sampler, follow softmax(logits) by a likelihood-ratio test against other temperatures; and
+  with every logit shifted up by 100 (the same probabilities) it must still sample (exp without the max overflows).
+
+generate must return a list of Python ints; an error it raises is turned into advice where the cause is a usual one.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coursekit.checks.bigram_layers import HIDDEN, find_layer, ids_of, load_weights, seeded_weights
+from coursekit.checks.bigram_layers import HIDDEN, find_layer, generated, load_weights, seeded_weights
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
 from coursekit.checks.probing import with_global_rng_perturbed
 
@@ -60,17 +63,42 @@ def cycle_probe(kind: str):
             for token in range(vocab):
                 last.weight[successor[token], token] = 40.0  # unit a -> a huge logit for its successor
             last.bias.zero_()
-        return ids_of(model.generate(_cycle_start(successor), CYCLE_STEPS, generator=torch.Generator().manual_seed(0)))
+        return generated(lambda: model.generate(_cycle_start(successor), CYCLE_STEPS,
+                                                generator=torch.Generator().manual_seed(0)))
     return probe
 
 
-def cycle_judge(got):
+def generate_error(error: str, kind: str, call: str) -> str:
+    """Advice for an error generate raised: the usual causes by name, else the error itself."""
+    if kind == "one_hot" and "cannot be multiplied" in error:
+        return (f"{call} raised {error}: the model's input should be a (1, vocab_size) one-hot row; pass "
+                f"num_classes=self.vocab_size to F.one_hot (without it the row is only as wide as the id + 1)")
+    if "probability tensor contains" in error or "invalid multinomial distribution" in error:
+        return (f"{call} raised {error}: torch.multinomial was given negative, infinite or NaN weights. Pass it "
+                f"probabilities, F.softmax(logits, dim=-1), not the raw logits or torch.exp(logits) (exp of a large "
+                f"logit overflows to inf; softmax subtracts the largest logit first)")
+    return f"{call} raised {error}"
+
+
+def cycle_judge(kind: str):
+    return lambda got: _cycle_mistake(got, kind)
+
+
+def _cycle_mistake(got, kind: str) -> str | None:
     successor = _cycle()
     expected = [_cycle_start(successor)]
     for _ in range(CYCLE_STEPS):
         expected.append(successor[expected[-1]])
     ids = got["ids"]
     call = f"generate(start_id={expected[0]}, num_new={CYCLE_STEPS})"
+    if "error" in got:
+        return generate_error(got["error"], kind, call)
+    if got["type"] != "list":
+        return (f"{call} should return a list of ints (list[int]), got a {got['type']}: collect the ids in a list, "
+                f"appending int(...) of each sampled id")
+    if any(element != "int" for element in got["elements"]):
+        return (f"{call} should return a list of Python ints, but the list holds {' and '.join(got['elements'])} "
+                f"values: append int(next_id) (or next_id.item()), not the tensor torch.multinomial returns")
     if ids is None:
         return f"{call} should return a list of ints, got a {got['type']}"
     if len(ids) == CYCLE_STEPS and ids == expected[1:]:
@@ -109,10 +137,18 @@ def sampling_probe(kind: str):
         model = model_class(vocab).eval()
         load_weights(model, kind, vocab, HIDDEN, _sampling_weights(kind, vocab))
         runs = with_global_rng_perturbed(  # a generate that ignores its generator sees different random numbers
-            lambda: ids_of(model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
-        other = ids_of(model.generate(start, OTHER_SEED_STEPS, generator=torch.Generator().manual_seed(seed + 1)))
-        return {"runs": runs, "other_seed": other}
+            lambda: generated(lambda: model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
+        other = generated(lambda: model.generate(start, OTHER_SEED_STEPS,
+                                                 generator=torch.Generator().manual_seed(seed + 1)))
+        without = with_global_rng_perturbed(lambda: generated(lambda: model.generate(start, OTHER_SEED_STEPS)))
+        weights = _sampling_weights(kind, vocab)
+        load_weights(model, kind, vocab, HIDDEN, weights[:3] + [weights[3] + LARGE_SHIFT])  # same softmax
+        large = generated(lambda: model.generate(start, OTHER_SEED_STEPS, generator=torch.Generator().manual_seed(seed)))
+        return {"runs": runs, "other_seed": other, "without_generator": without, "large": large}
     return probe
+
+
+LARGE_SHIFT = 100.0  # exp(89) is inf in float32: softmax must subtract the largest logit
 
 
 def _sampling_weights(kind: str, vocab: int) -> list[torch.Tensor]:
@@ -154,8 +190,17 @@ def sampling_judge(kind: str):
 def _sampling_mistake(got, kind: str) -> str | None:
     vocab, start, seed = _sampling_setup()
     first, second = got["runs"]
-    if first["ids"] is None or len(first["ids"]) != SAMPLE_STEPS + 1:
-        return f"generate({start}, num_new={SAMPLE_STEPS}) should return {SAMPLE_STEPS + 1} ids; fix the test above first"
+    call = f"generate({start}, num_new={SAMPLE_STEPS})"
+    if "error" in first:
+        return generate_error(first["error"], kind, call)
+    if first["ids"] is None:
+        return f"{call} should return a list of ints, got a {first['type']}"
+    if len(first["ids"]) != SAMPLE_STEPS + 1:
+        return (f"{call} should return {SAMPLE_STEPS + 1} ids (the start id and {SAMPLE_STEPS} new ones), got "
+                f"{len(first['ids'])}: generate exactly num_new new ids, however large num_new is (no cap)")
+    if "error" in got["large"]:
+        return generate_error(got["large"]["error"], kind, f"with every logit shifted up by {LARGE_SHIFT:g} (the "
+                              f"same probabilities: softmax ignores a constant shift), generate")
     from coursekit.judging.bigram import disagreements, logits_table  # the reference: never in 02's sandbox
 
     table = logits_table(kind, _sampling_weights(kind, vocab))
@@ -176,6 +221,11 @@ def _sampling_mistake(got, kind: str) -> str | None:
     if got["other_seed"]["ids"] == first["ids"][:OTHER_SEED_STEPS + 1]:
         return ("generators seeded differently gave the same ids: sample with the generator generate is given "
                 "(torch.multinomial(probs, num_samples=1, generator=generator)), not one made or seeded inside it")
+    without = [run.get("ids") for run in got["without_generator"]]
+    if without[0] is not None and without[0] == without[1]:
+        return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
+                "ids: with generator=None sample from the global RNG (torch.multinomial(..., generator=None) does), "
+                "not from a new torch.Generator(), which starts from the same seed every time")
     if disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
     if disagreements(np.maximum(table, 0.0), first["ids"], seed) <= 3:

@@ -12,16 +12,30 @@ HIDDEN = 8  # the notebook's default hidden size
 
 
 def layers_by_type(model: nn.Module) -> dict:
-    """Linear and Embedding layers of a model by type: [shape, has bias] each, in registration order.
+    """Linear and Embedding layers of a model by type: [shape, has bias] each, in registration order, and both
+    kinds in that order as text ("in_order"), for messages.
 
     >>> layers_by_type(nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5)))
-    {'linear': [[5, 3, True]], 'embedding': [[5, 3]]}
+    {'linear': [[5, 3, True]], 'embedding': [[5, 3]], 'in_order': ['Embedding(5, 3)', 'Linear(3, 5)']}
     """
     return {
         "linear": [[m.out_features, m.in_features, m.bias is not None] for m in model.modules()
                    if isinstance(m, nn.Linear)],
         "embedding": [[m.num_embeddings, m.embedding_dim] for m in model.modules() if isinstance(m, nn.Embedding)],
+        "in_order": [f"Linear({m.in_features}, {m.out_features})" if isinstance(m, nn.Linear) else
+                     f"Embedding({m.num_embeddings}, {m.embedding_dim})" for m in model.modules()
+                     if isinstance(m, nn.Linear | nn.Embedding)],
     }
+
+
+def embedding_settings(model: nn.Module) -> list[dict]:
+    """The options of each nn.Embedding that change what it computes or how it learns (None / False: the default).
+
+    >>> embedding_settings(nn.Embedding(5, 3, padding_idx=0))
+    [{'sparse': False, 'padding_idx': 0, 'max_norm': None}]
+    """
+    return [{"sparse": bool(m.sparse), "padding_idx": m.padding_idx, "max_norm": m.max_norm}
+            for m in model.modules() if isinstance(m, nn.Embedding)]
 
 
 def find_layer(model: nn.Module, kind: str, vocab: int, hidden: int, output: bool = False) -> nn.Module:
@@ -71,16 +85,32 @@ def load_weights(model: nn.Module, kind: str, vocab: int, hidden: int, weights: 
 
 
 def ids_of(value) -> dict:
-    """A probe's view of generate's result: its type and the ids as a list of ints (when it is a 1-D sequence).
+    """A probe's view of generate's result: its type, the type names of a list's elements, and the ids as a list of
+    ints (when it is a 1-D sequence).
 
-    >>> ids_of(torch.tensor([[3, 1]])), ids_of("abc")
-    ({'type': 'Tensor', 'ids': [3, 1]}, {'type': 'str', 'ids': None})
+    >>> ids_of(torch.tensor([[3, 1]])), ids_of([2, torch.tensor(1)])["elements"]
+    ({'type': 'Tensor', 'elements': [], 'ids': [3, 1]}, ['Tensor', 'int'])
     """
     kind = type(value).__name__
+    elements = sorted({type(i).__name__ for i in value}) if isinstance(value, list) else []
     if isinstance(value, torch.Tensor):
         value = value.flatten().tolist() if value.ndim <= 2 and (value.ndim < 2 or value.shape[0] == 1) else None
     try:
         ids = [int(i) for i in value]
     except (TypeError, ValueError):
         ids = None
-    return {"type": kind, "ids": ids}
+    return {"type": kind, "elements": elements, "ids": ids}
+
+
+def generated(call) -> dict:
+    """ids_of(call()), or the error it raised as text (the judge names the usual causes).
+
+    >>> generated(lambda: [1, 2])["ids"], generated(lambda: 1 / 0)["error"]
+    ([1, 2], 'ZeroDivisionError: division by zero')
+    """
+    try:
+        return ids_of(call())
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        return {"type": None, "elements": [], "ids": None, "error": f"{type(error).__name__}: {error}"}

@@ -1,4 +1,4 @@
-"""Checks for notebook 02's two models, `BigramOneHotMLP` and `BigramEmbeddingMLP`: the same four tests each.
+"""Checks for notebook 02's two models, `BigramOneHotMLP` and `BigramEmbeddingMLP`: the same five tests each.
 
 The probes find layers by type and shape (nn.Linear, nn.Embedding), never by attribute name, so any layout works:
 separate attributes, an nn.Sequential, F.leaky_relu in forward. Every parameter gets its own random value before
@@ -6,7 +6,9 @@ the forward probe (fresh biases would hide a missing bias term), and in a gradin
 sizes change too. The weights are drawn from the test's seed, so the judges draw the same ones and recompute the
 forward pass with the reference (coursekit.judging.bigram, never in notebook 02's sandbox: a submission cannot
 ask it for the logits; nor from weights the sandbox reports) and, when it differs, try the usual mistakes to name
-the one that was made. `generate` is judged twice: on a model rigged so the next id is certain (does it feed back
+the one that was made. The model must be exactly the spec'd one in training mode too (the notebook never calls
+.eval()): no dropout or other randomness, no nn.Embedding options (sparse gradients, a padding row, max_norm).
+`generate` is judged twice: on a model rigged so the next id is certain (does it feed back
 the last id? the probe knows that cycle itself, so it counts only beside a right forward), and on a random model
 (does it sample from softmax(logits), with the generator it is given?).
 """
@@ -17,10 +19,13 @@ import numpy as np
 import torch
 
 from coursekit.checks.bigram_generate import cycle_judge, cycle_probe, sampling_judge, sampling_probe
-from coursekit.checks.bigram_layers import HIDDEN, layers_by_type, load_weights, model_inputs, seeded_weights
+from coursekit.checks.bigram_layers import (HIDDEN, embedding_settings, layers_by_type, load_weights, model_inputs,
+                                            seeded_weights)
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng, probe_torch_generator
+from coursekit.checks.probing import active, recorded_dropout
 
 VOCAB = 11  # the forward probe's public vocabulary: != HIDDEN, so layer shapes tell the layers apart
+ARCHITECTURE = {"one_hot": "Linear -> LeakyReLU -> Linear", "embedding": "Embedding -> LeakyReLU -> Linear"}
 
 
 # ---------------------------------------------------------------- structure
@@ -40,9 +45,7 @@ def _structure_judge(kind: str):
         return {"linear": first["linear"] + [[VOCAB, hidden, True]], "embedding": first["embedding"]}
 
     def describe_layers(layers):
-        parts = [f"Linear({i}, {o})" for o, i, _ in layers["linear"]]
-        parts += [f"Embedding({n}, {d})" for n, d in layers["embedding"]]
-        return ", ".join(parts) or "no Linear or Embedding layers"
+        return ", ".join(layers["in_order"]) or "no Linear or Embedding layers"
 
     def judge(got):
         for key, hidden, how in [("default", HIDDEN, f"model_class({VOCAB})"),
@@ -53,7 +56,8 @@ def _structure_judge(kind: str):
                         f"by id instead of multiplying a one-hot vector")
             if sorted(map(tuple, layers["linear"])) != sorted(map(tuple, wanted["linear"])) or \
                     layers["embedding"] != wanted["embedding"]:
-                if key == "hidden_5" and got["default"] == expected(HIDDEN):
+                default = got["default"]
+                if key == "hidden_5" and [default["linear"], default["embedding"]] == list(expected(HIDDEN).values()):
                     return (f"{how} should have a hidden layer of size 5, but it has {describe_layers(layers)}: "
                             f"use the hidden_size argument instead of a fixed 8")
                 if any(not has_bias for *_, has_bias in layers["linear"]):
@@ -62,6 +66,53 @@ def _structure_judge(kind: str):
                         f"{'Linear' if kind == 'one_hot' else 'Embedding'}({VOCAB}, {hidden}) and "
                         f"nn.Linear(hidden_size, vocab_size) = Linear({hidden}, {VOCAB}); found "
                         f"{describe_layers(layers)}")
+        return None
+    return judge
+
+# ---------------------------------------------------------------- exactly the spec'd model: no dropout, plain layers
+
+
+def _exact_probe(kind: str):
+    """The model in training mode (the notebook never calls .eval()): its dropout calls, and whether two forward
+    passes on the same input differ under different global seeds; and its embeddings' options."""
+    def probe(model_class):
+        torch.manual_seed(0)
+        model = model_class(VOCAB).train()
+        x = model_inputs(kind, torch.arange(VOCAB), VOCAB)
+        outputs = []
+        with recorded_dropout() as calls, torch.no_grad():
+            for seed in (1, 2):
+                torch.manual_seed(seed)
+                outputs.append(model(x))
+        return {"dropout": sorted({call["p"] for call in active(calls)}), "outputs": outputs,
+                "embeddings": embedding_settings(model)}
+    return probe
+
+
+def _exact_judge(kind: str):
+    architecture = ARCHITECTURE[kind]
+
+    def judge(got):
+        if got["dropout"]:
+            rates = ", ".join(f"p={p:g}" for p in got["dropout"])
+            return (f"the model applies dropout ({rates}) in training mode: it should be exactly {architecture}, "
+                    f"with no dropout (the notebook never calls .eval(), so training, loss_on_text and generate "
+                    f"would all run with it on); remove the nn.Dropout / F.dropout")
+        first, second = got["outputs"]
+        if not (isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and np.array_equal(first, second)):
+            return (f"in training mode two forward passes on the same input gave different logits: the model should "
+                    f"be exactly {architecture}, with no dropout or noise")
+        for settings in got["embeddings"]:
+            if settings["sparse"]:
+                return ("nn.Embedding(..., sparse=True) makes sparse gradients, which torch.optim.Adam cannot step "
+                        "(train would fail on this model): leave sparse at its default, False")
+            if settings["padding_idx"] is not None:
+                return (f"nn.Embedding(..., padding_idx={settings['padding_idx']}) keeps row "
+                        f"{settings['padding_idx']} at zero and never trains it, so that character gets no vector: "
+                        f"there is no padding here; leave padding_idx out")
+            if settings["max_norm"] is not None:
+                return (f"nn.Embedding(..., max_norm={settings['max_norm']:g}) rescales every row it looks up: the "
+                        f"model should be exactly {architecture}; leave max_norm out")
         return None
     return judge
 
@@ -124,10 +175,19 @@ def _forward_judge(kind: str):
         for mistake, expected in candidates.items():
             if np.allclose(logits, expected, atol=1e-4):
                 return FORWARD_MISTAKES.get(mistake)
-        return (f"{call} should compute Linear -> LeakyReLU -> Linear and return the logits; with the weights "
+        return (f"{call} should compute {ARCHITECTURE[kind]} and return the logits; with the weights "
                 f"the check loaded, the logits for id {int(ids[0])} should start "
-                f"{np.round(candidates[''][0, :3], 4).tolist()}, got {np.round(logits[0, :3], 4).tolist()}")
+                f"{_rounded(candidates[''][0, :3])}, got {_rounded(logits[0, :3])}")
     return judge
+
+def _rounded(values: np.ndarray) -> list[float]:
+    """Values for a message, rounded alike to 4 decimals (float32 would print 16 digits).
+
+    >>> _rounded(np.array([-2.5443001], dtype=np.float32))
+    [-2.5443]
+    """
+    return [round(float(v), 4) for v in values]
+
 
 def _model_check(kind: str, exercise: str, class_name: str, input_words: str) -> Check:
     return Check(
@@ -137,8 +197,11 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
         tests=[
             Test("two layers with hidden size 8 (or hidden_size)", _structure_probe, _structure_judge(kind), 0.25,
                  needs_right_outputs=True),
+            Test("exactly the spec'd layers: no dropout, no embedding options", _exact_probe(kind),
+                 _exact_judge(kind), 0.5, needs_right_outputs=True),
             Test(f"forward maps {input_words} to logits", _forward_probe(kind), _forward_judge(kind), 7.0),
-            Test("generate feeds back the last id", cycle_probe(kind), cycle_judge, 1.25, needs_right_outputs=True),
+            Test("generate feeds back the last id", cycle_probe(kind), cycle_judge(kind), 1.25,
+                 needs_right_outputs=True),
             Test("generate samples from softmax(logits) with the generator it is given", sampling_probe(kind),
                  sampling_judge(kind), 1.25),
         ],

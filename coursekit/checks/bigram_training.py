@@ -6,7 +6,8 @@ so every forward call tells which batch of pairs it was given, and hooks that re
 and each optimizer step (optimizer, learning rate, the gradients it is about to apply). The judge replays Adam on the student's own batches with the
 reference loop and compares losses and final weights; the records name the usual mistakes (no zero_grad, a
 hard-coded learning rate, batch size or step count, zero_grad between backward and step, the global RNG instead of
-the generator). The model
+the generator, or the global RNG reseeded or used up). A second run gives
+class-id targets (section 4 reuses `train` with target_ids) and a batch larger than the notebook's. The model
 and losses the notebook trained are judged too: a model close to what hidden size 8 reaches, and losses that
 belong to it.
 """
@@ -40,9 +41,19 @@ def _problem() -> dict:
 
 
 def _data(problem: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """inputs: pair i is the one-hot row of i (so a batch of rows names its pairs); targets: one-hot next ids."""
+    """inputs: pair i is the one-hot row of i (so a batch of rows names its pairs); targets: the next ids, as
+    one-hot rows (section 3) or, when problem["class_ids"], as class ids (section 4 reuses train with target_ids)."""
     following = torch.randint(problem["vocab"], (problem["pairs"],), generator=probe_torch_generator())
+    if problem.get("class_ids"):
+        return torch.eye(problem["pairs"]), following
     return torch.eye(problem["pairs"]), F.one_hot(following, problem["vocab"]).float()
+
+
+def _class_id_problem() -> dict:
+    """The problem with class-id targets, a few steps of a batch larger than the notebook's 1024 (so a batch size
+    capped at 1024 shows); enough steps that every pair is drawn at least once (the range test needs both ends)."""
+    size = 1100 if is_public() else int(probe_rng().integers(1030, 1200))  # pairs > size: randperm batches fit
+    return {**_problem(), "pairs": size + 100, "batch_size": size, "num_steps": 12, "class_ids": True}
 
 
 class SpyBigram(nn.Module):
@@ -71,7 +82,7 @@ def _spied_training(train, problem: dict) -> dict:
     """Run train(spy, inputs, targets, ...) on the problem; everything the judges need, as plain data."""
     inputs, targets = _data(problem)
     spy = SpyBigram(problem, seed=_spy_seed(problem))
-    fresh, steps = {}, []  # fresh: each parameter's gradient from the latest backward pass
+    fresh, steps = {}, []  # fresh: each parameter's gradient from the latest backward pass since the last step
     for parameter in spy.parameters():
         parameter.register_hook(lambda grad, p=parameter: fresh.__setitem__(id(p), grad.detach().clone()))
 
@@ -83,17 +94,24 @@ def _spied_training(train, problem: dict) -> dict:
         residual = math.sqrt(sum(float(((g - f) ** 2).sum()) for g, f in zip(grads, latest)))
         steps.append({"optimizer": type(optimizer).__name__, "lr": float(optimizer.param_groups[0]["lr"]),
                       "owns_model": all(any(p is q for q in held) for p in spy.parameters()),
-                      "norm": norm,
+                      "norm": norm, "reached": bool(fresh),
+                      "fresh_norm": math.sqrt(sum(float((f ** 2).sum()) for f in latest)),
+                      "dot": sum(float((g * f).sum()) for g, f in zip(grads, latest)),
                       "residual": residual / norm if norm else 0.0})
+        fresh.clear()
 
     handle = register_optimizer_step_pre_hook(before_step)
+    global_state = torch.get_rng_state()  # train should leave it alone (the spy's nn.Linear init used it above)
     try:
         with quiet_progress_bars(), one_thread():
             returned = train(spy, inputs, targets, num_steps=problem["num_steps"], batch_size=problem["batch_size"],
                              learning_rate=problem["learning_rate"], seed=problem["seed"])
     finally:
         handle.remove()
-    return {"returned": type_and_value(returned), "calls": [c for c in spy.calls if c["grad"]], "steps": steps,
+    kinds = sorted({type(v).__name__ for v in returned}) if isinstance(returned, list | tuple) else []
+    return {"returned": {**type_and_value(returned), "elements": kinds},
+            "calls": [c for c in spy.calls if c["grad"]], "steps": steps,
+            "global_moved": not torch.equal(global_state, torch.get_rng_state()),
             "final": [p.detach().clone() for p in spy.parameters()]}
 
 
@@ -114,7 +132,28 @@ def _as_floats(values) -> list[float] | None:
 
 
 def _recipe_judge(got):
-    problem = _problem()
+    return _recipe_mistake(got, _problem())
+
+
+def _class_id_probe(train, model, losses):
+    try:
+        return _spied_training(train, _class_id_problem())
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the judge names the usual cause: targets handled as one-hot rows only
+        return {"raised": f"{type(error).__name__}: {error}"}
+
+
+def _class_id_judge(got):
+    problem = _class_id_problem()
+    if "raised" in got:
+        return (f"with class-id targets (a 1-D tensor of next ids, as target_ids in section 4, which reuses train) "
+                f"train raised {got['raised']}: pass targets[batch] to F.cross_entropy as it is (it takes class ids "
+                f"or one-hot rows), without .argmax(...) or .float()")
+    return _recipe_mistake(got, problem)
+
+
+def _recipe_mistake(got, problem: dict) -> str | None:
     n, batch_size, num_steps, lr = problem["pairs"], problem["batch_size"], problem["num_steps"], problem["learning_rate"]
     call = (f"train(model, inputs, targets, num_steps={num_steps}, batch_size={batch_size}, learning_rate={lr}, "
             f"seed={problem['seed']}) with {n} pairs")
@@ -128,6 +167,10 @@ def _recipe_judge(got):
     if len(calls) != num_steps:
         return f"{call} should take {num_steps} steps (one batch each), but the model saw {len(calls)} batches"
     if steps and all(step["norm"] == 0 for step in steps):
+        if not any(step["reached"] for step in steps):
+            return ("loss.backward() never reaches the model's parameters, so they get no gradient: the loss is cut "
+                    "off from the model (a .detach(), torch.no_grad() or a new tensor made from the logits); compute "
+                    "the loss from logits = model(inputs[batch]) as they are")
         return ("the gradients are zero at optimizer.step(): call optimizer.zero_grad() before loss.backward(), "
                 "not between backward and step")
     initial = [p.detach().numpy() for p in SpyBigram(problem, seed=_spy_seed(problem)).parameters()]
@@ -137,10 +180,21 @@ def _recipe_judge(got):
         return f"use torch.optim.Adam(model.parameters(), lr=learning_rate), got {steps[0]['optimizer']}"
     if not all(step["owns_model"] for step in steps):
         return "the optimizer does not hold all of the model's parameters: give it model.parameters()"
-    if any(abs(step["lr"] - lr) > 1e-12 for step in steps):
-        return f"the learning rate should be the learning_rate argument ({lr} in this test), got {steps[0]['lr']}"
+    changed = [i for i, step in enumerate(steps) if abs(step["lr"] - lr) > 1e-12]
+    if changed and changed[0] > 0:
+        return (f"the learning rate changed during training (step 1: {lr:.6g}, step {changed[0] + 1}: "
+                f"{steps[changed[0]]['lr']:.6g}): keep it at the learning_rate argument for every step (no decay, "
+                f"no scheduler)")
+    if changed:
+        return (f"the learning rate should be the learning_rate argument ({lr:.6g} in this test), got "
+                f"{steps[0]['lr']:.6g}")
     if len(steps) != num_steps:
         return f"there should be one optimizer.step() per step ({num_steps}), got {len(steps)}"
+    if any(step["residual"] > 1e-4 and step["norm"] < step["fresh_norm"] * (1 - 1e-6) and
+           step["dot"] > (1 - 1e-6) * step["norm"] * step["fresh_norm"] for step in steps):
+        return ("the gradients at optimizer.step() are scaled down from those loss.backward() computed (gradient "
+                "clipping, e.g. torch.nn.utils.clip_grad_norm_): the exercise asks for plain Adam steps on the "
+                "gradients as they are; remove the clipping")
     if any(step["residual"] > 1e-4 for step in steps[1:]):
         return ("the gradients add up across steps: call optimizer.zero_grad() before loss.backward() in every step "
                 "(PyTorch accumulates .grad)")
@@ -160,10 +214,16 @@ def _recipe_judge(got):
 def _replay_mistake(got, problem: dict, batches: list[list[int]]) -> str | None:
     """Adam replayed on the student's own batches: the losses and the final weights must match."""
     returned = got["returned"]
-    losses = _as_floats(returned["value"]) if isinstance(returned["value"], list | np.ndarray) else None
+    if returned["type"] in ("Tensor", "ndarray"):
+        return (f"train should return the list of losses as Python floats, got a {returned['type']}: collect them "
+                f"in a list with losses.append(loss.item()) and return that list")
+    losses = _as_floats(returned["value"]) if returned["type"] in ("list", "tuple") else None
     if losses is None:
         return (f"train should return the list of losses (loss.item() of every step), got "
                 f"{returned['type']}")
+    if any(kind != "float" for kind in returned["elements"]):
+        return (f"train should return a list of Python floats, but it holds {' and '.join(returned['elements'])} "
+                f"values: append loss.item() (a float), not the loss tensor or its .numpy()")
     if len(losses) != problem["num_steps"]:
         return (f"train should return one loss per step ({problem['num_steps']} steps), got {len(losses)}: append "
                 f"loss.item() inside the loop")
@@ -188,18 +248,24 @@ def _generator_probe(train, model, losses):
     problem = {**_problem(), "num_steps": 4}
 
     def batches(seed):
-        return [c["pairs"] for c in _spied_training(train, {**problem, "seed": seed})["calls"]]
+        run = _spied_training(train, {**problem, "seed": seed})
+        return {"pairs": [c["pairs"] for c in run["calls"]], "global_moved": run["global_moved"]}
     first, again = with_global_rng_perturbed(lambda: batches(problem["seed"]))
     return {"first": first, "again": again, "other_seed": batches(problem["seed"] + 1)}
 
 
 def _generator_judge(got):
-    if not got["first"]:
-        return "fix the test above first: train never called the model"
-    if got["first"] != got["again"]:
+    first = got["first"]["pairs"]
+    if not first:
+        return "train never called the model: see the message of the test 'train: Adam on random batches'"
+    if first != got["again"]["pairs"]:
         return ("two runs with the same seed drew different batches: draw them with torch.randint(..., "
                 "generator=generator), the generator made from seed, not from torch's global random numbers")
-    if got["first"] == got["other_seed"]:
+    if got["first"]["global_moved"] or got["again"]["global_moved"]:
+        return ("train changed torch's global random state (torch.manual_seed(...), or a draw without "
+                "generator=generator): take every batch from the generator made from seed and leave the global "
+                "random numbers alone, which every later cell of the notebook depends on")
+    if first == got["other_seed"]["pairs"]:
         return "runs with different seeds drew the same batches: use the generator made from the seed argument"
     return None
 
@@ -300,6 +366,8 @@ check_train_one_hot = Check(
     tests=[
         Test("train: Adam on random batches, one step per batch, on a small problem", _recipe_probe, _recipe_judge,
              5.0),
+        Test("train works with class-id targets (as section 4 reuses it) and any batch size", _class_id_probe,
+             _class_id_judge, 1.0),
         Test("train draws its batches from the generator made from seed", _generator_probe, _generator_judge, 0.75,
              needs_right_outputs=True),
         Test(f"losses: one per step for {TRAIN_STEPS} steps, going down", _losses_probe, _losses_judge, 0.25,

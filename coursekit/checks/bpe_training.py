@@ -7,7 +7,9 @@ bug fails it. The probes hold no answer: the judges ask the reference, coursekit
 
 from __future__ import annotations
 
-from coursekit.checks.core import Check, Test, describe, is_public, probe_rng, type_and_value
+import itertools
+
+from coursekit.checks.core import Check, Test, describe, integral, is_public, probe_rng, shown, type_and_value
 
 
 def reference_bpe():
@@ -34,65 +36,116 @@ def ids_drawn(rng, low: int = 30, high: int = 60) -> list[int]:
 
 
 def _counts_as_rows(counts) -> dict:
-    """Pair counts as plain rows [[first, second, count], ...], or a description of what came back instead."""
+    """Pair counts as plain rows [[first, second, count], ...], or a description of what came back instead. Ids and
+    counts must be whole numbers (an int of any int-like type): a float is shown as it came back, never rounded."""
     if not isinstance(counts, dict):
         return {"error": f"pair_counts should return a dict {{(a, b): count}}, got {describe(counts)}"}
     rows = []
     for key, value in counts.items():
         if not (isinstance(key, tuple) and len(key) == 2):
             return {"error": f"keys should be pairs (a, b) as tuples, got the key {key!r}"}
+        if not (integral(key[0]) and integral(key[1])):
+            return {"error": f"the ids of a pair should be ints, as in the ids given, got the key {key!r}"}
+        if not integral(value):
+            return {"error": f"a count is the number of times a pair occurs, a whole number (int), but the count "
+                             f"of {key!r} is {value!r} ({type(value).__name__})"}
         rows.append([int(key[0]), int(key[1]), int(value)])
     return {"rows": rows}
 
 
-def _counts_mistake(got, ids: list[int]) -> str | None:
+def _counts_probe(cases):
+    """pair_counts on each case, each given a copy of the ids: the copy must come back unchanged (train_bpe uses
+    the same ids again after counting them)."""
+    def probe(function):
+        results = []
+        for ids in cases():
+            given = list(ids)
+            results.append({**_counts_as_rows(function(given)), "input_changed": given != ids})
+        return results
+    return probe
+
+
+def _counts_cases_mistake(got: list, cases) -> str | None:
+    cases = cases()
+    for result, ids in zip(got, cases):
+        mistake = _counts_mistake(result, ids, cases)
+        if mistake:
+            return mistake
+    return None
+
+
+def _counts_mistake(got, ids: list[int], cases=()) -> str | None:
     if "error" in got:
         return got["error"]
+    if got["input_changed"]:
+        return (f"pair_counts changed the list of ids it was given ({shown(ids)} was not the same afterwards): "
+                f"train_bpe merges those same ids after counting them, so leave the argument as it is")
     pair_counts, merge_pair = reference_bpe().pair_counts, reference_bpe().merge_pair
     counts = {(a, b): count for a, b, count in got["rows"]}
     expected = pair_counts(ids)
     if counts == expected:
         return None
+    earlier = [other for other in cases if other != ids and pair_counts(other) == counts]
+    if earlier:
+        return (f"pair_counts({shown(ids)}) returned the counts of other ids given in another call, "
+                f"{shown(earlier[0])}: count the pairs of the ids given each time (keep nothing between calls, "
+                f"e.g. no cache keyed on len(ids))")
+    counted = sum(counts.values())
+    if len(ids) > 20 and counts == pair_counts(ids[:counted + 1]):
+        return (f"only the first {counted + 1} of the {len(ids)} ids were counted: count every pair of the list, "
+                f"however long it is")
     without_overlaps = {pair: len(ids) - len(merge_pair(ids, pair, -1)) for pair in expected}
     if counts == without_overlaps:
-        return (f"overlapping pairs count too: {ids} should give {expected}, got {counts} "
+        return (f"overlapping pairs count too: {shown(ids)} should give {shown(expected)}, got {shown(counts)} "
                 f"(after counting a pair, move on by one id, not two)")
     all_ones = counts.keys() == expected.keys() and set(counts.values()) == {1}
     ends = " or the ".join(end for end, part in (("first", ids[1:]), ("last", ids[:-1])) if counts == pair_counts(part))
     if ends:
         either = " (or each count was set to 1 instead of increased)" if all_ones else ""
-        return f"the {ends} pair is missing{either}: the pairs of {ids} are {list(zip(ids, ids[1:]))} (zip(ids, ids[1:]))"
+        return (f"the {ends} pair is missing{either}: the pairs of {shown(ids)} are {shown(list(zip(ids, ids[1:])))} "
+                f"(zip(ids, ids[1:]))")
     every_other = {}
     for a, b in list(zip(ids, ids[1:]))[::2]:
         every_other[a, b] = every_other.get((a, b), 0) + 1
     if counts == every_other:
-        return (f"you counted every other pair (a step of 2): pairs overlap, so {ids} has the pairs "
-                f"{list(zip(ids, ids[1:]))} (zip(ids, ids[1:]))")
+        return (f"you counted every other pair (a step of 2): pairs overlap, so {shown(ids)} has the pairs "
+                f"{shown(list(zip(ids, ids[1:])))} (zip(ids, ids[1:]))")
     if all_ones:
-        return (f"every count is 1: add one to the pair's count each time you see it "
-                f"(counts.get(pair, 0) + 1); pair_counts({ids}) should be {expected}")
-    return f"pair_counts({ids}) should be {expected}, got {counts}"
+        return (f"every count is 1: add one to the pair's count each time you see it; pair_counts({shown(ids)}) "
+                f"should be {shown(expected)}")
+    return f"pair_counts({shown(ids)}) should be {shown(expected)}, got {shown(counts)}"
 
 
 # (ids, weight): small cases for the messages; "many ids" carries the exercise.
 PAIR_SAMPLES = [([1, 2, 3, 1, 2], 0.5), ([7, 7, 7], 0.5), ([5], 0.05), ([], 0.05),
                 ([104, 101, 108, 108, 111, 32, 104, 101, 108, 108, 111], 0.25)]
 PUBLIC_PAIR_IDS = [11, 2, 1, 2, 1, 2, 2, 2, 21, 12, 1, 2]
+LONG_IDS = 150  # longer than any shortcut that looks at the first 64 or 100 ids
 
 
-def _pair_ids() -> list[int]:
-    """The ids of the "many ids" test: public in a notebook, drawn from the test's rng when grading."""
-    return list(PUBLIC_PAIR_IDS) if is_public() else ids_drawn(probe_rng())
+def _pair_cases() -> list[list[int]]:
+    """The ids of the "many ids" test: public in a notebook, drawn from the test's rng when grading. Two lists of
+    the same length (a result kept from an earlier call is wrong for the second) and a long one."""
+    if is_public():
+        twin = PUBLIC_PAIR_IDS[::-1]
+        long = [PUBLIC_PAIR_IDS[(i * 7) % len(PUBLIC_PAIR_IDS)] + (i % 3 == 0) for i in range(LONG_IDS)]
+        return [list(PUBLIC_PAIR_IDS), twin, long]
+    rng = probe_rng()
+    first = ids_drawn(rng)
+    twin = ids_drawn(rng, len(first) - 5, len(first) - 4)  # the run of 3 to 5 makes it another length; trim it
+    twin = (twin + first)[:len(first)]
+    return [first, twin, ids_drawn(rng, LONG_IDS, 2 * LONG_IDS)]
 
 
 check_pair_counts = Check(
     exercise="pair_counts",
     expects=["a function pair_counts(ids) -> dict[tuple[int, int], int]"],
     tests=[
-        *(Test(f"pair_counts({ids})", lambda function, ids=ids: _counts_as_rows(function(list(ids))),
-               lambda got, ids=ids: _counts_mistake(got, ids), weight=weight) for ids, weight in PAIR_SAMPLES),
-        Test("pair_counts of many ids with repeats and overlaps", lambda function: _counts_as_rows(function(
-            _pair_ids())), lambda got: _counts_mistake(got, _pair_ids()), weight=4.0),
+        *(Test(f"pair_counts({ids})", _counts_probe(lambda ids=ids: [list(ids)]),
+               lambda got, ids=ids: _counts_cases_mistake(got, lambda: [list(ids)]), weight=weight)
+          for ids, weight in PAIR_SAMPLES),
+        Test("pair_counts of many ids with repeats and overlaps, twice the same length and a long list",
+             _counts_probe(_pair_cases), lambda got: _counts_cases_mistake(got, _pair_cases), weight=4.0),
     ],
 )
 
@@ -112,7 +165,7 @@ def _merge_cases() -> list[tuple[list[int], tuple[int, int], int]]:
     """The "many ids" cases: public in a notebook, drawn from the test's rng when grading: pairs of one id
     repeated (which overlap in runs) and of two ids, found in the ids, at the start or the end too."""
     if is_public():
-        return [(list(ids), pair, new_id) for ids, pair, new_id in PUBLIC_MERGE_CASES]
+        return [(list(ids), pair, new_id) for ids, pair, new_id in PUBLIC_MERGE_CASES] + [([1, 2, 3] * 50, (2, 3), 256)]
     rng, cases = probe_rng(), []
     for repeated in (True, False, True, False):
         ids = ids_drawn(rng, 15, 40)
@@ -130,7 +183,8 @@ def _merge_cases() -> list[tuple[list[int], tuple[int, int], int]]:
             ids[where:where] = [pair[1], pair[0]]  # the pair reversed is no occurrence
         ids = list(pair) + ids if rng.random() < 0.5 else ids + list(pair)
         cases.append((ids, pair, int(rng.integers(257, 400))))
-    return cases
+    long = ids_drawn(rng, LONG_IDS, 2 * LONG_IDS)  # longer than a shortcut that looks at the first 64 or 100 ids
+    return [*cases, (long, (long[-2], long[-1]), 300)]
 
 
 def _merge_probe(cases):
@@ -161,16 +215,19 @@ def _merge_mistake(got, ids, pair, new_id) -> str | None:
     if got["input_changed"]:
         return "merge_pair changed the list it was given; build and return a new list instead"
     if got.get("same_list"):
-        return (f"merge_pair({ids}, {pair}, {new_id}) returned the very list it was given, not a new one: when the "
+        return (f"merge_pair({shown(ids)}, {pair}, {new_id}) returned the very list it was given, not a new one: when the "
                 f"pair does not occur, return a copy (list(ids)), or a later change to one list changes both")
     if result["value"] == expected:
         return None
     if result["value"] == expected[:-1]:
-        return f"the last id is dropped: merge_pair({ids}, {pair}, {new_id}) should be {expected}"
+        return f"the last id is dropped: merge_pair({shown(ids)}, {pair}, {new_id}) should be {shown(expected)}"
     for mistake, wrong in _wrong_merges(ids, pair, new_id).items():
         if result["value"] == wrong:
-            return f"{mistake}: merge_pair({ids}, {pair}, {new_id}) should be {expected}, got {wrong}"
-    return f"merge_pair({ids}, {pair}, {new_id}) should be {expected}, got {result['value']}"
+            return f"{mistake}: merge_pair({shown(ids)}, {pair}, {new_id}) should be {shown(expected)}, got {shown(wrong)}"
+    if isinstance(result["value"], list) and len(result["value"]) < len(expected) - 1:
+        return (f"merge_pair of {len(ids)} ids should return {len(expected)} ids, got {len(result['value'])}: "
+                f"merge along the whole list, however long it is")
+    return f"merge_pair({shown(ids)}, {pair}, {new_id}) should be {shown(expected)}, got {shown(result['value'])}"
 
 
 def _wrong_merges(ids: list[int], pair: tuple[int, int], new_id: int) -> dict[str, list[int]]:
@@ -233,8 +290,26 @@ def _merges_as_rows(merges) -> dict:
                              f"{{(a, b): new_id}}"}
         if not (isinstance(key, tuple) and len(key) == 2):
             return {"error": f"keys should be pairs (a, b) as tuples, got the key {key!r}"}
+        if not (integral(key[0]) and integral(key[1]) and integral(value)):
+            return {"error": f"merges maps a pair of ids to a new id, all ints (bytes are 0-255, new ids 256, 257, "
+                             f"...), got {key!r}: {value!r}"}
         rows.append([int(key[0]), int(key[1]), int(value)])
     return {"rows": rows}
+
+
+def _long_case() -> tuple[str, int]:
+    """A passage of the corpus longer than 200 characters, with capitals, newlines and whitespace at both ends,
+    and more merges than 300 - 256: a trainer that cuts the text, changes it or caps vocab_size learns other merges."""
+    from coursekit.checks.characters import corpus
+
+    text, accents = corpus(), " héhé naïve" * 4  # a trainer on characters (ord) learns (104, 233) = "hé"
+    if is_public():
+        return "  " + text[:600] + accents + " \n", 60
+    rng = probe_rng()
+    start = int(rng.integers(0, len(text) - 900))
+    edges = [" ", "\n", "  ", "\n\n", " \n"]
+    passage = text[start:start + int(rng.integers(500, 900))] + accents
+    return str(rng.choice(edges)) + passage + str(rng.choice(edges)), int(rng.integers(50, 70))
 
 
 def _other_size_case() -> tuple[str, int]:
@@ -257,6 +332,10 @@ def _train_shape_mistake(got, case=_train_case) -> str | None:
         return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got "
                 f"{len(ids)}: new ids run from 256 to vocab_size - 1, and after each merge apply it to the ids "
                 f"(ids = merge_pair(...)), else the same pair wins again and overwrites its entry")
+    if len(ids) > wanted + 1:
+        return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got {len(ids)}, more than "
+                f"vocab_size allows: were merges kept from an earlier call (a default argument such as merges={{}}, "
+                f"or a dict outside the function)? Start each call with an empty dict")
     if len(ids) != wanted:
         return (f"train_bpe(text, vocab_size=256 + {wanted}) should learn {wanted} merges, got {len(ids)}:"
                 f" the vocabulary is the 256 bytes plus one id per merge, so new ids run from 256 to vocab_size - 1")
@@ -268,50 +347,177 @@ def _train_shape_mistake(got, case=_train_case) -> str | None:
 def _replay_mistake(ids: list[int], rows: list[list[int]]) -> str | None:
     """Replay merges on ids: None when each is a most frequent pair at its step (any tie-break), else why not."""
     bpe = reference_bpe()
-    known = set(ids) | set(range(256))
+    known, history = set(ids) | set(range(256)), []
     for step, (first, second, new_id) in enumerate(rows):
         if first not in known or second not in known:
             return (f"merge {step} is {(first, second)}, but ids are bytes 0-255 or earlier merges: train on "
                     f"UTF-8 bytes, ids = list(text.encode('utf-8')), not on characters")
+        history.append((ids, (first, second)))
         counts = bpe.pair_counts(ids)
-        count, most = counts.get((first, second), 0), max(counts.values(), default=0)
-        if count < most:
-            top = max(counts, key=counts.get)
-            said = f"merge {step} was {(first, second)}, which occurs {count} times at that point, but {top} occurs {most}"
-            if counts.get((second, first), 0) == most:
-                return (f"{said}: the pair is stored reversed; keep (a, b) in the order the two ids appear, the "
-                        f"order zip(ids, ids[1:]) gives")
-            if count and count == min(counts.values()):
-                return (f"{said}: that is one of the least frequent pairs; merge the most frequent one, "
-                        f"max(counts, key=counts.get), not min")
-            if not count:
-                return (f"{said}: {(first, second)} does not occur in the ids at that step: after each merge, "
-                        f"apply it to the ids and count the pairs again")
-            return f"{said} times: after each merge, apply it to the ids and count the pairs again"
+        if counts.get((first, second), 0) < max(counts.values(), default=0):
+            return _wrong_pick(history, rows[step:])
         ids = bpe.merge_pair(ids, (first, second), new_id)
         known.add(new_id)
     return None
 
 
-def _train_greedy_mistake(got) -> str | None:
-    shape = _train_shape_mistake(got)
+def _every_other(ids: list[int]) -> dict:
+    counts = {}
+    for pair in list(zip(ids, ids[1:]))[::2]:
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _once_each(ids: list[int]) -> dict:
+    merge_pair = reference_bpe().merge_pair
+    return {pair: len(ids) - len(merge_pair(ids, pair, -1)) for pair in set(zip(ids, ids[1:]))}
+
+
+def _is_top(counts: dict, pair: tuple) -> bool:
+    return pair in counts and counts[pair] == max(counts.values())
+
+
+def _second(counts: dict) -> int:
+    """The count of the second pair when the pairs are sorted by count (the most frequent's when two tie)."""
+    return sorted(counts.values())[-2] if len(counts) > 1 else -1
+
+
+# Ways of choosing a pair that are not "a most frequent pair of the current ids", each with what to do instead:
+# (does the pair chosen from these ids follow it, the mistake). A way is named only when it explains every merge
+# up to the wrong one, so a chance agreement at one step names nothing.
+WRONG_PICKS = [
+    (lambda ids, pair, counts: _is_top(counts, pair[::-1]),
+     "the pair is stored reversed; keep (a, b) in the order the two ids appear, the order zip(ids, ids[1:]) gives"),
+    (lambda ids, pair, counts: pair == max(counts),
+     "the pair chosen is the largest pair, not the most frequent one: max(counts) compares the keys (the pairs); "
+     "read about max's key argument to compare their counts"),
+    (lambda ids, pair, counts: counts.get(pair) == min(counts.values()),
+     "that is one of the least frequent pairs; merge the most frequent one (max, not min)"),
+    (lambda ids, pair, counts: _is_top(_every_other(ids), pair),
+     "the pairs were counted with a step of 2 (every other pair); pairs overlap: count every pair of "
+     "zip(ids, ids[1:])"),
+    (lambda ids, pair, counts: _is_top(_once_each(ids), pair),
+     "overlapping occurrences were counted once (as merge_pair would replace them); count every pair of "
+     "zip(ids, ids[1:]), overlapping ones too"),
+    (lambda ids, pair, counts: counts.get(pair) == _second(counts),
+     "that is the second most frequent pair; merge the most frequent one"),
+]
+
+
+def _wrong_pick(history: list[tuple[list[int], tuple]], rest: list[list[int]]) -> str:
+    """Why the last merge of `history` ([(ids at the step, pair merged)], one per step up to the wrong one) is not a
+    most frequent pair of its ids: the mistake whose choice it is. A way of choosing is named when it explains every
+    merge up to the wrong one; of several, the one that also explains the most merges after it (`rest`)."""
+    bpe = reference_bpe()
+    step, (ids, pair) = len(history) - 1, history[-1]
+    later, current = [], ids
+    for first, second, new_id in rest[1:6]:  # a few more merges tell the ways apart; all of them would be slow
+        current = bpe.merge_pair(current, (first, second), new_id)
+        later.append((current, (first, second)))
+    counts = bpe.pair_counts(ids)
+    count, most = counts.get(pair, 0), max(counts.values())
+    top = max(counts, key=counts.get)
+    said = f"merge {step} was {pair}, which occurs {count} times at that point, but {top} occurs {most} times"
+
+    def follows_at(follows, ids, pair) -> bool:
+        return len(ids) < 2 or follows(ids, pair, bpe.pair_counts(ids))
+
+    ways = [(sum(1 for _ in itertools.takewhile(lambda at: follows_at(follows, *at), later)), -rank, mistake)
+            for rank, (follows, mistake) in enumerate(WRONG_PICKS)
+            if all(follows_at(follows, *at) for at in history)]  # each explains every merge up to the wrong one
+    if ways:
+        return f"{said}: {max(ways)[2]}"  # the one that explains the most merges after it (the first listed of ties)
+    if not count:
+        if not step:
+            return (f"{said}: {pair} does not occur in the text at all. Were merges kept from an earlier call (a "
+                    f"default argument such as merges={{}}, or a dict outside the function)? Start each call with "
+                    f"an empty dict")
+        return (f"{said}: {pair} does not occur in the ids at that step: after each merge, apply it to the ids "
+                f"(merge_pair, which skips both ids of each occurrence) and count the pairs again")
+    start, merged = history[0][0], [pair for _, pair in history[:-1]]
+    stale = {p: n for p, n in bpe.pair_counts(start).items() if p not in merged}
+    if step and stale.get(pair) == max(stale.values(), default=0):
+        return f"{said}: after each merge, apply it to the ids and count the pairs again"
+    return f"{said}: each merge is a most frequent pair of the ids as they are at its step"
+
+
+# What a trainer that did not start from the text's UTF-8 bytes learned from: (what, the ids it started from).
+OTHER_STARTS = [
+    ("characters (code points, ord) or Latin-1, not on bytes: start from ids = list(text.encode('utf-8')), where 'é' "
+     "is the two bytes [195, 169], not 233", lambda text: [ord(char) for char in text]),
+    ("characters (code points, ord) or Latin-1, not on bytes: start from ids = list(text.encode('utf-8')), where 'é' "
+     "is the two bytes [195, 169], not 233", lambda text: list(text.encode("latin-1", errors="replace"))),
+    ("UTF-16 bytes (text.encode('utf-16')): BPE here starts from the UTF-8 bytes, list(text.encode('utf-8'))",
+     lambda text: list(text.encode("utf-16"))),
+    ("UTF-16 bytes (text.encode('utf-16')): BPE here starts from the UTF-8 bytes, list(text.encode('utf-8'))",
+     lambda text: list(text.encode("utf-16-le"))),
+    ("the text without the whitespace at its ends (strip): train on the text as it is, every space and newline "
+     "included", lambda text: list(text.strip().encode("utf-8"))),
+    ("the text without the whitespace at its end (rstrip): train on the text as it is, every space and newline "
+     "included", lambda text: list(text.rstrip().encode("utf-8"))),
+    ("the text without the newline at its end: train on the text as it is, every space and newline included",
+     lambda text: list(text.rstrip("\n").encode("utf-8"))),
+    ("the text lowercased: train on the text as it is; 'R' and 'r' are different bytes",
+     lambda text: list(text.lower().encode("utf-8"))),
+]
+
+
+def _greedy_mistake(got, case) -> str | None:
+    """The merges of train_bpe on case(): each a most frequent pair of the text's bytes at its step, or why not."""
+    shape = _train_shape_mistake(got, case)
     if shape:
         return f"fix this first: {shape}"
-    text = _train_case()[0]
+    text = case()[0]
     mistake = _replay_mistake(list(text.encode("utf-8")), got["rows"])
-    other_starts = [[ord(char) for char in text], list(text.encode("latin-1", errors="replace"))]
-    if mistake and any(_replay_mistake(ids, got["rows"]) is None for ids in other_starts):
-        return ("these merges were learned on characters (code points, ord) or Latin-1, not on bytes: "
-                "start from ids = list(text.encode('utf-8')), where 'é' is the two bytes [195, 169], not 233")
+    if not mistake:
+        return None
+    wrong_start = next((what for what, start in OTHER_STARTS
+                        if start(text) != list(text.encode("utf-8")) and _replay_mistake(start(text), got["rows"])
+                        is None), None)
+    if wrong_start:
+        return f"these merges were learned on {wrong_start}"
     return mistake
 
 
+def _train_greedy_mistake(got) -> str | None:
+    return _greedy_mistake(got, _train_case)
+
+
+def _long_probe(function) -> dict:
+    """train_bpe on a short text, then on the long passage: what the second call returns must not depend on the
+    first (merges kept in a default argument or a global carry over)."""
+    text, merges = _train_case()
+    earlier = _merges_as_rows(function(text, 256 + 8))
+    return {**_train_probe(function, _long_case), "earlier": earlier.get("rows", [])}
+
+
+def _long_mistake(got) -> str | None:
+    text, merges = _long_case()
+    mistake = _greedy_mistake(got, _long_case)
+    if not mistake:
+        return None
+    earlier = [row[:2] for row in got["earlier"]]
+    if earlier and [row[:2] for row in got.get("rows", [])[:len(earlier)]] == earlier:
+        return (f"train_bpe on a passage of {len(text)} characters returned first the merges of the text of the call "
+                f"before ({shown([tuple(pair) for pair in earlier], 4)}): merges were kept from an earlier call (a "
+                f"default argument such as merges={{}}, or a dict outside the function); start each call with an "
+                f"empty dict")
+    return f"on a passage of {len(text)} characters with {merges} merges: {mistake}"
+
+
 def _short_case() -> tuple[str, int]:
-    """A text whose pairs run out before vocab_size: public "abab", a few random letters when grading."""
+    """A text whose pairs run out before vocab_size: public " abab\\n", a few random letters when grading, with a
+    space in front and a newline at the end (part of the text: the last merges join them)."""
     if is_public():
-        return "abab", 266
+        return " abab\n", 266
     rng = probe_rng()
-    return "".join(str(letter) for letter in rng.choice(list("abc"), size=int(rng.integers(2, 6)))), 270
+    return " " + "".join(str(letter) for letter in rng.choice(list("abc"), size=int(rng.integers(2, 6)))) + "\n", 270
+
+
+def _merged(ids: list[int], rows: list[list[int]]) -> list[int]:
+    for first, second, new_id in rows:
+        ids = reference_bpe().merge_pair(ids, (first, second), new_id)
+    return ids
 
 
 def _short_probe(function):
@@ -327,9 +533,12 @@ def _stops_mistake(got) -> str | None:
     mistake = _replay_mistake(ids, got["rows"])
     if mistake:
         return mistake
-    for first, second, new_id in got["rows"]:
-        ids = reference_bpe().merge_pair(ids, (first, second), new_id)
-    if len(ids) > 1:
+    if len(_merged(ids, got["rows"])) > 1:
+        ids = _merged(ids, got["rows"])
+        wrong_start = next((what for what, start in OTHER_STARTS if start(text) != list(text.encode("utf-8"))
+                            and len(_merged(start(text), got["rows"])) == 1), None)
+        if wrong_start:
+            return f"train_bpe({text!r}, {vocab_size}): these merges were learned on {wrong_start}"
         return (f"train_bpe({text!r}, {vocab_size}) stopped with the pair {tuple(ids[:2])} left to merge: keep "
                 f"merging until vocab_size, or until no pair is left")
     return None
@@ -363,6 +572,8 @@ check_train_bpe = Check(
         Test("returns vocab_size - 256 merges with ids 256, 257, ...", _train_probe, _train_shape_mistake, 0.2),
         Test("every merge is a most frequent pair of the bytes at its step", _train_probe, _train_greedy_mistake,
              4.0),
+        Test("every merge is a most frequent pair on a long passage, its capitals and the whitespace at both "
+             "ends included", _long_probe, _long_mistake, 2.0),
         Test("stops early when no pair is left", _short_probe, _stops_mistake, 0.2),
         Test("runs of one byte: overlapping pairs counted, merged from the left",
              lambda function: _train_probe(function, _runs_case), _runs_mistake, 1.0),

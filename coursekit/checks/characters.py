@@ -13,7 +13,7 @@ from functools import lru_cache
 import torch
 
 from coursekit import data
-from coursekit.checks.core import Check, Test, describe, is_public, probe_rng, type_and_value
+from coursekit.checks.core import Check, Test, describe, integral, is_public, probe_rng, shown, type_and_value
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +46,7 @@ def _chars_view(chars) -> dict:
 
 def _chars_is_list(result):
     if result["type"] == "str":
-        return "chars should be a list of characters (e.g. sorted(set(text))), not one string"
+        return "chars should be a list of characters, not one string (read about list() of a string)"
     if result["type"] != "list":
         return f"chars should be a list of single characters, got a {result['type']}"
     if result["value"] is None:
@@ -70,7 +70,7 @@ def _chars_complete(result):
     if extra:
         return f"chars has characters that are not in the text: {extra[:3]}"
     if result["repeats"]:
-        return "chars has duplicates: each character should appear once (use set(text))"
+        return "chars has duplicates: each character should appear once (read about Python's set)"
     return None
 
 
@@ -80,7 +80,8 @@ def _chars_sorted(result):
     if earlier:
         return earlier if earlier.startswith("fix this first") else f"fix this first: {earlier}"
     if result["value"] != sorted(result["value"]):
-        return "chars should be sorted, so ids do not depend on set order: use sorted(set(text))"
+        return ("chars should be sorted, so ids do not depend on the order a set happens to have: read about "
+                "Python's sorted()")
     return None
 
 
@@ -147,36 +148,47 @@ def tensor_ids() -> list[int]:
     return list(TENSOR_IDS) if is_public() else _drawn_ids(probe_rng(), 5, 20)
 
 
-def unknown_case() -> tuple[str, str]:
-    """(a text with one character outside the vocabulary, that character)."""
+def unknown_cases() -> list[tuple[str, str]]:
+    """[(a text with one character outside the vocabulary, that character)]: one of anywhere, a tab and a carriage
+    return (an encode that rewrites whitespace it does not know hides them instead of reporting them)."""
     if is_public():
-        return "a pound of flesh, or" + UNKNOWN_CHARACTER + " in gold", UNKNOWN_CHARACTER
-    rng = probe_rng()
-    text, unknown = _drawn_text(rng, 3, 15), str(rng.choice(list(SECRET_UNKNOWN)))
-    at = int(rng.integers(0, len(text) + 1))
-    return text[:at] + unknown + text[at:], unknown
+        return [("a pound of flesh, or" + UNKNOWN_CHARACTER + " in gold", UNKNOWN_CHARACTER),
+                ("a pound\tof flesh", "\t"), ("of flesh,\r\nor gold", "\r")]
+    rng, cases = probe_rng(), []
+    for unknown in (str(rng.choice(list(SECRET_UNKNOWN))), "\t", "\r"):
+        text = _drawn_text(rng, 3, 15)
+        at = int(rng.integers(0, len(text) + 1))
+        cases.append((text[:at] + unknown + ("\n" if unknown == "\r" else "") + text[at:], unknown))
+    return cases
 
 # ---------------------------------------------------------------- encode
 
 
-def _ids_mistake(got, text: str) -> str | None:
+def _ids_mistake(got, text: str, others=()) -> str | None:
     expected = _char_ids(text)
     if got["type"] != "list" or got["value"] is None:
-        return f"encode should return a list of ints, got a {got['type']} (hint: [stoi[c] for c in text])"
+        return f"encode should return a list of ints, got a {got['type']} (look each character up in stoi)"
     ids = got["value"]
+    if not all(integral(i) for i in ids):
+        return f"encode should return a list of ints (ids), got {shown(ids)}"
     if ids == expected:
         return None
+    kept = [other for other in others if other != text and _char_ids(other) == ids]
+    if kept:
+        return (f"encode({text!r}) returned the ids of another text given in another call, {kept[0]!r}: encode "
+                f"the text given each time (keep nothing between calls, e.g. no cache keyed on len(text))")
     if ids == [i + 1 for i in expected]:
         return f"the ids are shifted by one: ids start at 0 (chars[0] is {corpus_chars()[0]!r}, id 0)"
-    if ids == [ord(c) for c in text]:
-        return "you returned Unicode code points (ord); use each character's position in chars instead"
+    if ids == [ord(c) for c in text] or ids == list(text.encode("utf-8")):
+        return ("you returned Unicode code points (ord) or UTF-8 bytes; use each character's position in chars "
+                "instead")
     if _one_id_per_char(text, ids):
         return (f"each character gets its own id, but not its position in the sorted chars (encode({text!r}) should "
-                f"be {expected[:12]}, got {ids[:12]}): build stoi from chars = sorted(set(text)), not from a set")
+                f"be {shown(expected)}, got {shown(ids)}): build stoi from the sorted chars, not from a set")
     if len(ids) != len(expected):
         return (f"encode({text!r}) should give one id per character ({len(expected)} ids), got {len(ids)}: "
-                f"{ids[:12]}; keep every character, spaces and newlines too")
-    return f"encode({text!r}) should be {expected[:12]}, got {ids[:12]}"
+                f"{shown(ids)}; keep every character, spaces and newlines too")
+    return f"encode({text!r}) should be {shown(expected)}, got {shown(ids)}"
 
 
 def _one_id_per_char(text: str, ids: list) -> bool:
@@ -187,21 +199,32 @@ def _one_id_per_char(text: str, ids: list) -> bool:
     return len(set(table.values())) == len(table) and [table[char] for char in text] == ids
 
 
-def _encode_test(name: str, text, weight: float) -> Test:
-    return Test(name, lambda encode: type_and_value(encode(text())), lambda got: _ids_mistake(got, text()), weight)
+def _encode_test(name: str, texts, weight: float) -> Test:
+    """encode on each of texts() (two of the same length: a result kept from an earlier call is wrong)."""
+    return Test(name, lambda encode: [type_and_value(encode(text)) for text in texts()],
+                lambda got: next(filter(None, (_ids_mistake(result, text, texts())
+                                               for result, text in zip(got, texts()))), None), weight)
 
 
-def _encode_unknown(encode) -> dict:
-    text, _ = unknown_case()
+def raised_or_returned(function, *args) -> dict:
+    """A probe's view of a call that should raise: the error's type and message, or a description of what came back."""
     try:
-        returned = encode(text)
-    except Exception as error:  # any error type is fine, as long as it names the character
+        returned = function(*args)
+    except Exception as error:  # any error type is fine, as long as its message names the culprit
         return {"raised": type(error).__name__, "message": str(error)}
     return {"raised": None, "returned": describe(returned)}
 
 
-def _raises_naming(result) -> str | None:
-    text, unknown = unknown_case()
+def _encode_unknown(encode) -> list[dict]:
+    return [raised_or_returned(encode, text) for text, _ in unknown_cases()]
+
+
+def _raises_naming(results) -> str | None:
+    return next(filter(None, (_raises_naming_one(result, *case) for result, case in zip(results, unknown_cases()))),
+                None)
+
+
+def _raises_naming_one(result, text: str, unknown: str) -> str | None:
     if result.get("raised") is None:
         return (f"encode({text!r}) should raise an error because {unknown!r} is not in the vocabulary; it "
                 f"returned {result.get('returned')}")
@@ -215,8 +238,8 @@ def _raises_naming(result) -> str | None:
                 f"text that hides which character is at fault: name the character itself ({unknown!r})")
     if result["raised"] == "KeyError" and result["message"].strip("'\"") in (unknown, repr(unknown)[1:-1]):
         return (f"encode raised a bare KeyError: {result['message']} from the dictionary lookup, which does not say "
-                f"what went wrong; check `char in stoi` first and raise your own ValueError, e.g. "
-                f"ValueError(f\"character {{char!r}} is not in the vocabulary\")")
+                f"what went wrong; check whether each character is in stoi first and raise your own error (a "
+                f"ValueError, say) whose message says which character is not in the vocabulary")
     return None
 
 
@@ -235,9 +258,10 @@ check_encode = Check(
     exercise="encode",
     expects=["a function encode(text) -> list[int]"],
     tests=[
-        _encode_test("encode of a word", short_text, 1.0),
-        _encode_test("encode of a passage with spaces, newlines and punctuation", passage, 3.0),
-        _encode_test("encode('')", lambda: "", 0.1),
+        _encode_test("encode of a word", lambda: [short_text()], 1.0),
+        _encode_test("encode of a passage with spaces, newlines and punctuation",
+                     lambda: [passage(), passage()[::-1]], 3.0),
+        _encode_test("encode('')", lambda: [""], 0.1),
         Test("an unknown character raises an error naming it", _encode_unknown, _raises_naming, 0.4,
              needs_right_outputs=True),
     ],
@@ -246,50 +270,87 @@ check_encode = Check(
 # ---------------------------------------------------------------- decode
 
 
-def _decode_mistake(got, ids: list[int]) -> str | None:
+def _decode_mistake(got, ids: list[int], others=()) -> str | None:
     chars = corpus_chars()
     text = "".join(chars[i] for i in ids)
-    if "raised" in got:
+    if "raised" in got and got.get("as_tensor", True):
         return (f"decode(torch.tensor(ids)) raised {got['raised']}: the elements of a tensor are 0-d tensors, "
                 f"not ints, so they are not keys of itos; look each one up as itos[int(i)]")
+    if "raised" in got:
+        return (f"decode({shown(ids)}) raised {got['raised']}: ids may be a list of ints or a 1-D tensor, so handle "
+                f"both: loop over ids and look each one up as itos[int(i)], with no tensor-only method such as "
+                f".tolist()")
     if got["type"] == "list":
-        return "decode should return one string: join the characters with ''.join(...)"
+        return "decode should return one string: join the characters (read about str.join)"
     if got["type"] != "str":
         return f"decode should return a str, got a {got['type']}"
     if got["value"] == text:
         return None
+    kept = [other for other in others if other != ids and "".join(chars[i] for i in other) == got["value"]]
+    if kept:
+        return (f"decode({shown(ids)}) returned the text of other ids given in another call, {shown(kept[0])}: "
+                f"decode the ids given each time (keep nothing between calls, e.g. no cache keyed on len(ids))")
     if text and got["value"] == " ".join(text):
-        return "decode put a space between the characters: join them with ''.join(...), not ' '.join(...)"
+        return "decode put a space between the characters: join them with the empty string '', not ' '"
     if text and got["value"] == "".join(chr(i) for i in ids):
         return "you used chr(id), which reads ids as Unicode code points; look each id up in itos (chars[id])"
     for shift in (1, -1):
         if text and got["value"] == "".join(chars[(i - shift) % len(chars)] for i in ids):
             return "the characters are off by one position: itos should map i to chars[i] (ids start at 0)"
-    return f"decode({ids[:12]}) should give back {text!r}, got {got['value']!r}"
+    return f"decode({shown(ids)}) should give back {text!r}, got {got['value']!r}"
 
 
 def _decode_probe(ids, as_tensor: bool = False):
     def probe(decode):
-        if not as_tensor:
-            return type_and_value(decode(ids()))
         try:
-            return type_and_value(decode(torch.tensor(ids())))
-        except Exception as error:
-            return {"raised": f"{type(error).__name__}: {error}"}
+            return [type_and_value(decode(torch.tensor(case) if as_tensor else list(case))) for case in ids()]
+        except NotImplementedError:
+            raise
+        except Exception as error:  # the judge says what ids may be
+            return [{"raised": f"{type(error).__name__}: {error}", "as_tensor": as_tensor}]
     return probe
 
 
 def _decode_test(name: str, ids, weight: float, as_tensor: bool = False) -> Test:
-    return Test(name, _decode_probe(ids, as_tensor), lambda got: _decode_mistake(got, ids()), weight)
+    """decode on each of ids() (lists of ids), as lists or as tensors."""
+    return Test(name, _decode_probe(ids, as_tensor), lambda got: next(filter(None, (
+        _decode_mistake(result, case, ids()) for result, case in zip(got, ids()))), None), weight)
+
+
+def unknown_id_case() -> tuple[list[int], int]:
+    """(ids with one id outside the vocabulary, that id)."""
+    if is_public():
+        return [46, 43, VOCAB_SIZE, 53], VOCAB_SIZE
+    rng = probe_rng()
+    ids, unknown = _drawn_ids(rng, 3, 10), int(rng.choice([VOCAB_SIZE, VOCAB_SIZE + 1, 100, 1000]))
+    ids.insert(int(rng.integers(0, len(ids) + 1)), unknown)
+    return ids, unknown
+
+
+def unknown_id_mistake(result, call: str, unknown: int, known: str) -> str | None:
+    """For judges of raised_or_returned data: None when the call raised an error (any error: itos[id] raises a
+    KeyError, chars[id] an IndexError), else what is wrong. `known` says which ids there are."""
+    if result["raised"] is None:
+        return (f"{call} should raise an error because {unknown} is no id of the vocabulary ({known}); it returned "
+                f"{result['returned']}: an unknown id is a bug to report, not a character to guess or drop")
+    return None
+
+
+def _raises_for_the_id(result) -> str | None:
+    ids, unknown = unknown_id_case()
+    return unknown_id_mistake(result, f"decode({ids})", unknown, f"ids run from 0 to {VOCAB_SIZE - 1}")
 
 
 check_decode = Check(
     exercise="decode",
     expects=["a function decode(ids) -> str"],
     tests=[
-        _decode_test("decode of a word's ids", short_ids, 1.0),
-        _decode_test("decode of a passage's ids", passage_ids, 3.0),
-        _decode_test("decode([])", list, 0.1),
-        _decode_test("decode of a 1-D tensor of ids", tensor_ids, 0.5, as_tensor=True),
+        _decode_test("decode of a word's ids", lambda: [short_ids()], 1.0),
+        _decode_test("decode of a passage's ids", lambda: [passage_ids(), passage_ids()[::-1]], 3.0),
+        _decode_test("decode([])", lambda: [[]], 0.1),
+        _decode_test("decode of a 1-D tensor of ids", lambda: [tensor_ids(), tensor_ids()[::-1]], 0.5, as_tensor=True),
+        Test("an unknown id raises an error", lambda decode: raised_or_returned(decode, unknown_id_case()[0]),
+             _raises_for_the_id, 0.2,
+             needs_right_outputs=True),
     ],
 )

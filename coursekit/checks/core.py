@@ -34,6 +34,7 @@ import copy
 import hashlib
 import linecache
 import math
+import numbers
 import os
 import sysconfig
 from dataclasses import dataclass, field
@@ -356,6 +357,30 @@ def describe(value: Any, limit: int = 80) -> str:
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def shown(items, limit: int = 12) -> str:
+    """A list (or dict) for a message: its first `limit` items, and an ellipsis when some were left out, so a short
+    list is never read as the whole of a long one.
+
+    >>> shown([1, 2, 3], 2), shown({(1, 2): 2}), shown("abc")
+    ('[1, 2, …] (3 in all)', '{(1, 2): 2}', "'abc'")
+    """
+    if isinstance(items, dict) and len(items) > limit:
+        head = ", ".join(f"{key!r}: {value!r}" for key, value in list(items.items())[:limit])
+        return f"{{{head}, …}} ({len(items)} in all)"
+    if isinstance(items, list) and len(items) > limit:
+        return f"{repr(items[:limit])[:-1]}, …] ({len(items)} in all)"
+    return repr(items)
+
+
+def integral(value) -> bool:
+    """An int of any int-like type (Python's int, numpy's int64, ...), not a bool, a float or a 0-d tensor.
+
+    >>> integral(3), integral(np.int64(3)), integral(3.0), integral(True)
+    (True, True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def is_module_class(value: Any) -> bool:

@@ -27,7 +27,7 @@ from functools import lru_cache
 from coursekit import data
 from coursekit.checks import tokenizer_json
 from coursekit.checks.characters import corpus
-from coursekit.checks.core import Check, Test, is_public, probe_rng, type_and_value
+from coursekit.checks.core import Check, Test, integral, is_public, probe_rng, shown, type_and_value
 
 # Pieces of text for the secret inputs of a grading run: whitespace runs, accents, emoji, CJK, digits, contractions.
 PIECES = ["ROMEO:", "But, soft!", "  two  spaces", "\ttab\t\t", "\n\n", "naïve", "café", "señor", "Ångström",
@@ -76,6 +76,10 @@ def _settings_mistake(tokenizer) -> str | None:
         return f"the model should be models.BPE(...), got {type(model).__name__}"
     if not model.byte_fallback:
         return "create the model with models.BPE(byte_fallback=True)"
+    if getattr(model, "dropout", None):
+        return (f"the model has dropout={model.dropout:g}: BPE dropout skips merges at random each time a text is "
+                f"encoded (a regularisation for training a model), so ' the' is not always one token; create "
+                f"models.BPE without dropout")
     if vocab_size != 512:
         untrained = "" if vocab_size else " (train it: tokenizer.train_from_iterator([text], trainer=trainer))"
         return f"train with BpeTrainer(vocab_size=512, ...); the vocabulary has {vocab_size} entries{untrained}"
@@ -122,6 +126,11 @@ def _round_trip_mistake(tokenizer) -> str | None:
 def _common_words_mistake(tokenizer) -> str | None:
     for word in [" the", " and", " to"]:
         tokens = tokenizer.encode(word).tokens
+        longest = max(map(len, tokenizer.get_vocab()), default=0)
+        if len(tokens) != 1 and longest <= 3:
+            return (f"{word!r} should be a single token after training on Shakespeare, got {tokens}: no token of the "
+                    f"vocabulary is longer than {longest} symbols; was the trainer given max_token_length? Leave it "
+                    f"out")
         if len(tokens) != 1:
             return (f"{word!r} should be a single token after training on Shakespeare, got {tokens}: was it trained "
                     f"on text?")
@@ -192,6 +201,11 @@ GPT2_TEXTS = {
     "runs of one character": ["!!!", "eeeee", "0000000 *****", "kkkkk...."],
     "digits and contractions": ["1234567 and 3.14", "I'm sure they'll say DON'T", "it's 2024's best"],
     "accents, emoji and CJK": ["café naïve Ångström", "👍🏽 🇫🇷 👨‍👩‍👧", "東京は晴れ", "안녕하세요 세계"],
+    # GPT-2's contractions are lowercase only; no normalisation (a decomposed accent, ligatures, full-width letters,
+    # \r, a no-break space stay as they are); chunks of 40 characters and more
+    "capitals, unnormalised text and long chunks": ["I'LL GO, O'DONNELL, WE'READ JOHN'STONE", "cafe\u0301 ﬁne… ＡＢＣ",
+                                                    "line\r\nfeed\rreturn no\u00a0break",
+                                                    "Pneumonoultramicroscopicsilicovolcanoconiosis " + "!" * 45],
 }
 
 
@@ -215,21 +229,32 @@ def _gpt2_probe(texts):
     return probe
 
 
+@lru_cache(maxsize=1)
+def _gpt2_encoder():
+    from coursekit.gpt2_encoder import GPT2Encoder  # judge side: the reference is never in a sandbox
+
+    return GPT2Encoder.from_files()
+
+
+def _encoded_in_chunks(chunks: list[str]) -> list[int]:
+    """GPT-2's BPE run inside each of these chunks (a split other than GPT-2's, to name it)."""
+    from coursekit.bpe import apply_merges
+
+    encoder = _gpt2_encoder()
+    return [i for chunk in chunks for i in apply_merges([encoder.byte_ids[b] for b in chunk.encode("utf-8")],
+                                                         encoder.merges)]
+
+
+# GPT-2's pattern with the contractions matched in any case, as cl100k does: "O'DONNELL" -> "O", "'D", "ONNELL".
+CASE_INSENSITIVE_CONTRACTIONS = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
 def _key_error_mistake(text: str, got: dict) -> str:
     said = f"gpt2_encode({text!r}) raised KeyError: {got['value']}"
     if got["value"].startswith("("):
         return f"{said}; most pairs have no rank: look ranks up with merge_ranks.get(pair, float('inf'))"
     return (f"{said}; GPT-2's tokens spell every byte with byte_encoder (a space is 'Ġ', a newline 'Ċ'): turn each "
             f"chunk into [byte_encoder[b] for b in chunk.encode('utf-8')] before merging")
-
-
-def _without_whitespace(spelled: str) -> str:
-    """GPT-2 token text without the byte_encoder symbols of space, tab, newline and carriage return.
-
-    >>> _without_whitespace("ĠhelloĊĠworld")
-    'helloworld'
-    """
-    return "".join(symbol for symbol in spelled if symbol not in "ĠĉĊč")
 
 
 def _crosses_chunks(text: str, tokens: list[str]) -> str | None:
@@ -248,42 +273,111 @@ def _crosses_chunks(text: str, tokens: list[str]) -> str | None:
     return None
 
 
+def _type_mistake(values) -> str | None:
+    """What gpt2_encode returned instead of a flat list of ids, or None."""
+    if values is not None and all(integral(i) for i in values):
+        return None
+    if values and all(isinstance(v, str) for v in values):
+        return (f"gpt2_encode should return ids (ints), got the token strings {shown(values, 6)}: look each token up "
+                f"in gpt2_vocabulary")
+    if values and all(isinstance(v, list) for v in values):
+        return (f"gpt2_encode should return one flat list of ids, got a list of lists (one per chunk?) "
+                f"{shown(values, 4)}: put the ids of every chunk into one list")
+    return f"gpt2_encode should return a list of ints, got {shown(values, 6) if values is not None else 'other values'}"
+
+
+def _spelling_mistake(text: str, decoded: str, said: str) -> str | None:
+    """Why the tokens spell `decoded` and not `text`, or None when they spell the text."""
+    from coursekit.bpe import pretokenize  # judge side: the reference is never in a sandbox
+
+    if decoded == text:
+        return None
+    if "\ufffd" in decoded and "\ufffd" not in text:
+        return (f"{said}: your tokens do not spell the text's bytes; map each byte of chunk.encode('utf-8') through "
+                f"byte_encoder (not each character)")
+    if decoded == " " + text:
+        return f"{said}: a space was added in front of the text; encode the text as it is"
+    if decoded == text.lower() or decoded == text.upper():
+        return f"{said}: the text's letters changed case; GPT-2 encodes the text as it is ('A' and 'a' are other tokens)"
+    if decoded in (text.strip(), text.rstrip(), text.lstrip()):
+        return (f"{said}: the spaces and newlines are missing at the ends of the text (stripped); encode the text as "
+                f"it is, every character")
+    if decoded in ("".join(text.split()), " ".join(text.split())):
+        return (f"{said}: the spaces and newlines are missing, so text.split() (or a pattern without them) cut the "
+                f"text; split with regex.findall(GPT2_SPLIT_PATTERN, text), whose chunks keep every character, a "
+                f"space staying with the word after it")
+    chunks = pretokenize(text)
+    for k, chunk in enumerate(chunks):
+        if decoded == "".join(chunks[:k] + chunks[k + 1:]):
+            return f"{said}: the chunk {chunk!r} is missing; encode every chunk of the text"
+    at = next((i for i, (a, b) in enumerate(zip(text, decoded)) if a != b), min(len(text), len(decoded)))
+    return (f"{said}: your tokens spell {decoded!r}, not the text: at character {at} the text has "
+            f"{text[at:at + 3]!r}, your tokens {decoded[at:at + 3]!r}. GPT-2 encodes every character once, as it is "
+            f"(no normalisation, no replacement, nothing dropped or added)")
+
+
 def _gpt2_mistake(got, texts: list[str]) -> str | None:
+    import regex
+    from tokenizers import decoders
+
     reference = _gpt2_reference()
     for text, ids in zip(texts, got):
         if ids["type"] == "KeyError":
             return _key_error_mistake(text, ids)
         if ids["type"] != "list":
             return f"gpt2_encode should return a list of ints, got a {ids['type']}"
+        if _type_mistake(ids["value"]):
+            return _type_mistake(ids["value"])
         expected = reference.encode(text).ids
-        if ids["value"] != expected:
-            tokens = [reference.id_to_token(i) for i in expected]
-            got_tokens = [reference.id_to_token(i) if type(i) is int and 0 <= i < 50257 else None
-                          for i in ids["value"]]
-            said = f"gpt2_encode({text!r}) should be {expected} (tokens {tokens}), got {ids['value']}"
-            if None not in got_tokens:
-                said += f" (tokens {got_tokens})"
-                if "".join(got_tokens) != "".join(tokens):
-                    if _without_whitespace("".join(got_tokens)) == _without_whitespace("".join(tokens)):
-                        return (f"{said}: the spaces and newlines are missing, so text.split() (or a pattern "
-                                f"without them) cut the text; split with regex.findall(GPT2_SPLIT_PATTERN, text), "
-                                f"whose chunks keep every character, a space staying with the word after it")
-                    return (f"{said}: your tokens do not spell the text's bytes; map each byte of "
-                            f"chunk.encode('utf-8') through byte_encoder (not each character)")
-                crossing = _crosses_chunks(text, got_tokens)
-                if crossing:
-                    return (f"{said}. The token {crossing!r} spans two chunks: split the text with "
-                            f"regex.findall(GPT2_SPLIT_PATTERN, text) first and run BPE inside each chunk")
-            return (f"{said}. Split with the GPT-2 pattern first, map each chunk's UTF-8 bytes through byte_encoder, "
-                    f"then repeatedly merge the pair of lowest rank")
+        if ids["value"] == expected:
+            continue
+        tokens = [reference.id_to_token(i) for i in expected]
+        said = f"gpt2_encode({text!r}) should be {shown(expected)} (tokens {shown(tokens)}), got {shown(ids['value'])}"
+        for shift in (1, -1):
+            if ids["value"] == [i + shift for i in expected]:
+                return f"{said}: every id is off by {shift}; the id of a token is gpt2_vocabulary[token], as it is"
+        if 50256 in ids["value"] and 50256 not in expected:
+            return (f"{said}: the extra id 50256 is <|endoftext|>, which marks the end of a document; gpt2_encode "
+                    f"encodes the text only")
+        got_tokens = [reference.id_to_token(i) if 0 <= i < 50257 else None for i in ids["value"]]
+        if None not in got_tokens:
+            said += f" (tokens {shown(got_tokens)})"
+            spelling = _spelling_mistake(text, decoders.ByteLevel().decode(got_tokens) if got_tokens else "", said)
+            if spelling:
+                return spelling
+            if ids["value"] == _encoded_in_chunks(regex.findall(CASE_INSENSITIVE_CONTRACTIONS, text)):
+                return (f"{said}: GPT-2's pattern matches the contractions 's, 't, 're, 've, 'm, 'll and 'd in "
+                        f"lowercase only, so in {text!r} the letters after an apostrophe stay with their word; use "
+                        f"GPT2_SPLIT_PATTERN as it is (no case-insensitive flag)")
+            crossing = _crosses_chunks(text, got_tokens)
+            if crossing:
+                return (f"{said}. The token {crossing!r} spans two chunks: split the text with "
+                        f"regex.findall(GPT2_SPLIT_PATTERN, text) first and run BPE inside each chunk")
+        return (f"{said}. Split with the GPT-2 pattern first, map each chunk's UTF-8 bytes through byte_encoder, "
+                f"then repeatedly merge the pair of lowest rank")
     return None
 
 
-GPT2_MIXED = ["ROMEO:\n  But, soft! I'm café-naïve 🙂 東京 1234567\t\tthey'll  ", "\n\nDON'T 3.14 서울 👍🏽 it's   "]
+GPT2_MIXED = ["ROMEO:\n  But, soft! I'm café-naïve 🙂 東京 1234567\t\tthey'll  ", "\n\nDON'T 3.14 서울 👍🏽 it's   ",
+              "O'DONNELL WE'READ: cafe\u0301 ﬁ… ＡＢＣ\r\nno\u00a0break Pneumonoultramicroscopicsilicovolcanoconiosis"]
+
+
+CONTRACTIONS = ["I'm", "they'll", "it's", "we've", "you're", "he'd", "don't"]
+CAPITAL_CONTRACTIONS = ["O'DONNELL", "WE'READ", "JOHN'STONE", "I'MAGINE"]  # 'D, 'RE, 'S, 'M are no contractions here
+# What GPT-2 must not normalise (a decomposed accent, a ligature, full-width letters, \r\n, a no-break space; a
+# Hugging Face tokenizer may, so these are GPT-2's only) and a chunk of 45 characters.
+UNNORMALISED = " cafe\u0301 ﬁ… ＡＢＣ\r\nno\u00a0break Pneumonoultramicroscopicsilicovolcanoconiosis"
 
 
 def _mixed_gpt2_texts() -> list[str]:
-    return mixed_texts(4, GPT2_MIXED)
+    """mixed_texts; when grading, each with a contraction, a capital word with an apostrophe and UNNORMALISED in
+    its middle (its ends stay as mixed_texts made them: whitespace at the ends is part of the test)."""
+    texts = mixed_texts(4, GPT2_MIXED)
+    if is_public():
+        return texts
+    rng = probe_rng()
+    return [f"{text[:len(text) // 2]} {rng.choice(CONTRACTIONS)} {rng.choice(CAPITAL_CONTRACTIONS)}{UNNORMALISED} "
+            f"{text[len(text) // 2:]}" for text in texts]
 
 
 check_gpt2_encode = Check(

@@ -93,8 +93,9 @@ def cross(S1, S2, W_Q, W_K, W_V, variant: str = "") -> torch.Tensor:
         return cross_attention(S1, S2, W_Q * math.sqrt(d_k), W_K, W_V)
     if variant in ("sqrt(d_v)", "sqrt(2)"):  # divided by sqrt(d_v), or by a fixed sqrt(2)
         return cross_attention(S1, S2, W_Q * math.sqrt(d_k / (d_v if variant == "sqrt(d_v)" else 2)), W_K, W_V)
-    if variant in ("1/d_k", "times sqrt(d_k)", "1/sqrt(d)"):  # the reference divides by sqrt(d_k)
-        factor = {"1/d_k": 1 / math.sqrt(d_k), "times sqrt(d_k)": d_k, "1/sqrt(d)": math.sqrt(d_k / S1.size(1))}
+    if variant in ("1/d_k", "times sqrt(d_k)", "1/sqrt(d)", "sqrt(n1)", "sqrt(n2)"):  # the reference: 1/sqrt(d_k)
+        factor = {"1/d_k": 1 / math.sqrt(d_k), "times sqrt(d_k)": d_k, "1/sqrt(d)": math.sqrt(d_k / S1.size(1)),
+                  "sqrt(n1)": math.sqrt(d_k / S1.size(0)), "sqrt(n2)": math.sqrt(d_k / S2.size(0))}
         return cross_attention(S1, S2, W_Q * factor[variant], W_K, W_V)
     if variant == "queries from S2":
         return cross_attention(S2, S1, W_Q, W_K, W_V)
