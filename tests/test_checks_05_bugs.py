@@ -242,7 +242,18 @@ def top_k_in_float32(logits, k):
     return logits.masked_fill(logits < kth, -INF)
 
 
+def top_k_capped(cap):
+    def top_k_filter(logits, k):
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        kth = torch.topk(logits, min(k, cap, logits.size(-1)), dim=-1).values[..., -1:]
+        return logits.masked_fill(logits < kth, -INF)
+    return top_k_filter
+
+
 TOP_K_BUGS = [
+    ("k capped at 5|k - 1 tokens", top_k_capped(5)),  # k - 1 under a secret seed with k = 6
+    ("k capped at 50", top_k_capped(50)),
     ("exactly k tokens were kept, but .* tie with the k-th largest", top_k_by_scattered_mask),
     ("k-th largest was found among the probabilities.*underflow", top_k_thresholded_on_probabilities),
     ("turned float64 logits into float32", top_k_in_float32),
@@ -254,7 +265,7 @@ TOP_K_BUGS = [
     ("shape", top_k_gathered),
     ("k \\+ 1 tokens were kept", top_k_sorted_off_by_one),
     ("k - 1 tokens were kept", top_k_strictly_above),
-    ("k - 1 tokens|for row|tokens", top_k_k_of_the_rows),
+    ("k - 1 tokens|for row|tokens|the number of rows", top_k_k_of_the_rows),
     ("turned float32 logits into float64", top_k_in_float64),
     ("top_k_filter\\(logits, 0\\) should raise", top_k_only_negative_rejected),
     ("probabilities|set to 0|for row", top_k_of_the_probabilities),

@@ -38,6 +38,25 @@ def _exactly_k(out: np.ndarray, logits: torch.Tensor, k: int) -> str | None:
             f"exactly the k indices torch.topk returns")
 
 
+def _capped(out: np.ndarray, logits: torch.Tensor, k: int) -> str | None:
+    """The mistake of a k capped at a fixed number (min(k, 5), min(k, 50)): every row keeps its c largest, c < k."""
+    vocab = logits.size(-1)
+    kept, ranks = ~np.isneginf(out.reshape(-1, vocab)), _rank(logits.reshape(-1, vocab)).numpy()
+    counts = set(kept.sum(-1).tolist())
+    if len(counts) != 1:
+        return None
+    cap = counts.pop()
+    if not 1 <= cap < min(k, vocab) - 1 or not (kept == (ranks < cap)).all():
+        return None
+    rows = ", the number of rows: the tokens are logits.size(-1)" if logits.ndim == 2 and logits.size(0) == cap else ""
+    return (f"only the {cap} largest logits of each row were kept, not k = {k}: is k capped at {cap} (e.g. "
+            f"min(k, {cap}){rows})? keep the k largest, torch.topk(logits, min(k, logits.size(-1)))")
+
+
+def _diagnose(out: np.ndarray, logits: torch.Tensor, k: int) -> str | None:
+    return _exactly_k(out, logits, k) or _capped(out, logits, k)
+
+
 def _top_k_mistakes():
     def threshold_keep(keep):
         return lambda x, k: keep_only(x, keep(x, k))
@@ -102,6 +121,18 @@ def _on_probabilities(x, k):
     return keep_only(x, probs >= probs.topk(min(k, x.size(-1)), dim=-1).values[..., -1:])
 
 
+LARGE_K = 55  # past 5 and past 50 (GPT-2's usual default), so that a k capped at either keeps fewer
+
+
+def _large_k_case():
+    """(logits, k): 2 rows of 80 tokens and k = 55, or a k from 51 on a vocabulary of 70-99 in a grading run."""
+    if is_public():
+        return torch.randn(2, 80, generator=torch.Generator().manual_seed(55)) * 1.5, LARGE_K
+    rng = probe_rng()
+    vocab = int(rng.integers(70, 100))
+    return torch.from_numpy(rng.normal(0.0, 1.5, size=(2, vocab))).float(), int(rng.integers(51, vocab - 10))
+
+
 def _spread_case():
     """(logits, k): 2-4 tokens near 100 per row, the rest far below (one around -40, the others around -120), and a
     k that reaches past the tokens near 100 (the public SPREAD and k = 4, or drawn from the test's rng)."""
@@ -122,18 +153,21 @@ check_top_k = Check(
     tests=[
         filter_test("top_k_filter keeps the k largest logits of each row",
                      filter_case(LOGITS, 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
-                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=6, diagnose=_exactly_k),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=6, diagnose=_diagnose),
         filter_test("k = 1 keeps only the largest", filter_case(LOGITS, 1, lambda rng, x: 1),
-                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=2, diagnose=_exactly_k),
+                     "top_k_filter(logits, {})", _top_k, _top_k_mistakes(), weight=2, diagnose=_diagnose),
         filter_test("ties at the k-th largest value", _tied_case, "top_k_filter(logits with ties, {})", _top_k,
-                     _top_k_mistakes(), weight=0.5, diagnose=_exactly_k),
+                     _top_k_mistakes(), weight=0.5, diagnose=_diagnose),
+        filter_test(f"a large k ({LARGE_K} of 80 tokens)", _large_k_case,
+                     "top_k_filter(logits, {}) on a vocabulary of 70 or more", _top_k, _top_k_mistakes(), weight=0.5,
+                     diagnose=_diagnose),
         filter_test("logits from 100 down to -120 in one row (probabilities underflow)", _spread_case,
                      "top_k_filter(logits from 100 to -120, {})", _top_k, ((UNDERFLOW, _on_probabilities),
                                                                           *_top_k_mistakes()), weight=0.5),
         filter_test("one distribution (a 1-D tensor) works too",
                      filter_case(LOGITS[1], 3, lambda rng, x: int(rng.integers(2, x.size(-1) - 1))),
                      "top_k_filter on a 1-D tensor of logits, k={}", _top_k, _top_k_mistakes(), weight=0.5,
-                     diagnose=_exactly_k),
+                     diagnose=_diagnose),
         filter_test("k larger than the vocabulary keeps every token",  # 5 tokens here: not the 7 of the others
                      filter_case(LOGITS[:, 1:6], 50, lambda rng, x: int(rng.integers(x.size(-1) + 1, 100))),
                      "top_k_filter(logits, {}) with fewer tokens than k", lambda x, k: x, _fixed_counts(), weight=0.1),
