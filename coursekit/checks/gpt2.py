@@ -163,7 +163,8 @@ def _sampler_mistake(got) -> str | None:
         return (f"with n={n} only the {n - 1} most likely token(s) {seen} came out: "
                 + ("either you always return the most likely token (greedy decoding; draw at random among the n "
                    "kept tokens with torch.multinomial) or " if n == 2 else "")
-                + f"you kept n - 1 tokens, off by one: keep exactly n, torch.topk(logits, n)")
+                + f"you kept n - 1 tokens, off by one (or is n capped at {n - 1}?): keep exactly n, "
+                  f"torch.topk(logits, n)")
     if seen == [kept[0]]:
         return ("you always return the most likely token: that is greedy decoding; draw at random among the n "
                 "kept tokens with torch.multinomial")
@@ -223,6 +224,50 @@ def _large_mistake(got) -> str | None:
     return None
 
 
+MANY_N = 50  # the notebook's prompt_topk(text, 50)
+MANY_DRAWS = 600  # the 25 least likely of the 50 kept hold about 0.3 of the mass; its noise is about 0.02
+
+
+def _many_case() -> tuple[torch.Tensor, int]:
+    """(logits, n): n = 50 of 80 tokens, or 12-59 of 20-40 more in a grading run, so that a capped n shows."""
+    if is_public():
+        return torch.randn(80, generator=torch.Generator().manual_seed(50)) * 0.5, MANY_N
+    rng = probe_rng()
+    n = int(rng.integers(12, 60))
+    return torch.from_numpy(rng.normal(0.0, 0.5, size=n + int(rng.integers(20, 40)))).float(), n
+
+
+def _many_probe(function) -> dict:
+    logits, n = _many_case()
+    return _draw(function, logits, n, seed=3, draws=MANY_DRAWS)
+
+
+def _many_mistake(got) -> str | None:
+    if "error" in got:
+        return "no token came out (see the first test)"
+    logits, n = _many_case()
+    tokens = got["tokens"]
+    if len(tokens) != MANY_DRAWS or not all(0 <= token < len(logits) for token in tokens):
+        return f"sample_top_n should return one token id between 0 and {len(logits) - 1}"
+    rank = logits.argsort(descending=True).argsort().numpy()
+    ranks = rank[tokens]
+    if ranks.max() >= n:
+        return (f"with n={n} of {len(logits)} tokens, tokens outside the {n} most likely came out: keep exactly n, "
+                f"torch.topk(logits, n)")
+    probabilities = torch.softmax(torch.topk(logits.double(), n).values, -1).numpy()  # by rank
+    cap = int(ranks.max()) + 1
+    if cap < n and probabilities[cap:].sum() * MANY_DRAWS > 20:
+        return (f"with n={n} of {len(logits)} tokens only the {cap} most likely came out in {MANY_DRAWS} draws, though "
+                f"the others kept hold {probabilities[cap:].sum():.2f} of the probability: is n capped at {cap} (e.g. "
+                f"min(n, {cap}))? keep all n, torch.topk(logits, n) (the notebook samples among 50)")
+    lower = float((ranks >= n // 2).mean())
+    if abs(lower - probabilities[n // 2:].sum()) > 0.08:
+        return (f"with n={n} the {n - n // 2} least likely kept tokens should come out in about "
+                f"{probabilities[n // 2:].sum():.2f} of the draws (their probabilities renormalised over the n "
+                f"kept), got {lower:.2f}")
+    return None
+
+
 def _type_probe(function):
     logits, n = _sampler_case()
     return function(logits.clone(), n, torch.Generator().manual_seed(0))  # the id itself: its type is in the data
@@ -262,6 +307,7 @@ check_sample_top_n = Check(
         Test(f"{DRAWS} draws with n of 8 tokens: which come out, how often, reproducibly with a generator",
              _sampler_probe, _sampler_mistake, weight=5),
         Test("n=1 always gives the most likely token", _greedy_probe, _greedy_mistake, weight=0.2),
+        Test(f"a large n ({MANY_N} of 80 tokens, as the notebook samples)", _many_probe, _many_mistake, weight=1),
         Test("without a generator, the global RNG", _global_rng_probe, _global_rng_mistake, weight=0.3),
         Test("logits around 100 and -120 (exp overflows)", _large_probe, _large_mistake, weight=1),
         Test("returns a Python int", _type_probe, _type_mistake, weight=0.1),
