@@ -666,7 +666,41 @@ def sample_with_a_nan_top_p(logits, temperature=1.0, top_k=None, top_p=None, gen
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
+def sample_from_a_reseeded_copy(copy):
+    def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+        if temperature == 0:
+            return logits.argmax(-1)
+        logits = filters(scaled(logits, temperature), temperature, top_k, top_p)
+        return torch.multinomial(logits.softmax(-1), 1, generator=copy(generator)).squeeze(-1)
+    return sample_next_token
+
+
+def sample_with_top_k_capped_at_3(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    top_k = None if top_k is None else min(top_k, 3)
+    logits = filters(scaled(logits, temperature), temperature, top_k, top_p)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def reseeded(generator):
+    return torch.Generator().manual_seed(generator.initial_seed()) if generator is not None else None
+
+
+def restored(generator):
+    if generator is None:
+        return None
+    copy = torch.Generator()
+    copy.set_state(generator.get_state())
+    return copy
+
+
 SAMPLE_BUGS = [
+    ("two calls .* in a row with one generator gave the same tokens: the caller's generator never moves forward",
+     sample_from_a_reseeded_copy(reseeded)),
+    ("never came out.*top_k capped|sampled tokens|frequencies of the", sample_with_top_k_capped_at_3),
+    ("two calls .* in a row with one generator gave the same tokens: the caller's generator never moves forward",
+     sample_from_a_reseeded_copy(restored)),
     ("tied for the largest logit, temperature=0 gave .*first of tied maxima", sample_greedy_as_top_k_1),
     ("temperature=0, generator=generator\\) drew from the generator", sample_greedy_drawing_a_one_hot),
     ("two calls without a generator.*same .* tokens.*global RNG", sample_with_a_fresh_generator),

@@ -222,10 +222,14 @@ def _generator_probe(settings: dict):
         try:
             first, second = with_global_rng_perturbed(lambda: _call_sample(sample, batch.clone(), settings, seed=5))
             third = _call_sample(sample, batch.clone(), settings, seed=6)  # a fresh batch: in place is another test
+            generator = torch.Generator().manual_seed(7)
+            start = generator.get_state()
+            in_a_row = [sample(batch.clone(), generator=generator, **settings) for _ in range(2)]
         except Exception as error:
             return {"error": f"{type(error).__name__}: {error}"}
         return {"error": None, "runs": [value if isinstance(value, torch.Tensor) else describe(value)
-                                        for value in (first, second, third)]}
+                                        for value in (first, second, third, *in_a_row)],
+                "advanced": not torch.equal(start, generator.get_state())}
     return probe
 
 
@@ -236,17 +240,27 @@ def _generator_judge(settings: dict):
     def judge(got) -> str | None:
         if got["error"]:
             return f"{call} raised {got['error']}"
-        return _generator_mistake(got["runs"], call, _probs(**settings)(_sample_logits()).numpy(), bool(settings))
+        return _generator_mistake(got["runs"], call, _probs(**settings)(_sample_logits()).numpy(), bool(settings),
+                                  got.get("advanced"))
     return judge
 
 
-def _generator_mistake(runs, call: str, target: np.ndarray, filtered: bool) -> str | None:
-    first, second, third = runs
-    if not all(isinstance(run, np.ndarray) and run.shape == (DRAWS,) for run in (first, second, third)):
+def _generator_mistake(runs, call: str, target: np.ndarray, filtered: bool, advanced) -> str | None:
+    """runs: seed 5, seed 5 again after the global RNG moved, seed 6, then two calls in a row on one generator (seed
+    7); advanced: whether that generator's state moved on."""
+    if not isinstance(runs, list) or len(runs) != 5:
+        return f"{call} should return one token id per row (see the other tests)"
+    first, second, third, *in_a_row = runs
+    if not all(isinstance(run, np.ndarray) and run.shape == (DRAWS,) for run in runs):
         return f"{call} should return one token id per row (see the other tests); it returned {describe(first)}"
     counts = np.bincount(first.astype(np.int64).clip(0, SAMPLE_V - 1), minlength=SAMPLE_V)
     if 0.5 * np.abs(counts / DRAWS - target).sum() >= TOLERANCE:
-        return f"{call}: the draws do not follow the distribution they should yet (see the other tests)"
+        missing = np.flatnonzero((counts == 0) & (target > 0.01)).tolist()
+        missing = (f"; tokens {missing} never came out though they keep probability "
+                   f"{target[missing].sum():.2f} (are fewer tokens kept than top_k and top_p allow? e.g. top_k capped "
+                   f"at a fixed number)") if missing else ""
+        return (f"{call}: the frequencies of the {SAMPLE_V} tokens were {rounded(counts / DRAWS)}, expected about "
+                f"{rounded(target)}{missing}")
     if not np.array_equal(first, second):
         return (f"two calls of {call} with generators seeded alike gave different tokens once the global RNG had "
                 f"moved: the generator is ignored{' when filters are given' if filtered else ''}. Pass it on "
@@ -254,6 +268,12 @@ def _generator_mistake(runs, call: str, target: np.ndarray, filtered: bool) -> s
     if np.array_equal(first, third):
         return ("generators seeded differently gave the same tokens: draw from the generator you are given (do "
                 "not reseed anything inside sample_next_token)")
+    if np.array_equal(*in_a_row) or advanced is not True:
+        what = "gave the same tokens" if np.array_equal(*in_a_row) else "left its state where it was"
+        return (f"two calls of {call} in a row with one generator {what}: the caller's generator never moves "
+                f"forward, so every step of a generate loop draws the same random numbers. Is a new torch.Generator "
+                f"seeded from generator.initial_seed(), or a copy of its get_state(), drawn from at each call? draw "
+                f"from the generator itself, torch.multinomial(probs, num_samples=1, generator=generator)")
     return None
 
 
