@@ -81,7 +81,18 @@ def table_with_softmax_in_place(logits, k):
     return table(logits, k, probabilities=lambda x: x)
 
 
+def table_skipping_equal_probabilities(logits, k):
+    """Lists each probability once: a token tied with one already listed is skipped."""
+    rows, listed = [], set()
+    for token, probability in table(logits, logits.numel()):
+        if probability not in listed:
+            listed.add(probability)
+            rows.append((token, probability))
+    return rows[:k]
+
+
 TABLE_BUGS = [
+    ("same logit, so the same probability.*both belong", table_skipping_equal_probabilities),
     ("changed the logits it was given", table_zeroing_the_logits),
     ("changed the logits it was given", table_with_softmax_in_place),
     ("returned a zip, not a list", lambda x, k: zip(x.softmax(-1).topk(k).indices.tolist(),

@@ -149,6 +149,49 @@ def _table_mistake(rows, logits: torch.Tensor, k: int) -> str | None:
     return None
 
 
+def _tied_case():
+    """([logits], k): two tokens with equal logits inside the top k (not at its edge, so the k tokens are clear):
+    the public 40 logits with the 3rd largest set to the 2nd, k = 5, or a random vocabulary in a grading run."""
+    if is_public():
+        logits, k, rank = TABLE_LOGITS.clone(), 5, 1
+    else:
+        rng = probe_rng()
+        k = int(rng.integers(3, 9))
+        logits = torch.from_numpy(rng.normal(0, 2, size=int(rng.integers(3 * k + 10, 3 * k + 40)))).float()
+        rank = int(rng.integers(0, k - 2))
+    order = logits.argsort(descending=True)
+    logits[order[rank + 1]] = logits[order[rank]]
+    return [logits], k
+
+
+def _tied_judge(got) -> str | None:
+    tables, k = _tied_case()
+    mistake = _container_mistake(got, tables)
+    if mistake or "error" in got:
+        return mistake or "there are no rows to look at (see the tests above)"
+    rows, logits = _numbers(got["tables"][0]), tables[0]
+    if rows is None or len(rows) != k or not all(token.is_integer() for token, _ in rows):
+        return f"top_k_table(logits, k={k}) should return {k} rows of (token id, probability) (see the tests above)"
+    tokens, probabilities = [int(token) for token, _ in rows], np.array([p for _, p in rows])
+    expected = torch.softmax(logits.double(), -1)
+    wanted = sorted(torch.topk(logits, k).indices.tolist())
+    if sorted(tokens) != wanted:
+        missing = [token for token in wanted if token not in tokens]
+        tied = [(token, other) for token in missing for other in tokens if logits[other] == logits[token]]
+        if tied:
+            token, other = tied[0]
+            return (f"tokens {other} and {token} have the same logit, so the same probability "
+                    f"({float(expected[token]):.4f}), but only {other} was listed: both belong among the {k} most "
+                    f"likely (tied tokens are different tokens; do not skip a probability already listed)")
+        return f"top_k_table(logits with two tied, k={k}) should list tokens {wanted} (in some order), got {tokens}"
+    if not np.allclose(probabilities, expected[tokens].numpy(), atol=1e-5):
+        return (f"the probabilities of tokens {tokens} should be {rounded(expected[tokens], 4)}, got "
+                f"{rounded(probabilities, 4)}")
+    if (np.diff(probabilities) > 1e-6).any():
+        return f"the rows should be sorted most likely first, got probabilities {rounded(probabilities, 4)}"
+    return None
+
+
 def _types_mistake(got) -> str | None:
     if "tables" not in got:
         return "there are no rows to look at (see the tests above)"
@@ -167,5 +210,7 @@ check_top_k_table = Check(
         ("k=1: the most likely token", _table_case(1, (1, 2)), 0.5),
         ("a larger k", _table_case(12, (10, 20)), 1),
         ("logits around 100 and -120 (exp overflows)", _table_case(5, (3, 9), magnitudes=True), 1))]
-    + [Test("rows are (int, float) pairs", _table_probe(_table_case(3, (2, 5))), _types_mistake, weight=0.1)],
+    + [Test("two tokens with the same probability are both listed", _table_probe(_tied_case), _tied_judge,
+            weight=0.3),
+       Test("rows are (int, float) pairs", _table_probe(_table_case(3, (2, 5))), _types_mistake, weight=0.1)],
 )
