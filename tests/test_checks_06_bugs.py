@@ -160,6 +160,8 @@ def sample_with_a_fresh_generator(logits, n, generator=None):
 SAMPLER_BUGS = [
     ("n capped at 3|off by one", lambda x, n, generator=None: top_n(x, n, kept=lambda n: min(n, 3),
                                                                     generator=generator)),
+    ("kept logits shifted by their minimum", lambda x, n, generator=None: top_n(
+        x, n, weights=lambda v: v - v.min() + 1e-6, generator=generator)),
     ("n capped at 10", lambda x, n, generator=None: top_n(x, n, kept=lambda n: min(n, 10), generator=generator)),
     ("without a generator all gave the same token.*global RNG", sample_with_a_fresh_generator),
     ("weights .* not the probabilities.*smoothing", lambda x, n, generator=None: top_n(

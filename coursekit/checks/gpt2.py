@@ -100,6 +100,19 @@ def _weights_mistake(weights: list, logits: torch.Tensor, n: int) -> str | None:
     return None
 
 
+def _shifted_weights(weights: list, values: torch.Tensor) -> bool:
+    """Whether the weights given to torch.multinomial are the n kept logits minus their minimum (up to scale)."""
+    shifted = values - values.min()
+    if len(values) < 2 or shifted.sum() <= 0:
+        return False
+    for given in weights:
+        given = torch.from_numpy(np.asarray(given, dtype=np.float64)).reshape(-1)
+        if given.numel() == len(values) and given.sum() > 0 and torch.allclose(
+                given.sort(descending=True).values / given.sum(), shifted / shifted.sum(), atol=1e-4):
+            return True
+    return False
+
+
 def _global_rng_probe(function) -> list:
     """GLOBAL_CALLS calls without a generator after torch.manual_seed(1), and again after torch.manual_seed(2)."""
     logits, n = _sampler_case()
@@ -154,6 +167,10 @@ def _sampler_mistake(got) -> str | None:
             return ("generators seeded differently gave the same tokens: draw from the generator you are given (do "
                     "not reseed anything inside sample_top_n)")
         return None
+    if _shifted_weights(got.get("weights") or [], top.values.double()):
+        return (f"torch.multinomial was given the kept logits shifted by their minimum (logits - logits.min()), so "
+                f"the least likely of the {n} kept tokens gets weight about 0 and never comes out: the weights must "
+                f"be probabilities, torch.softmax(top.values, dim=-1)")
     clamped = top.values.clamp(min=0).double()
     if clamped.sum() > 0 and np.abs(frequencies - (clamped / clamped.sum()).numpy()).max() < 0.05:
         return (f"the kept tokens come out in proportion to their logits ({rounded(frequencies, 2)}), not to their "
