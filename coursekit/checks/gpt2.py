@@ -5,6 +5,7 @@ for reproducibility: the same generator seed gives the same tokens even when the
 frequencies see mistakes of a few percent; smaller distortions of the weights (a softmax in half precision, + 0.01
 "smoothing") are seen where the sampler draws with torch.multinomial, whose weights the probe records: they must be
 the probabilities of the n kept tokens (in any order, any positive scale) or of the whole row with the rest at 0.
+A second draw uses n = 50 of 80 tokens, as the notebook does, so that an n capped at a fixed number (min(n, 10)) shows.
 """
 
 from __future__ import annotations
