@@ -58,6 +58,7 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     >>> top_k_filter(torch.tensor([1.0, 3.0, 2.0, 0.0]), 2)
     tensor([-inf, 3., 2., -inf])
     """
+    check_sampling_arguments(1.0, k, None)
     k = min(k, logits.size(-1))
     kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]  # (..., 1)
     return logits.masked_fill(logits < kth_largest, float("-inf"))
@@ -72,6 +73,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     >>> top_p_filter(probs.log(), 0.75).exp()
     tensor([0.5000, 0.3000, 0.0000, 0.0000])
     """
+    check_sampling_arguments(1.0, None, p)
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     sorted_probs = torch.softmax(sorted_logits, dim=-1)
     # A token is dropped when the tokens ranked above it already hold probability >= p.

@@ -98,3 +98,12 @@ def test_entropy_of_known_distributions():
 def test_bad_settings_raise_value_errors(settings, message):
     with pytest.raises(ValueError, match=message):
         sample_next_token(torch.zeros(1, 3), **settings)
+
+
+@pytest.mark.parametrize("check, function", [("check_temperature", apply_temperature), ("check_top_k", top_k_filter),
+                                             ("check_top_p", top_p_filter), ("check_sample", sample_next_token)])
+def test_the_library_sampler_passes_notebook_05s_checks(check, function):
+    """GPT.generate and the explorer sample with coursekit.sampling: it must do what the students' answers must."""
+    from coursekit import checks
+
+    getattr(checks, check)(function)  # raises AssertionError naming the mistake
