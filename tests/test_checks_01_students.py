@@ -2,6 +2,7 @@
 under the public seed and secret seeds, and valid code written differently passes under both."""
 
 import itertools
+import operator
 import unicodedata
 from collections import Counter, defaultdict
 
@@ -54,19 +55,6 @@ def encoder(choose, to_ids=lambda text: list(text.encode("utf-8"))):
             ids = merge_pair(ids, pair, merges[pair])
         return ids
     return bpe_encode
-
-
-def merge_comparing_identity(ids, pair, new_id):
-    """merge_pair with `is` for ==: right only for ids that are one object (Python shares those of -5..256)."""
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and ids[i] is pair[0] and ids[i + 1] is pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
 
 
 def encode_in_learning_order_comparing_identity(text, merges):
@@ -129,17 +117,22 @@ def merge_recursively(ids, pair, new_id):
     return [ids[0]] + merge_recursively(ids[1:], pair, new_id)
 
 
-def merge_by_index(ids, pair, new_id):
+def merge_by_index(ids, pair, new_id, same=operator.eq):
     out, skip = [], False
     for i, current in enumerate(ids):
         if skip:
             skip = False
-        elif i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+        elif i + 1 < len(ids) and same(ids[i], pair[0]) and same(ids[i + 1], pair[1]):
             out.append(new_id)
             skip = True
         else:
             out.append(current)
     return out
+
+
+def merge_comparing_identity(ids, pair, new_id):
+    """merge_pair with `is` for ==: right only for ids that are one object (Python shares those of -5..256)."""
+    return merge_by_index(ids, pair, new_id, same=operator.is_)
 
 
 def first_occurrence_only(ids, pair, new_id):

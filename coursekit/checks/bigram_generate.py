@@ -132,12 +132,18 @@ def _sampling_setup() -> tuple[int, int, int]:
     return vocab, int(rng.integers(vocab)), int(rng.integers(2**31))
 
 
+def _model_with(model_class, kind: str, vocab: int, weights: list[torch.Tensor]):
+    """The student's model for `vocab` ids, in eval mode, with `weights` (see seeded_weights) loaded."""
+    torch.manual_seed(0)
+    model = model_class(vocab).eval()
+    load_weights(model, kind, vocab, HIDDEN, weights)
+    return model
+
+
 def sampling_probe(kind: str):
     def probe(model_class):
         vocab, start, seed = _sampling_setup()
-        torch.manual_seed(0)
-        model = model_class(vocab).eval()
-        load_weights(model, kind, vocab, HIDDEN, _sampling_weights(kind, vocab))
+        model = _model_with(model_class, kind, vocab, _sampling_weights(kind, vocab))
         runs = with_global_rng_perturbed(  # a generate that ignores its generator sees different random numbers
             lambda: generated(lambda: model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
         other = generated(lambda: model.generate(start, OTHER_SEED_STEPS,
@@ -272,9 +278,7 @@ def _tail_setup() -> tuple[int, int, int]:
 def tail_probe(kind: str):
     def probe(model_class):
         vocab, start, seed = _tail_setup()
-        torch.manual_seed(0)
-        model = model_class(vocab).eval()
-        load_weights(model, kind, vocab, HIDDEN, _tail_weights(kind, vocab))
+        model = _model_with(model_class, kind, vocab, _tail_weights(kind, vocab))
         return generated(lambda: model.generate(start, TAIL_STEPS, generator=torch.Generator().manual_seed(seed)))
     return probe
 
