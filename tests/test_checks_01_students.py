@@ -2,6 +2,8 @@
 under the public seed and secret seeds, and valid code written differently passes under both."""
 
 import itertools
+import operator
+import unicodedata
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -53,6 +55,13 @@ def encoder(choose, to_ids=lambda text: list(text.encode("utf-8"))):
             ids = merge_pair(ids, pair, merges[pair])
         return ids
     return bpe_encode
+
+
+def encode_in_learning_order_comparing_identity(text, merges):
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in merges.items():  # the pair is the key's ids, other objects than the ids merged earlier
+        ids = merge_comparing_identity(ids, pair, new_id)
+    return ids
 
 
 def lowest_rank(counts, merges):
@@ -108,17 +117,22 @@ def merge_recursively(ids, pair, new_id):
     return [ids[0]] + merge_recursively(ids[1:], pair, new_id)
 
 
-def merge_by_index(ids, pair, new_id):
+def merge_by_index(ids, pair, new_id, same=operator.eq):
     out, skip = [], False
     for i, current in enumerate(ids):
         if skip:
             skip = False
-        elif i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+        elif i + 1 < len(ids) and same(ids[i], pair[0]) and same(ids[i + 1], pair[1]):
             out.append(new_id)
             skip = True
         else:
             out.append(current)
     return out
+
+
+def merge_comparing_identity(ids, pair, new_id):
+    """merge_pair with `is` for ==: right only for ids that are one object (Python shares those of -5..256)."""
+    return merge_by_index(ids, pair, new_id, same=operator.is_)
 
 
 def first_occurrence_only(ids, pair, new_id):
@@ -266,6 +280,7 @@ STUDENT_BUGS = {
         ("returned the very list it was given", unchanged_list_when_absent),
         ("merge_pair of \\d+ ids should return \\d+ ids, got \\d+: merge along the whole list",
          lambda ids, pair, n: merge_pair(ids[:64], pair, n)),
+        ("compare ids with ==, not is", merge_comparing_identity),
     ],
     "train_bpe": [
         ("least frequent pairs.*not min", trainer(choose=lambda counts: min(counts, key=counts.get))),
@@ -325,6 +340,11 @@ STUDENT_BUGS = {
          lambda text, merges: by_rank(text, OTHER_MERGES)),
         ("stopped with two ids left", encode_stopping_at_two),
         ("should return a list of ints, got \\[", lambda text, merges: [float(i) for i in by_rank(text, merges)]),
+        ("compare ids with ==, not is", encode_in_learning_order_comparing_identity),
+        ("the text was normalised \\(unicodedata.normalize\\('NFC', text\\)\\).*raw UTF-8 bytes",
+         lambda text, merges: by_rank(unicodedata.normalize("NFC", text), merges)),
+        ("the text was normalised \\(unicodedata.normalize\\('NFKC', text\\)\\)",
+         lambda text, merges: by_rank(unicodedata.normalize("NFKC", text), merges)),
     ],
     "bpe_decode": [
         ("should be", decoder(per_token=True)),

@@ -216,6 +216,12 @@ class LongIds(Embedding):
     generate = torch.no_grad()(by_log_softmax_in_double)
 
 
+def among_the_top_10(logits, generator):
+    """A top-10 sampler: right on a vocabulary of 10 or fewer, a cut of most of the real one of 65."""
+    values, indices = logits[0].topk(min(10, logits.shape[-1]))
+    return indices[torch.multinomial(F.softmax(values, -1), 1, generator=generator)]
+
+
 GENERATE_BUGS = [
     ("generators seeded differently gave the same ids", own_generator),
     ("generators seeded differently gave the same ids", seeds_the_global_rng),
@@ -242,6 +248,7 @@ GENERATE_BUGS = [
      sampler(lambda logits, g: torch.multinomial(torch.exp(logits), 1, generator=g))),
     ("raised RuntimeError.*Pass it probabilities, F.softmax\\(logits, dim=-1\\)",
      sampler(lambda logits, g: torch.multinomial(logits, 1, generator=g))),
+    ("samples only among the 10 most likely tokens.*no top-k cut", sampler(among_the_top_10)),
 ]
 
 

@@ -2,6 +2,8 @@
 
 - feeding back: a model rigged through its own layers so that each id has one certain successor (a + 1 in a
   notebook, a random cycle when grading): generate must follow it from the start id;
+- the tail: a model with random, flattened parameters and a vocabulary of 40 to 60 ids (the real one has 65): the less likely
+  ids must come out as often as softmax(logits) says, not only the top k of them;
 - sampling: a model with random parameters; generate must give the same ids for the same seeded generator however
   torch's global RNG stands, and those ids must be torch.multinomial's draws from softmax(logits) (replayed exactly),
   or, for another valid sampler, follow softmax(logits) by a likelihood-ratio test against other temperatures; and
@@ -130,12 +132,18 @@ def _sampling_setup() -> tuple[int, int, int]:
     return vocab, int(rng.integers(vocab)), int(rng.integers(2**31))
 
 
+def _model_with(model_class, kind: str, vocab: int, weights: list[torch.Tensor]):
+    """The student's model for `vocab` ids, in eval mode, with `weights` (see seeded_weights) loaded."""
+    torch.manual_seed(0)
+    model = model_class(vocab).eval()
+    load_weights(model, kind, vocab, HIDDEN, weights)
+    return model
+
+
 def sampling_probe(kind: str):
     def probe(model_class):
         vocab, start, seed = _sampling_setup()
-        torch.manual_seed(0)
-        model = model_class(vocab).eval()
-        load_weights(model, kind, vocab, HIDDEN, _sampling_weights(kind, vocab))
+        model = _model_with(model_class, kind, vocab, _sampling_weights(kind, vocab))
         runs = with_global_rng_perturbed(  # a generate that ignores its generator sees different random numbers
             lambda: generated(lambda: model.generate(start, SAMPLE_STEPS, generator=torch.Generator().manual_seed(seed))))
         other = generated(lambda: model.generate(start, OTHER_SEED_STEPS,
@@ -250,3 +258,61 @@ def _sampling_mistake(got, kind: str) -> str | None:
                 "(dim=-1) of the logits of the last id and sample from it")
     return (f"the samples follow softmax(logits / {1 / best:.3g}) rather than the model's own probabilities: generate "
             f"should sample from F.softmax(logits, dim=-1) as it is, with no temperature")
+
+
+# ---------------------------------------------------------------- generate: every id can come out, not the top k only
+
+TAIL_STEPS = 400
+
+
+def _tail_setup() -> tuple[int, int, int]:
+    """(vocab, start id, generator seed): 40, 0 and 3 in a notebook, random when grading; larger than a top-10
+    sampler's 10 and never HIDDEN (the two layers' shapes would then be alike)."""
+    if is_public():
+        return 40, 0, 3
+    rng = probe_rng()
+    vocab = int(rng.integers(40, 61))
+    return vocab, int(rng.integers(vocab)), int(rng.integers(2**31))
+
+
+def tail_probe(kind: str):
+    def probe(model_class):
+        vocab, start, seed = _tail_setup()
+        model = _model_with(model_class, kind, vocab, _tail_weights(kind, vocab))
+        return generated(lambda: model.generate(start, TAIL_STEPS, generator=torch.Generator().manual_seed(seed)))
+    return probe
+
+
+def _tail_weights(kind: str, vocab: int) -> list[torch.Tensor]:
+    """Random weights from the test's seed, the output layer's scaled by 0.25: logits that flat put 7 % or more of
+    every id's probability outside its 10 most likely successors."""
+    first, first_bias, output, output_bias = seeded_weights(kind, vocab, HIDDEN, probe_torch_generator())
+    return [first, first_bias, output * 0.25, output_bias * 0.25]
+
+
+def tail_judge(kind: str):
+    return lambda got: _tail_mistake(got, kind)
+
+
+def _tail_mistake(got, kind: str) -> str | None:
+    """None unless the ids after each id are all among its k most likely for some k < vocab where softmax(logits)
+    puts so much weight outside them that a right sampler would have drawn 15 or more there (p < 1e-6)."""
+    vocab, start, seed = _tail_setup()
+    call = f"with a vocabulary of {vocab}, generate({start}, num_new={TAIL_STEPS})"
+    if "error" in got:
+        return generate_error(got["error"], kind, call)
+    if got["ids"] is None or len(got["ids"]) != TAIL_STEPS + 1 or not 0 <= min(got["ids"]) <= max(got["ids"]) < vocab:
+        return f"{call} should return a list of {TAIL_STEPS + 1} ids from 0 to {vocab - 1} (see the sampling test)"
+    from coursekit.judging.bigram import logits_table  # the reference: never in 02's sandbox
+
+    table = logits_table(kind, _tail_weights(kind, vocab))
+    ranks = (-table).argsort(axis=1).argsort(axis=1)  # ranks[a, b]: 0 for the id most likely after a
+    probs = np.exp(table - table.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    current, following = np.array(got["ids"][:-1]), np.array(got["ids"][1:])
+    k = int(ranks[current, following].max()) + 1
+    outside = float((probs[current] * (ranks[current] >= k)).sum())  # the draws a right sampler makes there
+    if k < vocab and outside >= 15:
+        return (f"{call} samples only among the {k} most likely tokens after each id, though softmax(logits) "
+                f"gives the others about {outside:.0f} of the {TAIL_STEPS} draws: sample from all of F.softmax(logits, dim=-1), with no top-k cut")
+    return None

@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from coursekit.checks.bigram_generate import cycle_judge, cycle_probe, sampling_judge, sampling_probe
+from coursekit.checks.bigram_generate import (cycle_judge, cycle_probe, sampling_judge, sampling_probe, tail_judge,
+                                              tail_probe)
 from coursekit.checks.bigram_layers import (HIDDEN, embedding_settings, layers_by_type, load_weights, model_inputs,
                                             seeded_weights)
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng, probe_torch_generator
@@ -204,6 +205,8 @@ def _model_check(kind: str, exercise: str, class_name: str, input_words: str) ->
                  needs_right_outputs=True),
             Test("generate samples from softmax(logits) with the generator it is given", sampling_probe(kind),
                  sampling_judge(kind), 1.25),
+            Test("generate samples every token, not only among the most likely tokens", tail_probe(kind),
+                 tail_judge(kind), 0.25, needs_right_outputs=True),
         ],
     )
 

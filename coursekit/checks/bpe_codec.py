@@ -7,7 +7,9 @@ runs many of them at once, in a grading run drawn from the test's rng.
 
 from __future__ import annotations
 
-from coursekit.checks.bpe_training import reference_bpe
+import unicodedata
+
+from coursekit.checks.bpe_training import reference_bpe, separate
 from coursekit.checks.characters import raised_or_returned, unknown_id_mistake
 from coursekit.checks.core import Check, Test, integral, is_public, probe_rng, shown, type_and_value
 
@@ -20,7 +22,8 @@ FIXED_MERGES = {(104, 101): 256, (116, 256): 257, (32, 257): 258, (109, 101): 25
 # (text, weight). "he has": the merge (104, 101) "he" must win over the later (32, 104) " h", whatever the order
 # of the pairs; in "hi, he has his hat" " h" is the most frequent pair but "he" was learned first.
 CODEC_SAMPLES = [("the theme", 0.25), ("hello there! he has his hat", 0.25), ("naïve café 🙂", 0.05), ("", 0.05),
-                 ("zzz", 0.05), ("oh hi, he has his hat", 0.5), ("he", 0.05)]
+                 ("zzz", 0.05), ("oh hi, he has his hat", 0.5), ("he", 0.05),
+                 ("the cafe\u0301 ﬁne: he has", 0.1)]  # a decomposed accent and a ligature: no normalisation
 COMPANIONS = {"he": "he has"}  # "he" alone cannot tell a loop that stops at two ids from one that merges nothing
 PUBLIC_TEXTS = ["the themes of these theses: he has 'héllo' there", "Ah, his hat: He hit him, he is here",
                 " the thesis of these themes of the themes is "]
@@ -122,6 +125,10 @@ CHANGED_TEXTS = [
     ("the whitespace at the start of the text was dropped", lambda text: text.lstrip().encode("utf-8"),
      "it is part of the text: encode every byte"),
     ("the text was lowercased", lambda text: text.lower().encode("utf-8"), "encode the text as it is"),
+    *((f"the text was normalised (unicodedata.normalize('{form}', text))",
+       lambda text, form=form: unicodedata.normalize(form, text).encode("utf-8"),
+       "encode its raw UTF-8 bytes as they are: 'e\\u0301' (an e and a combining accent) is 3 bytes, 'é' 2, and "
+       "'ﬁ' is not 'fi'") for form in ("NFC", "NFKC", "NFD", "NFKD")),
     ("the text was encoded as Latin-1", lambda text: text.encode("latin-1", errors="replace"),
      "start from its UTF-8 bytes, list(text.encode('utf-8'))"),
     ("the bytes of the non-ASCII characters are missing or replaced", lambda text: text.encode("ascii", "ignore"),
@@ -172,6 +179,10 @@ def _encode_mistake(got, text: str, table: str = "fixed", others=()) -> str | No
                 f"the text's most frequent pair, which may be in no merge; stop only when no pair is in merges. "
                 f"(Encoding each character on its own gives this too: merges join bytes across characters, so "
                 f"encode the text's bytes as one list)")
+    if ids == bpe.apply_merges(data, {pair: new_id for pair, new_id in merges.items() if max(pair) <= 256}):
+        return (f"{said}: no merge of an id above 256 (an earlier merge's) was applied. Were ids compared with is? "
+                f"It holds only for one int object (Python shares the objects of -5..256 alone), and the ids in "
+                f"merges' pairs are other objects than its new ids: compare ids with ==, not is")
     if ids == [i for char in text for i in bpe.apply_merges(list(char.encode("utf-8")), merges)]:
         return (f"{said}: each character was encoded on its own, but merges join bytes across characters "
                 f"('t' and 'h' into 'th'): encode the text's bytes as one list, list(text.encode('utf-8'))")
@@ -206,7 +217,7 @@ def _encode_probe(cases):
     def probe(encode):
         results = []
         for text, table in cases():
-            given = dict(MERGE_TABLES[table])
+            given = {separate(pair): separate([new_id])[0] for pair, new_id in MERGE_TABLES[table].items()}
             results.append({"result": type_and_value(encode(text, given)),
                             "merges_changed": given != MERGE_TABLES[table]})
         return results

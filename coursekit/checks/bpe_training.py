@@ -32,6 +32,16 @@ def ids_drawn(rng, low: int = 30, high: int = 60) -> list[int]:
     ids[at:at] = [int(rng.choice(alphabet))] * int(rng.integers(3, 6))
     return ids
 
+def separate(ids):
+    """The same ids, each a new int object (none shared with another list or pair), as ids read from a file are:
+    code that compares ids with `is` (true only for one object; Python shares the objects of -5..256 alone) then
+    fails on ids above 256.
+
+    >>> a = separate([300]); a == [300] and a[0] is not separate([300])[0]
+    True
+    """
+    return type(ids)(int(str(i)) for i in ids)
+
 # ---------------------------------------------------------------- pair_counts
 
 
@@ -159,6 +169,8 @@ MERGE_SAMPLES = [([1, 2, 3, 1, 2], (1, 2), 256, 0.5), ([7, 7, 7], (7, 7), 256, 0
 PUBLIC_MERGE_CASES = [([2, 1, 2, 2, 1, 2, 1, 1, 2, 21, 12, 7], (1, 2), 257), ([7, 7, 7, 7, 7, 3], (7, 7), 300),
                       ([1, 2, 5, 1, 2], (1, 2), 256), ([11, 2, 1, 21, 2, 12, 1, 2, 1], (2, 1), 256),
                       ([3, 3, 4], (4, 3), 258)]
+# Ids of earlier merges (above 256), which the probe hands over as separate int objects: `is` never matches them.
+PUBLIC_HIGH_CASE = ([258, 300, 257, 300, 257, 257, 300, 1], (300, 257), 301)
 
 
 def _merge_cases() -> list[tuple[list[int], tuple[int, int], int]]:
@@ -187,12 +199,23 @@ def _merge_cases() -> list[tuple[list[int], tuple[int, int], int]]:
     return [*cases, (long, (long[-2], long[-1]), 300)]
 
 
+def _high_cases() -> list[tuple[list[int], tuple[int, int], int]]:
+    """A pair of earlier merges' ids (above 256) in ids of them: public in a notebook, drawn when grading."""
+    if is_public():
+        ids, pair, new_id = PUBLIC_HIGH_CASE
+        return [(list(ids), pair, new_id)]
+    rng = probe_rng()
+    ids = [i + 257 for i in ids_drawn(rng, 10, 20)]
+    at = int(rng.integers(0, len(ids) - 1))
+    return [(ids, (ids[at], ids[at + 1]), 600)]
+
+
 def _merge_probe(cases):
     def probe(function):
         results = []
         for ids, pair, new_id in cases():
-            original = list(ids)
-            out = function(original, pair, new_id)
+            original = separate(ids)
+            out = function(original, separate(pair), new_id)
             results.append({"result": type_and_value(out), "input_changed": original != ids,
                             "same_list": out is original})
         return results
@@ -237,6 +260,9 @@ def _wrong_merges(ids: list[int], pair: tuple[int, int], new_id: int) -> dict[st
     starts = [i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == pair]
     as_text = " ".join(map(str, ids)).replace(f"{first} {second}", str(new_id)).split()
     return {
+        "the ids were compared with is, which holds only for one int object (Python shares the objects of -5..256 "
+        "alone, so ids above 256 read or built separately never match): compare ids with ==, not is":
+            list(ids) if max(pair) > 256 else merge_pair(ids, pair, new_id),
         "the ids were merged as text (str.replace): replacing '1 2' also changes '11 2' and '1 21'; compare the ids "
         "themselves, (ids[i], ids[i + 1]) == pair": [int(i) for i in as_text],
         "scan from the left: the leftmost occurrence wins when occurrences overlap":
@@ -259,6 +285,8 @@ check_merge_pair = Check(
           for ids, pair, new_id, weight in MERGE_SAMPLES),
         Test("merge_pair of many ids with repeats and overlaps", _merge_probe(_merge_cases),
              lambda got: _merges_mistake(got, _merge_cases), weight=4.0),
+        Test("merge_pair of ids above 256 (earlier merges), each a separate int object", _merge_probe(_high_cases),
+             lambda got: _merges_mistake(got, _high_cases), weight=0.25),
     ],
 )
 

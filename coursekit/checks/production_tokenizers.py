@@ -22,6 +22,7 @@ fewer.
 from __future__ import annotations
 
 import json
+import unicodedata
 from functools import lru_cache
 
 from coursekit import data
@@ -57,6 +58,8 @@ def mixed_texts(count: int, public: list[str]) -> list[str]:
 
 ROUND_TRIP_TEXTS = ["ROMEO:\nBut, soft! what light through yonder window breaks?", "  two  spaces\tand a tab\n\n",
                     "naïve café, señor", "emoji 🙂👍🏽 and 東京 and 서울", "1234567 3.14 I'm they'll DON'T"]
+# In NFC already (an NFC normalizer keeps it), with compatibility characters that NFKC changes: in every run.
+COMPATIBILITY_TEXT = "ﬁne ＡＢＣ, café ½"
 PRE_TOKENIZER_TEXTS = ["Hello world", "  two  spaces\tand\nlines", "naïve 🙂 they'll 1234"]
 MERGES_SHARE = 0.95  # of the exercise's merges that the claimed tokenizer must have (see the module docstring)
 
@@ -106,8 +109,12 @@ def _pre_tokenizer_mistake(tokenizer) -> str | None:
 
 
 def _round_trip_mistake(tokenizer) -> str | None:
-    for text in mixed_texts(4, ROUND_TRIP_TEXTS):
+    for text in [*mixed_texts(4, ROUND_TRIP_TEXTS), COMPATIBILITY_TEXT]:
         back = tokenizer.decode(tokenizer.encode(text).ids)
+        if back != text and back in (unicodedata.normalize("NFKC", text), unicodedata.normalize("NFKD", text)):
+            return (f"{text!r} came back as {back!r}: an NFKC (or NFKD) normalizer replaces compatibility "
+                    f"characters ('ﬁ' by 'fi', 'Ａ' by 'A'), so decode(encode(text)) is not the text; drop the "
+                    f"normalizer (NFC at most, which keeps every character)")
         if back == " " + text:
             return (f"{text!r} came back with a space in front: add_prefix_space=True adds one; use "
                     f"pre_tokenizers.ByteLevel(add_prefix_space=False)")
