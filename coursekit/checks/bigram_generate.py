@@ -19,7 +19,7 @@ import torch
 
 from coursekit.checks.bigram_layers import HIDDEN, find_layer, generated, load_weights, seeded_weights
 from coursekit.checks.core import is_public, probe_rng, probe_torch_generator
-from coursekit.checks.probing import with_global_rng_perturbed
+from coursekit.checks.probing import FRESH_GENERATOR, with_global_rng_perturbed
 
 VOCABS_BUT_HIDDEN = [5, 6, 7, 9]  # secret vocabularies; never HIDDEN, or the two layers' shapes would be alike
 
@@ -232,8 +232,7 @@ def _sampling_mistake(got, kind: str) -> str | None:
     without = [run.get("ids") for run in got["without_generator"]]
     if without[0] is not None and without[0] == without[1]:
         return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
-                "ids: with generator=None sample from the global RNG (torch.multinomial(..., generator=None) does), "
-                "not from a new torch.Generator(), which starts from the same seed every time")
+                f"ids: {FRESH_GENERATOR}")
     if disagreements(table, first["ids"], seed) <= 3:  # float rounding may flip a rare draw
         return None  # torch.multinomial(softmax(logits), generator=generator)
     if disagreements(np.maximum(table, 0.0), first["ids"], seed) <= 3:

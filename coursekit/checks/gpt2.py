@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, is_public, probe_rng
-from coursekit.checks.probing import large_magnitudes, with_global_rng_perturbed
+from coursekit.checks.probing import FRESH_GENERATOR, large_magnitudes, with_global_rng_perturbed
 from coursekit.checks.sampling_filters import rounded
 
 
@@ -125,9 +125,7 @@ def _global_rng_mistake(got) -> str | None:
     if len(set(first)) == 1 or first == second:
         what = "all gave the same token" if len(set(first)) == 1 else \
             "gave the same tokens after torch.manual_seed(1) as after torch.manual_seed(2)"
-        return (f"{GLOBAL_CALLS} calls of sample_top_n(logits, n) without a generator {what}: with generator=None "
-                f"draw from the global RNG (torch.multinomial(probs, 1, generator=None) does), not from a new "
-                f"torch.Generator(), which starts from the same seed at every call")
+        return f"{GLOBAL_CALLS} calls of sample_top_n(logits, n) without a generator {what}: {FRESH_GENERATOR}"
     return None
 
 

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from coursekit.checks.core import Check, Test, describe, is_module_class, is_public, probe_rng
 from coursekit.checks.gpt_common import B, PUBLIC, GPTConfig
-from coursekit.checks.probing import single_threaded, with_global_rng_perturbed
+from coursekit.checks.probing import FRESH_GENERATOR, single_threaded, with_global_rng_perturbed
 
 V = PUBLIC.vocab_size
 # Token ids in order of likelihood (public): the most likely token is 4, then 9, ... The vocabulary order is not the
@@ -378,8 +378,7 @@ def _global_rng_judge(got):
         return "fix the errors reported by the other tests first"
     if np.array_equal(first, second):
         return ("two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
-                "tokens: with generator=None draw from the global RNG (torch.multinomial(probs, 1, generator=None) "
-                "does), not from a new torch.Generator(), which starts from the same seed every time")
+                f"tokens: {FRESH_GENERATOR}")
     return None
 
 

@@ -122,6 +122,11 @@ def large_magnitudes(x: torch.Tensor, high: float = 100.0, low: float = -120.0) 
     return [x - x.max() + high, x - x.min() + low]
 
 
+# The end of the message for a sampler whose draws without a generator did not follow the global RNG.
+FRESH_GENERATOR = ("with generator=None draw from the global RNG (torch.multinomial(probs, 1, generator=None) does), "
+                   "not from a new torch.Generator(), which starts from the same seed at every call")
+
+
 def with_global_rng_perturbed(call: Callable[[], Any], seeds=(1, 2)) -> list:
     """[call(), call()] with torch's global RNG seeded differently before each: code that draws only from the
     generators it is given (seeded alike inside `call`) returns the same twice; code that falls back on the

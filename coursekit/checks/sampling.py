@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from coursekit.checks.core import Check, Test, describe, is_public, probe_rng
-from coursekit.checks.probing import large_magnitudes, with_global_rng_perturbed
+from coursekit.checks.probing import FRESH_GENERATOR, large_magnitudes, with_global_rng_perturbed
 from coursekit.checks.sampling_filters import reference, rounded
 
 
@@ -351,8 +351,7 @@ def _global_rng_judge(got) -> str | None:
         return f"sample_next_token(logits) should return one id per row (see the tests above); got {got[0]}"
     if np.array_equal(*got):
         return (f"two calls without a generator, after torch.manual_seed(1) and torch.manual_seed(2), gave the same "
-                f"{GREEDY_ROWS} tokens: with generator=None draw from the global RNG (torch.multinomial(probs, 1, "
-                f"generator=None) does), not from a new torch.Generator(), which starts from the same seed every time")
+                f"{GREEDY_ROWS} tokens: {FRESH_GENERATOR}")
     return None
 
 
